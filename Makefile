@@ -1,0 +1,38 @@
+# Front end for CMake. `make deps && make run` builds r1 and runs it on the bundled model;
+# `make test` builds and runs the test suite.
+BUILD ?= build
+JOBS  ?= $(shell nproc)
+CMAKE_FLAGS ?=
+MODEL ?=
+PROMPT ?= def fibonacci(n):
+DEMO_MODEL := $(BUILD)/tiny-qwen2-py-q8.r1m
+
+.PHONY: all deps configure test run clean bundle asan
+
+all: configure
+	cmake --build $(BUILD) -j$(JOBS) --target r1
+
+deps:
+	./scripts/deps.sh
+
+configure:
+	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+test: configure
+	cmake --build $(BUILD) -j$(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+# The main job: pack the bundled trained model (unless MODEL is given) and let it write Python.
+$(DEMO_MODEL): all
+	$(BUILD)/r1 pack tests/fixtures/models/tiny-qwen2-py -o $@ --quant q8
+
+run: all $(if $(MODEL),,$(DEMO_MODEL))
+	$(BUILD)/r1 run -m $(if $(MODEL),$(MODEL),$(DEMO_MODEL)) --raw --temp 0 -n 64 -p '$(PROMPT)'
+
+asan:
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DR1_SANITIZE=ON -DR1_CUDA=OFF
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && ctest --output-on-failure -j$(JOBS)
+
+clean:
+	rm -rf $(BUILD)

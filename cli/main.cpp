@@ -1,0 +1,65 @@
+// r1: the command-line entry point. Parses the subcommand, runs it, and turns every error into
+// one line on stderr with a documented exit code (0 ok, 1 usage, 2 input/model, 130 interrupted).
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <new>
+#include <algorithm>
+
+#include "cli/command.h"
+#include "core/error.h"
+
+namespace r1::cli {
+std::vector<CommandDef>& commands() {
+  static std::vector<CommandDef> list;
+  return list;
+}
+}  // namespace r1::cli
+
+int main(int argc, char** argv) {
+  // A closed pipe (`r1 run | head`) must end quietly: write errors are handled where we write.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{"r1: run DeepSeek-R1 distilled models on your own machine", "r1"};
+  app.set_version_flag("--version", std::string("r1 ") + R1_VERSION);
+  app.require_subcommand(1);
+  app.failure_message(CLI::FailureMessage::help);
+
+  auto& defs = r1::cli::commands();
+  std::sort(defs.begin(), defs.end(), [](auto& a, auto& b) { return a.order < b.order; });
+  std::vector<std::pair<CLI::App*, r1::cli::Runner>> runners;
+  for (auto& d : defs) {
+    CLI::App* sub = app.add_subcommand(d.name, d.help);
+    runners.emplace_back(sub, d.setup(*sub));
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "r1: usage error: %s (see r1 --help)\n", e.what());
+    return 1;
+  }
+
+  for (auto& [sub, run] : runners) {
+    if (!sub->parsed()) continue;
+    try {
+      return run();
+    } catch (const r1::Error& e) {
+      std::fprintf(stderr, "r1 %s: %s\n", sub->get_name().c_str(), e.what());
+      return int(e.kind);
+    } catch (const std::bad_alloc&) {
+      std::fprintf(stderr, "r1 %s: out of memory\n", sub->get_name().c_str());
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "r1 %s: %s\n", sub->get_name().c_str(), e.what());
+      return 2;
+    }
+  }
+  return 1;
+}
