@@ -25,5 +25,6 @@ inline bool add_command(CommandDef def) { commands().push_back(std::move(def)); 
 
 #define R1_CAT2(a, b) a##b
 #define R1_CAT(a, b) R1_CAT2(a, b)
-#define R1_COMMAND(name, help, order, setup) \
-  static const bool R1_CAT(r1_cmd_, __LINE__) = ::r1::cli::add_command({name, help, order, setup})
+// Variadic so that a lambda with commas can be passed as the setup.
+#define R1_COMMAND(name, help, order, ...) \
+  static const bool R1_CAT(r1_cmd_, __LINE__) = ::r1::cli::add_command({name, help, order, __VA_ARGS__})

@@ -1,0 +1,129 @@
+// r1 pack / info / verify: making and inspecting .r1m files.
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+
+#include "cli/command.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/r1m.h"
+#include "quant/pack.h"
+
+namespace {
+
+using namespace r1;
+
+R1_COMMAND("pack", "Pack a Hugging Face checkpoint directory into an .r1m file", 10, [](CLI::App& sub) {
+  auto o = std::make_shared<PackOptions>();
+  auto quant = std::make_shared<std::string>("q4");
+  auto quiet = std::make_shared<bool>(false);
+  sub.add_option("checkpoint", o->src, "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer)")->required();
+  sub.add_option("-o,--output", o->out, "Output .r1m file (written atomically)")->required();
+  sub.add_option("--quant", *quant, "Weight format: q4 (4.5 bits/weight), q8, bf16, f16, f32")
+      ->check(CLI::IsMember({"q4", "q8", "bf16", "f16", "f32"}));
+  sub.add_option("--threads", o->threads, "Quantization threads (default: physical cores)")->check(CLI::Range(0, 1024));
+  sub.add_flag("-q,--quiet", *quiet, "No per-tensor error report");
+  return [o, quant, quiet]() {
+    if (!parse_format(*quant, &o->quant)) fail_usage("unknown --quant " + *quant);
+    o->progress = isatty(2);
+    o->report = !*quiet;
+    pack_checkpoint(*o);
+    auto f = R1File::open(o->out);
+    if (!*quiet) std::fprintf(stderr, "wrote %s (%.1f MB)\n", o->out.c_str(), double(f->size()) / 1e6);
+    return 0;
+  };
+});
+
+nlohmann::json info_json(const R1File& f) {
+  Config c = config_from_json(f.meta().at("config"));
+  std::map<std::string, uint64_t> bytes_by_fmt, params_by_fmt;
+  uint64_t params = 0, block_params = 0, block_bytes = 0, total_bytes = 0;
+  for (auto& t : f.tensors()) {
+    bytes_by_fmt[format_name(t.fmt)] += t.bytes;
+    params_by_fmt[format_name(t.fmt)] += t.numel();
+    params += t.numel();
+    total_bytes += t.bytes;
+    if (t.name.rfind("model.layers.", 0) == 0 && t.shape.size() == 2) {
+      block_params += t.numel();
+      block_bytes += t.bytes;
+    }
+  }
+  nlohmann::json j;
+  j["path"] = f.path();
+  j["file_bytes"] = f.size();
+  j["config"] = config_to_json(c);
+  j["parameters"] = params;
+  j["bytes_by_format"] = bytes_by_fmt;
+  j["params_by_format"] = params_by_fmt;
+  j["bits_per_weight"] = {{"blocks", block_params ? 8.0 * double(block_bytes) / double(block_params) : 0},
+                          {"tensors", params ? 8.0 * double(total_bytes) / double(params) : 0},
+                          {"file", params ? 8.0 * double(f.size()) / double(params) : 0}};
+  j["context_length"] = c.max_pos;
+  const auto& tc = f.meta().value("tokenizer_config", nlohmann::json::object());
+  nlohmann::json special = nlohmann::json::object();
+  for (const char* k : {"bos_token", "eos_token", "pad_token", "unk_token"})
+    if (tc.contains(k) && tc[k].is_string()) special[k] = tc[k];
+  j["special_tokens"] = special;
+  j["bos_token_id"] = c.bos_id;
+  j["eos_token_ids"] = c.eos_ids;
+  j["chat_template"] = tc.contains("chat_template") && tc["chat_template"].is_string();
+  j["generation"] = f.meta().value("generation", nlohmann::json::object());
+  nlohmann::json prov = f.meta().value("provenance", nlohmann::json::object());
+  prov.erase("rel_rms");
+  j["provenance"] = prov;
+  j["n_tensors"] = f.tensors().size();
+  return j;
+}
+
+R1_COMMAND("info", "Describe an .r1m file: architecture, sizes, formats, tokens, provenance", 11, [](CLI::App& sub) {
+  auto path = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  sub.add_option("model", *path, "The .r1m file")->required();
+  sub.add_flag("--json", *json, "Machine-readable output");
+  return [path, json]() {
+    auto f = R1File::open(*path);
+    auto j = info_json(*f);
+    if (*json) {
+      std::printf("%s\n", j.dump(2).c_str());
+      return 0;
+    }
+    const auto& c = j["config"];
+    std::printf("%s\n", path->c_str());
+    std::printf("  architecture   %s, %lld layers, hidden %lld, ffn %lld, heads %lld (kv %lld) x %lld\n",
+                c["arch"].get<std::string>().c_str(), (long long)c["num_layers"], (long long)c["hidden_size"],
+                (long long)c["intermediate_size"], (long long)c["num_heads"], (long long)c["num_kv_heads"],
+                (long long)c["head_dim"]);
+    std::printf("  parameters     %.3f B\n", double(j["parameters"].get<uint64_t>()) / 1e9);
+    std::printf("  file           %.2f MB\n", double(j["file_bytes"].get<uint64_t>()) / 1e6);
+    for (auto& [fmt, b] : j["bytes_by_format"].items())
+      std::printf("  %-14s %.2f MB, %llu weights\n", fmt.c_str(), double(b.get<uint64_t>()) / 1e6,
+                  (unsigned long long)j["params_by_format"][fmt].get<uint64_t>());
+    std::printf("  bits/weight    %.3f in blocks, %.3f whole file\n", j["bits_per_weight"]["blocks"].get<double>(),
+                j["bits_per_weight"]["file"].get<double>());
+    std::printf("  context        %lld tokens, rope theta %g%s\n", (long long)j["context_length"],
+                c["rope_theta"].get<double>(), c["rope_scaling"].is_null() ? "" : " (llama3 scaling)");
+    std::printf("  tokens         bos %d, eos %s\n", j["bos_token_id"].get<int>(), j["eos_token_ids"].dump().c_str());
+    std::printf("  chat template  %s\n", j["chat_template"].get<bool>() ? "yes" : "no");
+    std::printf("  provenance     %s\n", j["provenance"].dump().c_str());
+    return 0;
+  };
+});
+
+R1_COMMAND("verify", "Recompute every checksum of an .r1m file", 12, [](CLI::App& sub) {
+  auto path = std::make_shared<std::string>();
+  sub.add_option("model", *path, "The .r1m file")->required();
+  return [path]() {
+    auto f = R1File::open(*path);  // header and table checksums
+    const bool tty = isatty(2);
+    int64_t bad = f->verify([&](size_t done, size_t total) {
+      if (tty) std::fprintf(stderr, "\rverifying %zu/%zu", done, total);
+    });
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    if (bad >= 0) fail_input(*path + ": checksum mismatch in tensor " + f->tensors()[size_t(bad)].name);
+    std::printf("%s: ok (%zu tensors, header, table and metadata checksums match)\n", path->c_str(), f->tensors().size());
+    return 0;
+  };
+});
+
+}  // namespace

@@ -1,0 +1,214 @@
+#include "core/config.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "models/arch.h"
+
+namespace r1 {
+
+namespace models {
+
+static int64_t get_int(const nlohmann::json& j, const char* key, int64_t dflt = -1) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (dflt < 0) fail_input(std::string("config.json: missing ") + key);
+    return dflt;
+  }
+  if (!j[key].is_number_integer()) fail_input(std::string("config.json: ") + key + " is not an integer");
+  return j[key].get<int64_t>();
+}
+
+void read_common_hf(const nlohmann::json& hf, Config& c) {
+  c.vocab_size = get_int(hf, "vocab_size");
+  c.hidden = get_int(hf, "hidden_size");
+  c.intermediate = get_int(hf, "intermediate_size");
+  c.n_layers = get_int(hf, "num_hidden_layers");
+  c.n_heads = get_int(hf, "num_attention_heads");
+  c.n_kv_heads = get_int(hf, "num_key_value_heads", c.n_heads);
+  c.head_dim = c.n_heads > 0 ? get_int(hf, "head_dim", c.hidden / c.n_heads) : 0;
+  c.max_pos = get_int(hf, "max_position_embeddings", 4096);
+  c.norm_eps = float(hf.value("rms_norm_eps", 1e-6));
+  c.tied_embeddings = hf.value("tie_word_embeddings", false);
+  if (hf.value("use_sliding_window", false))
+    fail_input("config.json: sliding-window attention is not supported");
+
+  // RoPE: transformers 5 nests everything in rope_parameters; published configs use
+  // rope_theta + rope_scaling.
+  const nlohmann::json* rp = nullptr;
+  if (hf.contains("rope_parameters") && hf["rope_parameters"].is_object()) rp = &hf["rope_parameters"];
+  double theta = hf.value("rope_theta", 10000.0);
+  if (rp && rp->contains("rope_theta")) theta = (*rp)["rope_theta"].get<double>();
+  c.rope_theta = theta;
+  const nlohmann::json* rs = nullptr;
+  if (hf.contains("rope_scaling") && hf["rope_scaling"].is_object()) rs = &hf["rope_scaling"];
+  else if (rp) rs = rp;
+  if (rs) {
+    std::string type = rs->value("rope_type", rs->value("type", std::string("default")));
+    if (type == "llama3") {
+      c.rope_scaling.type = "llama3";
+      c.rope_scaling.factor = rs->value("factor", 8.0);
+      c.rope_scaling.low_freq_factor = rs->value("low_freq_factor", 1.0);
+      c.rope_scaling.high_freq_factor = rs->value("high_freq_factor", 4.0);
+      c.rope_scaling.original_max_pos = rs->value("original_max_position_embeddings", int64_t(8192));
+    } else if (type != "default") {
+      fail_input("config.json: unsupported rope_type '" + type + "'");
+    }
+  }
+
+  if (hf.contains("bos_token_id") && hf["bos_token_id"].is_number_integer()) c.bos_id = hf["bos_token_id"].get<int32_t>();
+  if (hf.contains("eos_token_id")) {
+    const auto& e = hf["eos_token_id"];
+    if (e.is_number_integer()) c.eos_ids.push_back(e.get<int32_t>());
+    else if (e.is_array())
+      for (auto& x : e)
+        if (x.is_number_integer()) c.eos_ids.push_back(x.get<int32_t>());
+  }
+}
+
+}  // namespace models
+
+Config config_from_hf(const nlohmann::json& hf) {
+  try {
+    if (!hf.is_object()) fail_input("config.json is not a JSON object");
+    std::string arch;
+    if (hf.contains("architectures") && hf["architectures"].is_array() && !hf["architectures"].empty())
+      arch = hf["architectures"][0].get<std::string>();
+    std::string mt = hf.value("model_type", std::string());
+    Config c;
+    if (arch == "Qwen2ForCausalLM" || (arch.empty() && mt == "qwen2")) c = models::qwen2_from_hf(hf);
+    else if (arch == "LlamaForCausalLM" || (arch.empty() && mt == "llama")) c = models::llama_from_hf(hf);
+    else fail_input("config.json: unknown architecture '" + (arch.empty() ? mt : arch) + "' (r1 runs Qwen2ForCausalLM and LlamaForCausalLM)");
+    validate_config(c);
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    fail_input(std::string("config.json: ") + e.what());
+  }
+}
+
+void validate_config(const Config& c) {
+  auto bad = [](const std::string& w) { fail_input("model config: " + w); };
+  auto in = [](int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; };
+  if (!in(c.vocab_size, 1, 1 << 22)) bad("vocab_size out of range");
+  if (!in(c.hidden, 1, 1 << 16)) bad("hidden_size out of range");
+  if (!in(c.intermediate, 1, 1 << 18)) bad("intermediate_size out of range");
+  if (!in(c.n_layers, 1, 1024)) bad("num_hidden_layers out of range");
+  if (!in(c.n_heads, 1, 1024) || !in(c.n_kv_heads, 1, c.n_heads) || c.n_heads % c.n_kv_heads != 0)
+    bad("attention heads inconsistent");
+  if (!in(c.head_dim, 2, 1024) || c.head_dim % 2 != 0) bad("head_dim must be even and at most 1024");
+  if (!in(c.max_pos, 1, 1 << 24)) bad("max_position_embeddings out of range");
+  if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta)) bad("rope_theta must be positive");
+  if (!(c.norm_eps > 0) || !(c.norm_eps < 1)) bad("rms_norm_eps out of range");
+  if (c.rope_scaling.type == "llama3" &&
+      (!(c.rope_scaling.factor >= 1) || !(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor) ||
+       !(c.rope_scaling.low_freq_factor > 0) || c.rope_scaling.original_max_pos < 1))
+    bad("llama3 rope scaling parameters out of range");
+  if (c.bos_id >= c.vocab_size) bad("bos token id out of range");
+  for (auto e : c.eos_ids)
+    if (e < 0 || e >= c.vocab_size) bad("eos token id out of range");
+}
+
+nlohmann::json config_to_json(const Config& c) {
+  nlohmann::json j = {
+      {"arch", c.arch_name()},
+      {"vocab_size", c.vocab_size},
+      {"hidden_size", c.hidden},
+      {"intermediate_size", c.intermediate},
+      {"num_layers", c.n_layers},
+      {"num_heads", c.n_heads},
+      {"num_kv_heads", c.n_kv_heads},
+      {"head_dim", c.head_dim},
+      {"max_position_embeddings", c.max_pos},
+      {"rope_theta", c.rope_theta},
+      {"rms_norm_eps", c.norm_eps},
+      {"qkv_bias", c.qkv_bias},
+      {"tie_word_embeddings", c.tied_embeddings},
+      {"bos_token_id", c.bos_id},
+      {"eos_token_ids", c.eos_ids},
+  };
+  if (c.rope_scaling.type.empty()) {
+    j["rope_scaling"] = nullptr;
+  } else {
+    j["rope_scaling"] = {{"type", c.rope_scaling.type},
+                         {"factor", c.rope_scaling.factor},
+                         {"low_freq_factor", c.rope_scaling.low_freq_factor},
+                         {"high_freq_factor", c.rope_scaling.high_freq_factor},
+                         {"original_max_position_embeddings", c.rope_scaling.original_max_pos}};
+  }
+  return j;
+}
+
+Config config_from_json(const nlohmann::json& j) {
+  try {
+    Config c;
+    std::string arch = j.at("arch").get<std::string>();
+    if (arch == "qwen2") c.arch = Arch::Qwen2;
+    else if (arch == "llama") c.arch = Arch::Llama;
+    else fail_input("model config: unknown arch '" + arch + "'");
+    c.vocab_size = j.at("vocab_size").get<int64_t>();
+    c.hidden = j.at("hidden_size").get<int64_t>();
+    c.intermediate = j.at("intermediate_size").get<int64_t>();
+    c.n_layers = j.at("num_layers").get<int64_t>();
+    c.n_heads = j.at("num_heads").get<int64_t>();
+    c.n_kv_heads = j.at("num_kv_heads").get<int64_t>();
+    c.head_dim = j.at("head_dim").get<int64_t>();
+    c.max_pos = j.at("max_position_embeddings").get<int64_t>();
+    c.rope_theta = j.at("rope_theta").get<double>();
+    c.norm_eps = j.at("rms_norm_eps").get<float>();
+    c.qkv_bias = j.at("qkv_bias").get<bool>();
+    c.tied_embeddings = j.at("tie_word_embeddings").get<bool>();
+    c.bos_id = j.at("bos_token_id").get<int32_t>();
+    c.eos_ids = j.at("eos_token_ids").get<std::vector<int32_t>>();
+    const auto& rs = j.at("rope_scaling");
+    if (!rs.is_null()) {
+      c.rope_scaling.type = rs.at("type").get<std::string>();
+      if (c.rope_scaling.type != "llama3") fail_input("model config: unknown rope scaling");
+      c.rope_scaling.factor = rs.at("factor").get<double>();
+      c.rope_scaling.low_freq_factor = rs.at("low_freq_factor").get<double>();
+      c.rope_scaling.high_freq_factor = rs.at("high_freq_factor").get<double>();
+      c.rope_scaling.original_max_pos = rs.at("original_max_position_embeddings").get<int64_t>();
+    }
+    validate_config(c);
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    fail_input(std::string("model config: ") + e.what());
+  }
+}
+
+std::vector<ExpectedTensor> expected_tensors(const Config& c) {
+  using U = uint64_t;
+  std::vector<ExpectedTensor> t;
+  const U h = U(c.hidden), q = U(c.q_dim()), kv = U(c.kv_dim()), ff = U(c.intermediate);
+  t.push_back({"model.embed_tokens.weight", {U(c.vocab_size), h}});
+  for (int64_t l = 0; l < c.n_layers; l++) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    t.push_back({p + "input_layernorm.weight", {h}});
+    t.push_back({p + "self_attn.q_proj.weight", {q, h}});
+    t.push_back({p + "self_attn.k_proj.weight", {kv, h}});
+    t.push_back({p + "self_attn.v_proj.weight", {kv, h}});
+    if (c.qkv_bias) {
+      t.push_back({p + "self_attn.q_proj.bias", {q}});
+      t.push_back({p + "self_attn.k_proj.bias", {kv}});
+      t.push_back({p + "self_attn.v_proj.bias", {kv}});
+    }
+    t.push_back({p + "self_attn.o_proj.weight", {h, q}});
+    t.push_back({p + "post_attention_layernorm.weight", {h}});
+    t.push_back({p + "mlp.gate_proj.weight", {ff, h}});
+    t.push_back({p + "mlp.up_proj.weight", {ff, h}});
+    t.push_back({p + "mlp.down_proj.weight", {h, ff}});
+  }
+  t.push_back({"model.norm.weight", {h}});
+  if (!c.tied_embeddings) t.push_back({"lm_head.weight", {U(c.vocab_size), h}});
+  return t;
+}
+
+std::vector<float> rope_inv_freq(const Config& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> f(static_cast<size_t>(half));
+  // float32 like transformers: theta ** (2j / hd)
+  for (int64_t j = 0; j < half; j++)
+    f[size_t(j)] = float(1.0 / std::pow(c.rope_theta, double(float(2 * j) / float(c.head_dim))));
+  if (c.rope_scaling.type == "llama3") models::llama3_scale_inv_freq(c.rope_scaling, f);
+  return f;
+}
+
+}  // namespace r1

@@ -1,0 +1,29 @@
+// The CPU backend's entry points: each op dispatches to the fastest kernel this CPU supports
+// (AVX2 when present, the scalar reference otherwise, or always with R1_KERNELS=ref) and splits
+// matrix rows over the thread pool.
+#pragma once
+#include <cstdint>
+
+#include "kernels/cpu/threadpool.h"
+#include "quant/formats.h"
+
+namespace r1::cpu {
+
+// Which kernel set runs: "avx2" or "ref".
+const char* kernel_set();
+void force_reference(bool on);  // for tests and benchmarks
+
+// y = W x                      x: [cols], y: [rows]
+void matvec(ThreadPool& pool, const WeightView& W, const float* x, float* y);
+// Y = X W^T                    X: [n, cols], Y: [n, rows]
+void matmul(ThreadPool& pool, const WeightView& W, const float* X, int64_t n, float* Y);
+void dequant_row(const WeightView& W, int64_t r, float* out);
+void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);
+void rope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin);
+void silu_mul(float* gate, const float* up, int64_t n);
+// Attention for n_q consecutive query positions; query t sees cache positions [0, pos0 + t].
+//   q, out: [n_q, n_heads, hd]   k, v: [n_kv, ctx_stride, hd]   (see ref::attention)
+void attention(ThreadPool& pool, float* out, const float* q, const void* k, const void* v, bool kv_f16,
+               int64_t ctx_stride, int64_t pos0, int64_t n_q, int n_heads, int n_kv, int hd);
+
+}  // namespace r1::cpu

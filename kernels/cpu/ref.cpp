@@ -1,0 +1,164 @@
+#include "kernels/cpu/ref.h"
+
+#include <cmath>
+
+#include "quant/half.h"
+
+namespace r1::ref {
+
+float dot_row(const WeightView& W, int64_t r, const float* x) {
+  const int64_t n = W.cols;
+  float acc = 0;
+  switch (W.fmt) {
+    case Format::F32: {
+      auto* w = reinterpret_cast<const float*>(W.codes) + r * n;
+      for (int64_t i = 0; i < n; i++) acc += w[i] * x[i];
+      break;
+    }
+    case Format::F16: {
+      auto* w = reinterpret_cast<const uint16_t*>(W.codes) + r * n;
+      for (int64_t i = 0; i < n; i++) acc += f16_to_f32(w[i]) * x[i];
+      break;
+    }
+    case Format::BF16: {
+      auto* w = reinterpret_cast<const uint16_t*>(W.codes) + r * n;
+      for (int64_t i = 0; i < n; i++) acc += bf16_to_f32(w[i]) * x[i];
+      break;
+    }
+    case Format::Q8: {
+      auto* q = reinterpret_cast<const int8_t*>(W.codes) + r * n;
+      const uint16_t* s = W.scales + r * (n / kGroup);
+      for (int64_t g = 0; g < n / kGroup; g++) {
+        float part = 0;
+        for (int i = 0; i < kGroup; i++) part += float(q[g * kGroup + i]) * x[g * kGroup + i];
+        acc += f16_to_f32(s[g]) * part;
+      }
+      break;
+    }
+    case Format::Q4: {
+      const uint8_t* nib = W.codes + r * n / 2;
+      const uint16_t* s = W.scales + r * (n / kGroup);
+      for (int64_t g = 0; g < n / kGroup; g++) {
+        const uint8_t* b = nib + g * 16;
+        const float* xg = x + g * kGroup;
+        float part = 0;
+        for (int j = 0; j < 16; j++) {
+          part += float(kQ4Levels[b[j] & 15]) * xg[j];
+          part += float(kQ4Levels[b[j] >> 4]) * xg[j + 16];
+        }
+        acc += f16_to_f32(s[g]) * part;
+      }
+      break;
+    }
+  }
+  return acc;
+}
+
+void matvec(const WeightView& W, const float* x, float* y, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; r++) y[r] = dot_row(W, r, x);
+}
+
+void matmul(const WeightView& W, const float* X, int64_t n, float* Y, int64_t r0, int64_t r1) {
+  for (int64_t t = 0; t < n; t++)
+    for (int64_t r = r0; r < r1; r++) Y[t * W.rows + r] = dot_row(W, r, X + t * W.cols);
+}
+
+void dequant_row(const WeightView& W, int64_t r, float* out) {
+  const int64_t n = W.cols;
+  switch (W.fmt) {
+    case Format::F32: {
+      auto* w = reinterpret_cast<const float*>(W.codes) + r * n;
+      for (int64_t i = 0; i < n; i++) out[i] = w[i];
+      break;
+    }
+    case Format::F16: {
+      auto* w = reinterpret_cast<const uint16_t*>(W.codes) + r * n;
+      for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(w[i]);
+      break;
+    }
+    case Format::BF16: {
+      auto* w = reinterpret_cast<const uint16_t*>(W.codes) + r * n;
+      for (int64_t i = 0; i < n; i++) out[i] = bf16_to_f32(w[i]);
+      break;
+    }
+    case Format::Q8: {
+      auto* q = reinterpret_cast<const int8_t*>(W.codes) + r * n;
+      for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(W.scales[(r * n + i) / kGroup]) * q[i];
+      break;
+    }
+    case Format::Q4: {
+      const uint8_t* nib = W.codes + r * n / 2;
+      for (int64_t g = 0; g < n / kGroup; g++) {
+        float s = f16_to_f32(W.scales[r * (n / kGroup) + g]);
+        for (int j = 0; j < 16; j++) {
+          out[g * kGroup + j] = s * kQ4Levels[nib[g * 16 + j] & 15];
+          out[g * kGroup + j + 16] = s * kQ4Levels[nib[g * 16 + j] >> 4];
+        }
+      }
+      break;
+    }
+  }
+}
+
+void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps) {
+  float ss = 0;
+  for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
+  float inv = 1.0f / std::sqrt(ss / float(n) + eps);
+  for (int64_t i = 0; i < n; i++) out[i] = x[i] * inv * w[i];
+}
+
+void rope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin) {
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < n_heads; h++) {
+    float* p = v + h * head_dim;
+    for (int64_t i = 0; i < half; i++) {
+      float a = p[i], b = p[i + half];
+      p[i] = a * cos[i] - b * sin[i];
+      p[i + half] = b * cos[i] + a * sin[i];
+    }
+  }
+}
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float g = gate[i];
+    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void softmax(float* x, int64_t n) {
+  float m = -INFINITY;
+  for (int64_t i = 0; i < n; i++) m = std::fmax(m, x[i]);
+  float sum = 0;
+  for (int64_t i = 0; i < n; i++) { x[i] = std::exp(x[i] - m); sum += x[i]; }
+  for (int64_t i = 0; i < n; i++) x[i] /= sum;
+}
+
+static inline float kv_at(const void* base, bool f16, int64_t idx) {
+  return f16 ? f16_to_f32(static_cast<const uint16_t*>(base)[idx]) : static_cast<const float*>(base)[idx];
+}
+
+void attention(float* out, const float* q, const void* k, const void* v, bool kv_f16, int64_t ctx_stride,
+               int64_t n_pos, int n_heads, int n_kv, int hd, float* scores) {
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const int group = n_heads / n_kv;
+  for (int h = 0; h < n_heads; h++) {
+    const int kvh = h / group;
+    const float* qh = q + int64_t(h) * hd;
+    const int64_t base = int64_t(kvh) * ctx_stride * hd;
+    for (int64_t p = 0; p < n_pos; p++) {
+      float s = 0;
+      for (int i = 0; i < hd; i++) s += qh[i] * kv_at(k, kv_f16, base + p * hd + i);
+      scores[p] = s * scale;
+    }
+    softmax(scores, n_pos);
+    float* o = out + int64_t(h) * hd;
+    for (int i = 0; i < hd; i++) o[i] = 0;
+    for (int64_t p = 0; p < n_pos; p++) {
+      const float a = scores[p];
+      for (int i = 0; i < hd; i++) o[i] += a * kv_at(v, kv_f16, base + p * hd + i);
+    }
+  }
+}
+
+}  // namespace r1::ref

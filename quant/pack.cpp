@@ -1,0 +1,214 @@
+#include "quant/pack.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/r1m.h"
+#include "kernels/cpu/ref.h"
+#include "kernels/cpu/threadpool.h"
+#include "quant/quantize.h"
+#include "quant/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace r1 {
+
+Format recipe_format(Format quant, const std::string& name, uint64_t ndim, uint64_t cols, bool tied) {
+  if (ndim == 1) return Format::F32;
+  Format f = quant;
+  if (quant == Format::Q4 && (name == "lm_head.weight" || (tied && name == "model.embed_tokens.weight")))
+    f = Format::Q8;
+  if (!format_fits(f, cols)) f = Format::BF16;
+  return f;
+}
+
+static std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) fail_input(p.string() + ": cannot read");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+static nlohmann::json read_json(const fs::path& p) {
+  auto j = nlohmann::json::parse(read_file(p), nullptr, false);
+  if (j.is_discarded()) fail_input(p.string() + ": malformed JSON");
+  return j;
+}
+
+static std::string base64(const std::string& in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string o;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
+    for (int k = 3; k >= 0; k--) o += t[(v >> (6 * k)) & 63];
+  }
+  if (i < in.size()) {
+    uint32_t v = uint32_t(uint8_t(in[i])) << 16 | (i + 1 < in.size() ? uint32_t(uint8_t(in[i + 1])) << 8 : 0);
+    o += t[(v >> 18) & 63];
+    o += t[(v >> 12) & 63];
+    o += i + 1 < in.size() ? t[(v >> 6) & 63] : '=';
+    o += '=';
+  }
+  return o;
+}
+
+// Everything but the weights: config, tokenizer files, template, generation defaults, provenance.
+static nlohmann::json build_meta(const fs::path& dir, const Config& cfg, Format quant) {
+  nlohmann::json meta;
+  meta["config"] = config_to_json(cfg);
+  nlohmann::json tok;
+  if (fs::exists(dir / "tokenizer.json")) tok["json"] = read_file(dir / "tokenizer.json");
+  else if (fs::exists(dir / "tokenizer.model")) tok["sentencepiece_b64"] = base64(read_file(dir / "tokenizer.model"));
+  else fail_input(dir.string() + ": no tokenizer.json or tokenizer.model");
+  if (tok.contains("json") && nlohmann::json::parse(tok["json"].get<std::string>(), nullptr, false).is_discarded())
+    fail_input((dir / "tokenizer.json").string() + ": malformed JSON");
+  meta["tokenizer"] = tok;
+  nlohmann::json tcfg = nlohmann::json::object();
+  if (fs::exists(dir / "tokenizer_config.json")) tcfg = read_json(dir / "tokenizer_config.json");
+  if (!tcfg.is_object()) fail_input("tokenizer_config.json is not a JSON object");
+  // transformers 5 may keep the template in its own file
+  if (!tcfg.contains("chat_template") && fs::exists(dir / "chat_template.jinja"))
+    tcfg["chat_template"] = read_file(dir / "chat_template.jinja");
+  meta["tokenizer_config"] = tcfg;
+
+  nlohmann::json gen = nlohmann::json::object();
+  if (fs::exists(dir / "generation_config.json")) {
+    auto g = read_json(dir / "generation_config.json");
+    for (const char* k : {"temperature", "top_p", "top_k", "min_p", "repetition_penalty", "do_sample", "eos_token_id"})
+      if (g.is_object() && g.contains(k)) gen[k] = g[k];
+  }
+  meta["generation"] = gen;
+
+  Format blocks = quant;
+  meta["provenance"] = {
+      {"source", fs::absolute(dir).string()},
+      {"r1_version", R1_VERSION},
+      {"created_unix", int64_t(std::time(nullptr))},
+      {"recipe",
+       {{"quant", format_name(quant)},
+        {"blocks", format_name(blocks)},
+        {"embed", format_name(recipe_format(quant, "model.embed_tokens.weight", 2, uint64_t(cfg.hidden), cfg.tied_embeddings))},
+        {"output", format_name(recipe_format(quant, "lm_head.weight", 2, uint64_t(cfg.hidden), cfg.tied_embeddings))},
+        {"group_size", kGroup},
+        {"q4_scale", "per-group f16, least-squares search over the codebook"}}},
+  };
+  return meta;
+}
+
+void pack_checkpoint(const PackOptions& opt) {
+  fs::path dir(opt.src);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) fail_input(opt.src + ": not a directory (expected a Hugging Face checkpoint)");
+  if (!fs::exists(dir / "config.json")) fail_input(opt.src + ": no config.json");
+  Config cfg = config_from_hf(read_json(dir / "config.json"));
+  Safetensors st = Safetensors::open(opt.src);
+
+  // The checkpoint must hold exactly the tensors the architecture needs, at the right shapes.
+  auto expected = expected_tensors(cfg);
+  std::set<std::string> names;
+  for (auto& e : expected) {
+    names.insert(e.name);
+    const StTensor* t = st.find(e.name);
+    if (!t) fail_input(opt.src + ": missing tensor " + e.name);
+    if (t->shape != e.shape) {
+      std::string s;
+      for (auto d : t->shape) s += (s.empty() ? "" : ", ") + std::to_string(d);
+      fail_input(opt.src + ": tensor " + e.name + " has shape [" + s + "], config implies another");
+    }
+  }
+  for (auto& [name, t] : st.tensors()) {
+    if (names.count(name)) continue;
+    if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;  // derived, recomputed
+    if (cfg.tied_embeddings && name == "lm_head.weight") continue;
+    fail_input(opt.src + ": unexpected tensor " + name + " (not part of a " + cfg.arch_name() + " model)");
+  }
+
+  nlohmann::json meta = build_meta(dir, cfg, opt.quant);
+  std::vector<TensorSpec> specs;
+  for (auto& e : expected)
+    specs.push_back({e.name, recipe_format(opt.quant, e.name, e.shape.size(), e.shape.back(), cfg.tied_embeddings), e.shape});
+
+  R1Writer w(opt.out, specs);
+  ThreadPool pool(opt.threads > 0 ? opt.threads : ThreadPool::default_threads());
+  const auto t0 = std::chrono::steady_clock::now();
+  const bool tty = opt.progress;
+  uint64_t total_bytes = 0, done_bytes = 0;
+  for (size_t i = 0; i < specs.size(); i++) total_bytes += w.bytes(i);
+
+  std::vector<float> fbuf, deq;
+  std::vector<uint8_t> qbuf, scales;
+  nlohmann::json errors = nlohmann::json::object();
+  for (size_t i = 0; i < specs.size(); i++) {
+    const TensorSpec& s = specs[i];
+    const StTensor& t = *st.find(s.name);
+    const uint64_t rows = s.shape.size() == 2 ? s.shape[0] : 1, cols = s.shape.back();
+    // Rows per chunk: about 16M elements, so peak memory is bounded whatever the tensor size.
+    const uint64_t chunk = std::max<uint64_t>(1, (16u << 20) / cols);
+    w.begin_tensor(i);
+    scales.clear();
+    double err2 = 0, ref2 = 0;
+    for (uint64_t r0 = 0; r0 < rows; r0 += chunk) {
+      const uint64_t n = std::min(chunk, rows - r0);
+      fbuf.resize(n * cols);
+      Safetensors::to_float(t, r0 * cols, n * cols, fbuf.data());
+      qbuf.resize(tensor_bytes(s.fmt, n, cols));
+      pool.parallel_for(int64_t(n), [&](int64_t b, int64_t e, int) {
+        quantize_rows(s.fmt, fbuf.data(), int64_t(n), int64_t(cols), b, e, qbuf.data());
+      });
+      const uint64_t cb = codes_bytes(s.fmt, n, cols);
+      w.append(i, qbuf.data(), cb);
+      if (is_quantized(s.fmt)) {
+        const uint8_t* sp = qbuf.data() + align_up(cb, 64);
+        scales.insert(scales.end(), sp, sp + n * (cols / kGroup) * 2);
+        WeightView v = make_view(s.fmt, n, cols, qbuf.data());
+        deq.resize(cols);
+        for (uint64_t r = 0; r < n; r++) {
+          ref::dequant_row(v, int64_t(r), deq.data());
+          for (uint64_t c = 0; c < cols; c++) {
+            double x = fbuf[r * cols + c], d = x - deq[c];
+            err2 += d * d;
+            ref2 += x * x;
+          }
+        }
+      }
+    }
+    if (is_quantized(s.fmt)) {
+      const uint64_t cb = codes_bytes(s.fmt, rows, cols);
+      std::vector<uint8_t> pad(align_up(cb, 64) - cb, 0);
+      if (!pad.empty()) w.append(i, pad.data(), pad.size());
+      w.append(i, scales.data(), scales.size());
+      double rel = ref2 > 0 ? std::sqrt(err2 / ref2) : 0;
+      errors[s.name] = rel;
+      if (opt.report) {
+        if (tty) std::fprintf(stderr, "\r\033[K");
+        std::fprintf(stderr, "  %-48s %-4s rel-rms %.5f\n", s.name.c_str(), format_name(s.fmt), rel);
+      }
+    }
+    w.end_tensor(i);
+    st.release(t);
+    done_bytes += w.bytes(i);
+    if (tty) {
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::fprintf(stderr, "\r\033[Kpacking %zu/%zu tensors  %3.0f%%  %.1fs", i + 1, specs.size(),
+                   100.0 * double(done_bytes) / double(total_bytes), secs);
+      std::fflush(stderr);
+    }
+  }
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  meta["provenance"]["rel_rms"] = errors;
+  w.finish(meta);
+}
+
+}  // namespace r1

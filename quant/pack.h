@@ -1,0 +1,25 @@
+// `r1 pack`: a Hugging Face checkpoint directory -> one .r1m file.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "quant/formats.h"
+
+namespace r1 {
+
+struct PackOptions {
+  std::string src, out;
+  Format quant = Format::BF16;
+  int threads = 0;        // 0: physical cores
+  bool progress = false;  // progress bar on stderr
+  bool report = true;     // per-tensor reconstruction error on stderr
+};
+
+// Format each tensor gets under a recipe: 1-D tensors f32; under q4 the output layer (the one
+// that matters most for quality) is q8; a matrix whose rows do not split into groups falls back
+// to bf16.
+Format recipe_format(Format quant, const std::string& name, uint64_t ndim, uint64_t cols, bool tied);
+
+void pack_checkpoint(const PackOptions& opt);
+
+}  // namespace r1
