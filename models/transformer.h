@@ -1,0 +1,66 @@
+// The decoder shared by both families: weights as views into the mapped .r1m file, and the
+// forward pass on the CPU. A token's path: embedding row -> per layer (RMSNorm, q/k/v, RoPE,
+// attention over the KV cache, o_proj, residual, RMSNorm, SiLU-gated MLP, residual) -> final
+// RMSNorm -> lm_head -> logits.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/kv_cache.h"
+#include "core/r1m.h"
+#include "kernels/cpu/threadpool.h"
+#include "quant/formats.h"
+
+namespace r1 {
+
+struct LayerWeights {
+  const float* attn_norm;                 // [hidden]
+  WeightView wq, wk, wv, wo;              // [q_dim, hidden] [kv_dim, hidden] x2 [hidden, q_dim]
+  const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // Qwen2 only
+  const float* ffn_norm;                  // [hidden]
+  WeightView gate, up, down;              // [ffn, hidden] x2, [hidden, ffn]
+};
+
+struct Model {
+  std::unique_ptr<R1File> file;
+  Config cfg;
+  WeightView embed, lm_head;              // [vocab, hidden]
+  const float* final_norm = nullptr;      // [hidden]
+  std::vector<LayerWeights> layers;
+  std::vector<float> inv_freq;            // [head_dim / 2]
+
+  // Opens and validates: every tensor the config needs, at its shape, in a usable format.
+  static std::unique_ptr<Model> load(const std::string& path);
+  uint64_t weight_bytes() const;          // bytes read per decoded token (all matrices)
+};
+
+// One sequence's state on the CPU: its KV cache, scratch buffers, and how many positions are
+// filled. forward() appends tokens; truncate() rewinds (to reuse a common prefix).
+class CpuSession {
+ public:
+  CpuSession(const Model& m, int64_t ctx, bool kv_f16, ThreadPool& pool);
+  int64_t ctx() const { return kv_.ctx; }
+  int64_t n_past() const { return n_past_; }
+  void truncate(int64_t n);
+  const KVCache& kv() const { return kv_; }
+  KVCache& kv_mut() { return kv_; }
+  void set_n_past(int64_t n) { n_past_ = n; }
+
+  // Runs n tokens at positions [n_past, n_past + n). Returns the logits of the last token
+  // ([vocab]) or, with all_logits, of every token ([n, vocab]). Valid until the next call.
+  const float* forward(const int32_t* tokens, int64_t n, bool all_logits = false);
+
+ private:
+  enum class Logits { None, Last, All };
+  void forward_chunk(const int32_t* tokens, int64_t n, float* logits_out, Logits want);
+  const Model& m_;
+  ThreadPool& pool_;
+  KVCache kv_;
+  int64_t n_past_ = 0;
+  int64_t chunk_;  // prefill tokens per batched pass
+  std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_, logits_, cs_;
+};
+
+}  // namespace r1

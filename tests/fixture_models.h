@@ -1,0 +1,61 @@
+// Packed copies of the fixture checkpoints, made once per test process in a temp directory.
+#pragma once
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "quant/pack.h"
+
+namespace r1test {
+
+inline std::string fixture_dir(const std::string& model) { return std::string(R1_FIXTURES) + "/models/" + model; }
+
+inline const std::string& temp_root() {
+  static std::string dir = [] {
+    std::string t = std::filesystem::temp_directory_path().string() + "/r1test.XXXXXX";
+    if (!mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
+    std::atexit([] { std::error_code ec; std::filesystem::remove_all(temp_root(), ec); });
+    return t;
+  }();
+  return dir;
+}
+
+// Path of fixture `model` packed at `quant` (packed on first use).
+inline std::string packed(const std::string& model, const std::string& quant) {
+  static std::mutex mu;
+  static std::map<std::string, std::string> done;
+  std::lock_guard<std::mutex> lk(mu);
+  std::string key = model + "-" + quant;
+  auto it = done.find(key);
+  if (it != done.end()) return it->second;
+  r1::PackOptions o;
+  o.src = fixture_dir(model);
+  o.out = temp_root() + "/" + key + ".r1m";
+  if (!r1::parse_format(quant, &o.quant)) throw std::runtime_error("bad quant");
+  o.report = false;
+  r1::pack_checkpoint(o);
+  done[key] = o.out;
+  return o.out;
+}
+
+inline nlohmann::json reference(const std::string& model) {
+  std::ifstream f(fixture_dir(model) + "/reference.json");
+  return nlohmann::json::parse(f);
+}
+
+inline std::vector<float> read_f32(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  std::vector<float> v(size_t(f.tellg()) / 4);
+  f.seekg(0);
+  f.read(reinterpret_cast<char*>(v.data()), std::streamsize(v.size() * 4));
+  return v;
+}
+
+}  // namespace r1test
