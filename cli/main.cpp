@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "cli/command.h"
+#include "cli/term.h"
 #include "core/error.h"
 
 namespace r1::cli {
@@ -50,6 +51,8 @@ int main(int argc, char** argv) {
     if (!sub->parsed()) continue;
     try {
       return run();
+    } catch (const r1::cli::PipeClosed&) {
+      return 0;  // the reader has what it wanted (`r1 run | head`): not an error
     } catch (const r1::Error& e) {
       std::fprintf(stderr, "r1 %s: %s\n", sub->get_name().c_str(), e.what());
       return int(e.kind);

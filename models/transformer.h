@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "core/kv_cache.h"
 #include "core/r1m.h"
+#include "core/session.h"
 #include "kernels/cpu/threadpool.h"
 #include "quant/formats.h"
 
@@ -38,19 +39,20 @@ struct Model {
 
 // One sequence's state on the CPU: its KV cache, scratch buffers, and how many positions are
 // filled. forward() appends tokens; truncate() rewinds (to reuse a common prefix).
-class CpuSession {
+class CpuSession : public Session {
  public:
   CpuSession(const Model& m, int64_t ctx, bool kv_f16, ThreadPool& pool);
-  int64_t ctx() const { return kv_.ctx; }
-  int64_t n_past() const { return n_past_; }
-  void truncate(int64_t n);
+  int64_t ctx() const override { return kv_.ctx; }
+  int64_t n_past() const override { return n_past_; }
+  int64_t vocab() const override { return m_.cfg.vocab_size; }
+  void truncate(int64_t n) override;
   const KVCache& kv() const { return kv_; }
   KVCache& kv_mut() { return kv_; }
   void set_n_past(int64_t n) { n_past_ = n; }
 
   // Runs n tokens at positions [n_past, n_past + n). Returns the logits of the last token
   // ([vocab]) or, with all_logits, of every token ([n, vocab]). Valid until the next call.
-  const float* forward(const int32_t* tokens, int64_t n, bool all_logits = false);
+  const float* forward(const int32_t* tokens, int64_t n, bool all_logits = false) override;
 
  private:
   enum class Logits { None, Last, All };

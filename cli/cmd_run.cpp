@@ -1,0 +1,169 @@
+// r1 run: one prompt in, one answer out; made for shell pipelines. stdout gets the answer only
+// unless asked otherwise; the reasoning goes to the terminal (dimmed), to stderr, or nowhere.
+#include <unistd.h>
+
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+#include "cli/command.h"
+#include "cli/common.h"
+#include "cli/term.h"
+#include "core/error.h"
+#include "core/generate.h"
+
+namespace {
+
+using namespace r1;
+using namespace r1::cli;
+
+struct RunArgs {
+  ModelArgs model;
+  SamplingArgs sampling;
+  std::string prompt, system, think, tmpl, prompt_ids;
+  bool prompt_given = false, json = false, raw = false, print_ids = false, bos = false;
+  int64_t n = -1;
+};
+
+std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  std::string tok;
+  std::stringstream ss(s);
+  while (std::getline(ss, tok, ',')) {
+    size_t used = 0;
+    long long v;
+    try {
+      v = std::stoll(tok, &used);
+    } catch (...) {
+      fail_usage("--prompt-ids: '" + tok + "' is not a token id");
+    }
+    if (used != tok.size() || v < 0 || v > INT32_MAX) fail_usage("--prompt-ids: '" + tok + "' is not a token id");
+    ids.push_back(int32_t(v));
+  }
+  if (ids.empty()) fail_usage("--prompt-ids is empty");
+  return ids;
+}
+
+int run(RunArgs& a) {
+  // The prompt: -p, --prompt-ids, or stdin.
+  if (!a.prompt_given && a.prompt_ids.empty()) {
+    if (is_tty(stdin)) fail_usage("no prompt: pass -p TEXT or pipe the prompt on stdin");
+    a.prompt.assign(std::istreambuf_iterator<char>(std::cin), {});
+    while (!a.prompt.empty() && (a.prompt.back() == '\n' || a.prompt.back() == '\r')) a.prompt.pop_back();
+    if (a.prompt.empty()) fail_input("empty prompt on stdin");
+  }
+  Loaded L = load_for_run(a.model);
+  const Tokenizer& tok = *L.rt.tok;
+  if (a.model.verbose) std::fprintf(stderr, "%s\n", describe(L, a.model).c_str());
+
+  std::vector<int32_t> ids;
+  GenOptions opt;
+  if (!a.prompt_ids.empty()) {
+    ids = parse_ids(a.prompt_ids);
+  } else if (a.raw) {
+    ids = tok.encode(a.prompt, a.bos);
+  } else {
+    ChatTemplate t = L.rt.chat_template(a.tmpl);
+    std::vector<Message> msgs;
+    if (!a.system.empty()) msgs.push_back({"system", a.system});
+    msgs.push_back({"user", a.prompt});
+    ids = tok.encode(t.render(msgs, true));
+    opt.starts_in_think = t.prompt_opens_think();
+  }
+  if (ids.empty()) fail_input("the prompt has no tokens");
+  opt.max_new = a.n;
+  opt.sampling = a.sampling.resolve(L.rt.defaults);
+  opt.stop_ids = L.rt.stop_ids;
+  install_interrupt();
+  opt.interrupt = &interrupted();
+
+  // Where the reasoning goes: on a terminal it is shown dimmed; in a pipeline it is dropped
+  // unless asked for.
+  const bool tty = is_tty(stdout);
+  std::string think = a.think.empty() ? (tty ? "show" : "hide") : a.think;
+  const bool stream = !a.json && !a.print_ids;
+  const bool color = use_color(stdout);
+  const bool ecolor = use_color(stderr);
+  bool answer_started = false, had_think = false;
+
+  Generator gen(*L.session, tok);
+  auto on_event = [&](const GenEvent& e) {
+    if (!stream) return;
+    if (e.kind == GenEvent::ThinkBegin) {
+      if (think == "show") out(stdout, color ? std::string(dim(true)) : std::string("<think>\n"), tty);
+      if (think == "stderr") out(stderr, dim(ecolor));
+    } else if (e.kind == GenEvent::ThinkEnd) {
+      had_think = true;
+      if (think == "show") out(stdout, color ? std::string(reset(true)) + "\n" : std::string("\n</think>\n\n"), tty);
+      if (think == "stderr") out(stderr, std::string(reset(ecolor)) + "\n");
+    } else if (e.in_think) {
+      if (think == "show") out(stdout, e.text, tty);
+      if (think == "stderr") out(stderr, e.text);
+    } else {
+      std::string t = e.text;
+      if (had_think && !answer_started) {  // the answer follows "</think>\n\n": drop the blank lines
+        size_t i = t.find_first_not_of("\r\n");
+        t = i == std::string::npos ? "" : t.substr(i);
+        answer_started = !t.empty();
+      }
+      out(stdout, t, tty);
+    }
+  };
+  GenResult r = gen.generate(ids, opt, on_event);
+  std::string answer = r.answer;
+  if (had_think || !r.reasoning.empty()) {
+    size_t lead = answer.find_first_not_of("\r\n");
+    answer = lead == std::string::npos ? "" : answer.substr(lead);
+  }
+
+  if (a.print_ids) {
+    std::string s;
+    for (size_t i = 0; i < r.ids.size(); i++) s += (i ? " " : "") + std::to_string(r.ids[i]);
+    out(stdout, s + "\n");
+  } else if (a.json) {
+    nlohmann::json j = {{"reasoning", r.reasoning},
+                        {"answer", answer},
+                        {"finish_reason", finish_name(r.finish)},
+                        {"prompt_tokens", r.stats.prompt_tokens},
+                        {"completion_tokens", r.stats.completion_tokens},
+                        {"reasoning_tokens", r.stats.think_tokens},
+                        {"prefill_tok_s", r.stats.prefill_tps()},
+                        {"decode_tok_s", r.stats.decode_tps()}};
+    out(stdout, j.dump() + "\n");
+  } else {
+    if (!answer.empty() && answer.back() != '\n') out(stdout, "\n");
+  }
+  if (r.finish == Finish::Context)
+    std::fprintf(stderr, "r1 run: stopped at the context limit (%lld tokens); raise --ctx for longer output\n",
+                 (long long)L.ctx);
+  if (a.model.verbose)
+    std::fprintf(stderr, "prompt %lld tokens, %.1f tok/s | generated %lld tokens, %.1f tok/s | %s\n",
+                 (long long)r.stats.prompt_tokens, r.stats.prefill_tps(), (long long)r.stats.completion_tokens,
+                 r.stats.decode_tps(), finish_name(r.finish));
+  return r.finish == Finish::Interrupted ? 130 : 0;
+}
+
+R1_COMMAND("run", "Answer one prompt (from -p or stdin); for pipelines", 1, [](CLI::App& sub) {
+  auto a = std::make_shared<RunArgs>();
+  add_model_flags(sub, a->model);
+  sub.add_option("-p,--prompt", a->prompt, "The prompt (default: read stdin)")->each([a](const std::string&) { a->prompt_given = true; });
+  sub.add_option("--system", a->system, "System prompt (R1 works best without one)");
+  sub.add_option("-n,--max-tokens", a->n, "Most tokens to generate (default: until the context is full)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
+  add_sampling_flags(sub, a->sampling);
+  sub.add_option("--think", a->think, "Reasoning: show (inline, dimmed on a terminal), hide, or stderr "
+                                      "(default: show on a terminal, hide in a pipeline)")
+      ->check(CLI::IsMember({"show", "hide", "stderr"}));
+  sub.add_option("--template", a->tmpl, "Chat template: r1, chatml, llama3 or raw (default: from the model)")
+      ->check(CLI::IsMember({"r1", "chatml", "llama3", "raw"}));
+  sub.add_flag("--json", a->json, "Print one JSON object: reasoning, answer, finish_reason, token counts, speeds");
+  sub.add_flag("--raw", a->raw, "No chat template: the prompt text is the model's input");
+  sub.add_flag("--bos", a->bos, "With --raw: start with the BOS token");
+  sub.add_option("--prompt-ids", a->prompt_ids, "Token ids, comma-separated, as the model's input");
+  sub.add_flag("--print-ids", a->print_ids, "Print the generated token ids instead of text");
+  sub.footer("Exit codes: 0 ok (also when the reader of stdout closes the pipe), 1 usage error,\n"
+             "2 bad input or model file, 130 interrupted (the partial answer is printed).");
+  return [a]() { return run(*a); };
+});
+
+}  // namespace

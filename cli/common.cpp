@@ -1,0 +1,79 @@
+#include "cli/common.h"
+
+#include <csignal>
+#include <filesystem>
+#include <random>
+
+#include "core/error.h"
+
+namespace r1::cli {
+
+SamplerParams SamplingArgs::resolve(const SamplerParams& d) const {
+  SamplerParams p = d;
+  if (temp) p.temperature = *temp;
+  if (top_p) p.top_p = *top_p;
+  if (top_k) p.top_k = *top_k;
+  if (min_p) p.min_p = *min_p;
+  if (repeat_penalty) p.repetition_penalty = *repeat_penalty;
+  p.seed = seed ? *seed : std::random_device{}();
+  validate(p);
+  return p;
+}
+
+void add_model_flags(CLI::App& app, ModelArgs& a, bool model_required) {
+  auto* m = app.add_option("-m,--model", a.model, "Packed model file (.r1m)");
+  if (model_required) m->required();
+  app.add_option("--ctx", a.ctx, "Context length in tokens (default: the model's, capped by memory and at 32768)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  app.add_option("--threads", a.threads, "CPU threads (default: physical cores)")->check(CLI::Range(1, 512));
+  app.add_option("--kv", a.kv, "KV cache precision")->check(CLI::IsMember({"f16", "f32"}));
+  app.add_option("--device", a.device, "cpu, cuda or auto")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_flag("-v,--verbose", a.verbose, "Print model, context and timing details on stderr");
+}
+
+void add_sampling_flags(CLI::App& app, SamplingArgs& s) {
+  app.add_option("--temp", s.temp, "Temperature; 0 is greedy (default: the model's, R1: 0.6)");
+  app.add_option("--top-p", s.top_p, "Nucleus sampling mass (default: the model's, R1: 0.95)");
+  app.add_option("--top-k", s.top_k, "Keep only the k most likely tokens (0: off)");
+  app.add_option("--min-p", s.min_p, "Drop tokens below min-p times the top probability (0: off)");
+  app.add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)");
+  app.add_option("--seed", s.seed, "Random seed (same seed, same output)");
+}
+
+Loaded load_for_run(const ModelArgs& a) {
+  if (a.device == "cuda") fail_usage("--device cuda: this build of r1 has no CUDA backend yet; use --device cpu");
+  std::error_code ec;
+  if (!std::filesystem::exists(a.model, ec)) fail_input(a.model + ": no such file");
+  Loaded l{Runtime::load(a.model), nullptr, nullptr, 0, a.kv == "f16"};
+  int threads = a.threads > 0 ? a.threads : ThreadPool::default_threads();
+  l.pool = std::make_unique<ThreadPool>(threads);
+  l.ctx = choose_ctx(l.rt.model->cfg, a.ctx, l.kv_f16);
+  l.session = std::make_unique<CpuSession>(*l.rt.model, l.ctx, l.kv_f16, *l.pool);
+  return l;
+}
+
+std::string describe(const Loaded& l, const ModelArgs& a) {
+  const Config& c = l.rt.model->cfg;
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%s: %s %lld layers, %.2f GB of weights | cpu, %d threads | ctx %lld (kv %s) | loaded in %.2fs",
+                std::filesystem::path(a.model).filename().c_str(), c.arch_name(), (long long)c.n_layers,
+                double(l.rt.model->file->size()) / 1e9, l.pool->size(), (long long)l.ctx, a.kv.c_str(), l.rt.load_s);
+  return buf;
+}
+
+std::atomic<bool>& interrupted() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+static void on_interrupt(int) { interrupted().store(true); }
+
+void install_interrupt() {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+}  // namespace r1::cli

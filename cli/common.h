@@ -1,0 +1,50 @@
+// Flags shared by the commands that run a model (run, chat, batch, score, bench).
+#pragma once
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/runtime.h"
+#include "core/sampler.h"
+#include "kernels/cpu/threadpool.h"
+
+namespace r1::cli {
+
+struct ModelArgs {
+  std::string model;
+  int64_t ctx = 0;  // 0: automatic
+  int threads = 0;  // 0: physical cores
+  std::string kv = "f16";
+  std::string device = "auto";
+  bool verbose = false;
+};
+
+struct SamplingArgs {
+  std::optional<float> temp, top_p, min_p, repeat_penalty;
+  std::optional<int> top_k;
+  std::optional<uint64_t> seed;
+  // The file's defaults overridden by the flags given; a random seed unless one is given.
+  SamplerParams resolve(const SamplerParams& defaults) const;
+};
+
+void add_model_flags(CLI::App& app, ModelArgs& a, bool model_required = true);
+void add_sampling_flags(CLI::App& app, SamplingArgs& s);
+
+// A loaded model with a CPU session sized from the flags.
+struct Loaded {
+  Runtime rt;
+  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<Session> session;
+  int64_t ctx = 0;
+  bool kv_f16 = true;
+};
+Loaded load_for_run(const ModelArgs& a);
+std::string describe(const Loaded& l, const ModelArgs& a);  // one line: model, device, ctx, load time
+
+// SIGINT/SIGTERM set this flag instead of killing the process (after install_interrupt()).
+std::atomic<bool>& interrupted();
+void install_interrupt();
+
+}  // namespace r1::cli

@@ -1,0 +1,77 @@
+// The generation loop shared by run, chat and batch: reuse the cached prefix, prefill the rest,
+// then sample token by token until a stop token, the token cap, the context limit or an
+// interrupt. Splits the model's reasoning (<think> ... </think>) from its answer as it streams.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/sampler.h"
+#include "core/session.h"
+#include "core/tokenizer.h"
+
+namespace r1 {
+
+enum class Finish { Stop, Length, Context, Interrupted };
+const char* finish_name(Finish f);  // "stop", "length", "length" (context), "interrupted"
+
+struct GenOptions {
+  int64_t max_new = -1;               // -1: until the context is full
+  SamplerParams sampling;
+  bool starts_in_think = false;       // the prompt ended with "<think>\n"
+  int64_t think_budget = -1;          // reasoning tokens before "</think>" is forced; -1: none
+  std::vector<int32_t> stop_ids;      // end-of-sentence and other stop tokens
+  const std::atomic<bool>* interrupt = nullptr;
+};
+
+struct GenStats {
+  int64_t prompt_tokens = 0, prefilled_tokens = 0, completion_tokens = 0, think_tokens = 0;
+  double prefill_s = 0, decode_s = 0, think_s = 0;
+  double prefill_tps() const { return prefill_s > 0 ? double(prefilled_tokens) / prefill_s : 0; }
+  double decode_tps() const { return decode_s > 0 && completion_tokens > 1 ? double(completion_tokens - 1) / decode_s : 0; }
+};
+
+struct GenResult {
+  std::string reasoning, answer;
+  std::vector<int32_t> ids;  // generated ids, including any </think>, excluding the stop token
+  Finish finish = Finish::Stop;
+  GenStats stats;
+};
+
+// A piece of streamed text: reasoning or answer, or a section boundary.
+struct GenEvent {
+  enum Kind { Text, ThinkBegin, ThinkEnd } kind = Text;
+  bool in_think = false;
+  std::string text;
+  int32_t id = -1;
+};
+
+class Generator {
+ public:
+  Generator(Session& s, const Tokenizer& tok);
+  // Generates after `prompt` (the full conversation so far). Tokens already in the session's
+  // cache that match the prompt's start are not run again.
+  GenResult generate(const std::vector<int32_t>& prompt, const GenOptions& opt,
+                     const std::function<void(const GenEvent&)>& on_event = {});
+  // Tokens whose keys and values are in the cache, in order.
+  const std::vector<int32_t>& cached() const { return cached_; }
+  void set_cached(std::vector<int32_t> ids) { cached_ = std::move(ids); }
+  void reset();
+  // Logits of the last cached position, as of the last forward (for tests and /save).
+  const std::vector<float>& last_logits() const { return last_logits_; }
+
+ private:
+  const float* prefill(const std::vector<int32_t>& prompt, GenStats& st);
+  Session& s_;
+  const Tokenizer& tok_;
+  std::vector<int32_t> cached_;
+  std::vector<float> last_logits_;
+  int32_t think_open_, think_close_;
+};
+
+// Stop tokens of a model: its config's eos ids, the tokenizer's eos, and any generation-config eos.
+std::vector<int32_t> default_stop_ids(const std::vector<int32_t>& config_eos, const Tokenizer& tok);
+
+}  // namespace r1

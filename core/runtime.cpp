@@ -1,0 +1,110 @@
+#include "core/runtime.h"
+
+#include <chrono>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/generate.h"
+#include "core/kv_cache.h"
+#include "core/tokenizer_load.h"
+
+namespace r1 {
+
+static TokenizerSource source_from_meta(const nlohmann::json& meta, const std::string& origin) {
+  TokenizerSource src;
+  src.origin = origin;
+  if (!meta.contains("tokenizer") || !meta["tokenizer"].is_object()) fail_input(origin + ": no tokenizer in the file");
+  const auto& t = meta["tokenizer"];
+  if (t.contains("json") && t["json"].is_string()) {
+    src.tokenizer_json = t["json"].get<std::string>();
+  } else if (t.contains("sentencepiece_b64") && t["sentencepiece_b64"].is_string()) {
+    const std::string& b = t["sentencepiece_b64"].get_ref<const std::string&>();
+    auto val = [](char c) -> int {
+      if (c >= 'A' && c <= 'Z') return c - 'A';
+      if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+      if (c >= '0' && c <= '9') return c - '0' + 52;
+      if (c == '+') return 62;
+      if (c == '/') return 63;
+      return -1;
+    };
+    uint32_t acc = 0;
+    int bits = 0;
+    for (char c : b) {
+      if (c == '=') break;
+      int v = val(c);
+      if (v < 0) fail_input(origin + ": corrupt sentencepiece model in metadata");
+      acc = (acc << 6) | uint32_t(v);
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        src.sentencepiece_model += char((acc >> bits) & 0xff);
+      }
+    }
+  } else {
+    fail_input(origin + ": no tokenizer in the file");
+  }
+  src.tokenizer_config_json = meta.value("tokenizer_config", nlohmann::json::object()).dump();
+  return src;
+}
+
+TokenizerSource load_tokenizer_source_r1m(const std::string& path) {
+  auto f = R1File::open(path);
+  return source_from_meta(f->meta(), path);
+}
+
+Runtime Runtime::load(const std::string& path) {
+  auto t0 = std::chrono::steady_clock::now();
+  Runtime rt;
+  rt.model = Model::load(path);
+  const auto& meta = rt.model->file->meta();
+  rt.tok.emplace(Tokenizer::load(source_from_meta(meta, path)));
+  if (rt.tok->vocab_size() > rt.model->cfg.vocab_size)
+    fail_input(path + ": the tokenizer has more tokens than the model's embedding");
+  const auto& gen = meta.value("generation", nlohmann::json::object());
+  auto num = [&](const char* k, float d) { return gen.contains(k) && gen[k].is_number() ? gen[k].get<float>() : d; };
+  rt.defaults.temperature = num("temperature", 0.6f);
+  rt.defaults.top_p = num("top_p", 0.95f);
+  rt.defaults.top_k = gen.contains("top_k") && gen["top_k"].is_number_integer() ? gen["top_k"].get<int>() : 0;
+  rt.defaults.min_p = num("min_p", 0.0f);
+  rt.defaults.repetition_penalty = num("repetition_penalty", 1.0f);
+  if (gen.value("do_sample", true) == false) rt.defaults.temperature = 0;
+  std::vector<int32_t> eos = rt.model->cfg.eos_ids;
+  if (gen.contains("eos_token_id")) {
+    const auto& e = gen["eos_token_id"];
+    if (e.is_number_integer()) eos.push_back(e.get<int32_t>());
+    if (e.is_array())
+      for (auto& x : e)
+        if (x.is_number_integer()) eos.push_back(x.get<int32_t>());
+  }
+  rt.stop_ids = default_stop_ids(eos, *rt.tok);
+  rt.load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rt;
+}
+
+ChatTemplate Runtime::chat_template(const std::string& forced) const {
+  return ChatTemplate::from_config(model->file->meta().value("tokenizer_config", nlohmann::json::object()).dump(), forced);
+}
+
+uint64_t available_memory() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  uint64_t kb;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
+
+int64_t choose_ctx(const Config& c, int64_t requested, bool kv_f16) {
+  if (requested > 0) {
+    if (requested > c.max_pos)
+      fail_usage("--ctx " + std::to_string(requested) + " is beyond the model's " + std::to_string(c.max_pos) + " positions");
+    return requested;
+  }
+  int64_t ctx = std::min<int64_t>(c.max_pos, 32768);
+  const uint64_t avail = available_memory();
+  while (ctx > 512 && avail > 0 && KVCache::bytes_for(c, ctx, kv_f16) > avail / 4) ctx /= 2;
+  return ctx;
+}
+
+}  // namespace r1

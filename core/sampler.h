@@ -1,0 +1,42 @@
+// Choosing the next token from logits: greedy, or repetition penalty -> temperature -> top-k
+// -> top-p -> min-p -> a draw (the order of transformers' logits processors). Deterministic for a
+// given seed on every platform (own RNG, no std distributions).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace r1 {
+
+struct SamplerParams {
+  float temperature = 0.6f;  // 0: greedy
+  float top_p = 0.95f;       // 1: off
+  int top_k = 0;             // 0: off
+  float min_p = 0.0f;        // 0: off
+  float repetition_penalty = 1.0f;  // 1: off
+  uint64_t seed = 0;
+};
+
+// Throws r1::Error (Usage) naming the bad parameter.
+void validate(const SamplerParams& p);
+
+class Sampler {
+ public:
+  Sampler(const SamplerParams& p, int64_t vocab);
+  // logits are modified in place. history: tokens so far (for the repetition penalty).
+  int32_t sample(float* logits, const std::vector<int32_t>& history);
+  // The distribution the draw uses (after all filters), for tests: probabilities over the vocab.
+  std::vector<float> distribution(const float* logits, const std::vector<int32_t>& history);
+  const SamplerParams& params() const { return p_; }
+  void reseed(uint64_t seed);
+
+ private:
+  double uniform();
+  void filter(float* logits, const std::vector<int32_t>& history);  // -> probabilities in probs_
+  SamplerParams p_;
+  int64_t vocab_;
+  uint64_t state_;
+  std::vector<float> probs_, kept_;
+  std::vector<int32_t> idx_;
+};
+
+}  // namespace r1
