@@ -16,4 +16,7 @@ struct TokenizerSource {
 // Reads a directory or a .r1m file; throws r1::Error (Input) with a one-line reason.
 TokenizerSource load_tokenizer_source(const std::string& path);
 
+// The .r1m half of the above, implemented next to the .r1m reader (core/runtime.cpp today).
+TokenizerSource load_tokenizer_source_r1m(const std::string& path);
+
 }  // namespace r1

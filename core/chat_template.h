@@ -1,0 +1,36 @@
+// Chat prompts rendered natively (no Jinja engine): the DeepSeek-R1 distill template byte for byte
+// as the official Jinja renders it, plus plain ChatML, Llama-3 and raw text. A template r1 does
+// not recognise is an error rather than a guess.
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace r1 {
+
+struct Message {
+  std::string role, content;
+};
+
+enum class TemplateKind { R1, ChatML, Llama3, Raw };
+
+class ChatTemplate {
+ public:
+  // From tokenizer_config.json text (chat_template, bos_token, eos_token). `forced` = "" (detect)
+  // or "r1" / "chatml" / "llama3" / "raw".
+  static ChatTemplate from_config(std::string_view tokenizer_config_json, std::string_view forced = "");
+  TemplateKind kind() const { return kind_; }
+  std::string render(const std::vector<Message>& msgs, bool add_generation_prompt = true) const;
+  bool prompt_opens_think() const { return kind_ == TemplateKind::R1 && opens_think_; }
+
+ private:
+  TemplateKind kind_ = TemplateKind::Raw;
+  std::string bos_, eos_;
+  bool opens_think_ = true;   // R1: generation prompt ends "<think>\n" (newer copies)
+  bool strip_think_ = true;   // R1: history keeps only what follows "</think>"
+};
+
+// A JSON array of {role, content}, or an object {"messages": [...]}; fail_input when malformed.
+std::vector<Message> parse_messages_json(std::string_view json);
+
+}  // namespace r1
