@@ -20,6 +20,21 @@ struct Q4Nearest {
         if (std::fabs(v - kQ4Levels[c]) < std::fabs(v - kQ4Levels[best])) best = c;
       lut[i] = uint8_t(best);
     }
+    for (int i = 0; i < 512; i++) {
+      float v = (float(i - 256) + 0.5f) * 0.5f;
+      int best = 0;
+      for (int c = 1; c < 16; c++)
+        if (std::fabs(v - kQ4Levels[c]) < std::fabs(v - kQ4Levels[best])) best = c;
+      lut2[i] = uint8_t(best);
+    }
+  }
+  // Decision boundaries between integer levels are multiples of 0.5, so a table on floor(2 v)
+  // decides every non-tie input exactly with one lookup.
+  uint8_t lut2[512];
+  int fast(float v) const {
+    float f = 2.0f * v + 256.0f;  // >= 0 after the clamp, so truncation is floor
+    f = f < 0.0f ? 0.0f : f > 511.0f ? 511.0f : f;
+    return lut2[int(f)];
   }
   int operator()(float v) const {
     float f = std::floor(v);
@@ -60,42 +75,70 @@ uint16_t quantize_q8_group(const float* x, int8_t* q) {
   return sh;
 }
 
+// Codes for x at inverse scale inv, and the two sums that give the least-squares scale for them:
+// xl = sum x * level, ll = sum level^2 (then s = xl / ll and the error is sum x^2 - xl^2 / ll).
+inline void q4_assign(const float* x, float inv, uint8_t* codes, float* xl, float* ll) {
+  float a = 0, b = 0;
+  for (int i = 0; i < kGroup; i++) {
+    const int c = kNearest.fast(x[i] * inv);
+    codes[i] = uint8_t(c);
+    const float l = kQ4Levels[c];
+    a += x[i] * l;
+    b += l * l;
+  }
+  *xl = a;
+  *ll = b;
+}
+
 }  // namespace
 
 uint16_t quantize_q4_group(const float* x, uint8_t* nib16) {
   float amax = 0, vmax = 0;
   for (int i = 0; i < kGroup; i++)
     if (std::fabs(x[i]) > amax) { amax = std::fabs(x[i]); vmax = x[i]; }
-  uint8_t codes[kGroup], best_codes[kGroup];
+  uint8_t codes[kGroup];
   if (amax == 0) {
     std::memset(nib16, 0x88, 16);  // code 8 is the level nearest zero
     return 0;
   }
-  // The codebook is asymmetric (-127 .. 118): try both signs of the scale, a sweep of scales
-  // around the absmax one, then refine each best candidate by least squares on its codes.
-  float best_err = INFINITY, best_s = 0;
-  const float base = vmax / -127.0f;  // maps the extreme weight onto level -127
-  for (int sign = -1; sign <= 1; sign += 2) {
-    for (int k = -6; k <= 10; k++) {
-      float s = sign * base * (1.0f + 0.02f * k);
-      if (sign > 0 && k == -6) s = sign * base;  // keep the plain absmax candidate in the set
-      float err = q4_error(x, s, codes);
-      // least-squares scale for these codes, then re-assign once
-      float num = 0, den = 0;
-      for (int i = 0; i < kGroup; i++) { num += x[i] * kQ4Levels[codes[i]]; den += float(kQ4Levels[codes[i]]) * kQ4Levels[codes[i]]; }
-      if (den > 0) {
-        float s2 = num / den;
-        uint8_t c2[kGroup];
-        float e2 = q4_error(x, s2, c2);
-        if (e2 < err) { err = e2; s = s2; std::memcpy(codes, c2, kGroup); }
-      }
-      if (err < best_err) { best_err = err; best_s = s; std::memcpy(best_codes, codes, kGroup); }
+  // The codebook is asymmetric (-127 .. 118): put the extreme weight on either end level, over a
+  // short sweep of scales. Each candidate's codes are scored at their own least-squares scale
+  // (error = sum x^2 - xl^2 / ll, so maximize xl^2 / ll): one pass per candidate instead of the
+  // assign / refit / re-assign of a plain sweep. The winner is then refined by two rounds of
+  // re-assign + refit.
+  // factors > 1 clip the extreme weight, which pays for Gaussian-like groups
+  static constexpr float kLo[] = {1.15f, 1.11f, 1.08f, 1.05f, 1.03f, 1.01f, 0.99f, 0.97f, 0.94f, 0.91f, 0.88f};
+  static constexpr float kHi[] = {1.2f, 1.14f, 1.09f, 1.05f, 1.02f, 0.99f, 0.95f, 0.91f};
+  // keep the two best candidates' least-squares scales; refine both (2 rounds each)
+  float b1 = -1, s1 = 0, b2 = -1, s2 = 0;
+  auto consider = [&](float inv) {
+    float xl, ll;
+    q4_assign(x, inv, codes, &xl, &ll);
+    if (ll <= 0) return;
+    const float sc = xl * xl / ll, s = xl / ll;
+    if (sc > b1) { b2 = b1; s2 = s1; b1 = sc; s1 = s; }
+    else if (sc > b2 && s != s1) { b2 = sc; s2 = s; }
+  };
+  for (float f : kLo) consider(-127.0f * f / vmax);
+  for (float f : kHi) consider(float(kQ4Levels[15]) * f / vmax);
+  float best = b1, best_s = s1;
+  for (float s0 : {s1, s2}) {  // (s2 == 0: fewer than two distinct candidates)
+    if (s0 == 0) continue;
+    float s = s0;
+    for (int it = 0; it < 2; it++) {
+      float xl, ll;
+      q4_assign(x, 1.0f / s, codes, &xl, &ll);
+      if (ll <= 0) break;
+      s = xl / ll;
+      if (xl * xl / ll > best) { best = xl * xl / ll; best_s = s; }
     }
   }
   // The stored scale is f16: re-assign codes for the rounded scale.
   uint16_t sh = f32_to_f16(best_s);
-  q4_error(x, f16_to_f32(sh), best_codes);
-  pack_nibbles(best_codes, nib16);
+  float xl, ll;
+  const float sf = f16_to_f32(sh);
+  q4_assign(x, sf != 0 ? 1.0f / sf : 0.0f, codes, &xl, &ll);
+  pack_nibbles(codes, nib16);
   return sh;
 }
 

@@ -1,59 +1,201 @@
 #include "kernels/cpu/cpu.h"
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/avx2.h"
 #include "kernels/cpu/ref.h"
 
 namespace r1::cpu {
 namespace {
 
 std::atomic<bool> g_force_ref{false};
+std::atomic<bool> g_no_vnni{false};
 
+// R1_KERNELS=ref: scalar reference; R1_KERNELS=avx2: AVX2 without the VNNI integer dot.
+const char* env_kernels() {
+  static const char* e = std::getenv("R1_KERNELS");
+  return e ? e : "";
+}
 bool use_ref() {
-  static const bool env_ref = [] {
-    const char* e = std::getenv("R1_KERNELS");
-    return e && std::strcmp(e, "ref") == 0;
-  }();
-  return env_ref || g_force_ref.load(std::memory_order_relaxed);
+  static const bool env_ref = std::strcmp(env_kernels(), "ref") == 0;
+  static const bool has_avx2 = avx2::cpu_has_avx2();
+  return env_ref || !has_avx2 || g_force_ref.load(std::memory_order_relaxed);
+}
+bool use_vnni() {
+  static const bool ok = avx2::cpu_has_vnni() && std::strcmp(env_kernels(), "avx2") != 0;
+  return ok && !g_no_vnni.load(std::memory_order_relaxed);
 }
 
 // Rows per parallel chunk: keeps chunk borders on whole cache lines of output.
 constexpr int64_t kRowAlign = 16;
 
+// Grow-only 64-byte-aligned scratch; one per thread (thread_local), so no allocation once the
+// largest shape has been seen.
+struct Scratch {
+  void* p = nullptr;
+  size_t cap = 0;
+  ~Scratch() { std::free(p); }
+  template <class T>
+  T* get(size_t bytes) {
+    if (bytes > cap) {
+      std::free(p);
+      cap = (bytes + 63) / 64 * 64;
+      p = std::aligned_alloc(64, cap);
+    }
+    return static_cast<T*>(p);
+  }
+};
+
+void qmatmul_any(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
+  if (use_vnni())
+    avx2::qmatmul_vnni(W, act, n, Y, ldy, r0, r1);
+  else
+    avx2::qmatmul(W, act, n, Y, ldy, r0, r1);
+}
+
 }  // namespace
 
-const char* kernel_set() { return "ref"; }
+const char* kernel_set() {
+  if (use_ref()) return "ref";
+  return use_vnni() ? "avx2-vnni" : "avx2";
+}
 void force_reference(bool on) { g_force_ref = on; }
+void force_no_vnni(bool on) { g_no_vnni = on; }
 
 void matvec(ThreadPool& pool, const WeightView& W, const float* x, float* y) {
-  (void)use_ref();
-  pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) { ref::matvec(W, x, y, b, e); }, kRowAlign);
+  if (use_ref()) {
+    pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) { ref::matvec(W, x, y, b, e); }, kRowAlign);
+    return;
+  }
+  if (is_quantized(W.fmt)) {
+    thread_local Scratch s;
+    uint8_t* act = s.get<uint8_t>(avx2::qact_stride(W.cols));
+    avx2::quantize_act(x, W.cols, act);
+    pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) { qmatmul_any(W, act, 1, y, W.rows, b, e); }, kRowAlign);
+  } else {
+    pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) { avx2::fmatmul(W, x, 1, y, W.rows, b, e); }, kRowAlign);
+  }
 }
 
 void matmul(ThreadPool& pool, const WeightView& W, const float* X, int64_t n, float* Y) {
-  pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) { ref::matmul(W, X, n, Y, b, e); }, kRowAlign);
+  if (n == 1) return matvec(pool, W, X, Y);
+  if (use_ref()) {
+    pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) { ref::matmul(W, X, n, Y, b, e); }, kRowAlign);
+    return;
+  }
+  if (!is_quantized(W.fmt)) {
+    pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) { avx2::fmatmul(W, X, n, Y, W.rows, b, e); }, kRowAlign);
+    return;
+  }
+  const int64_t stride = int64_t(avx2::qact_stride(W.cols));
+  thread_local Scratch s;
+  uint8_t* act = s.get<uint8_t>(size_t(n * stride));
+  pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; t++) avx2::quantize_act(X + t * W.cols, W.cols, act + t * stride);
+  });
+  // Tokens in blocks whose quantized activations fit in L2 next to the weight tile; each thread
+  // streams its rows once per block.
+  int64_t tb = (384 << 10) / stride;
+  tb = tb < 4 ? 4 : tb / 4 * 4;
+  pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) {
+    for (int64_t t0 = 0; t0 < n; t0 += tb)
+      qmatmul_any(W, act + t0 * stride, t0 + tb < n ? tb : n - t0, Y + t0 * W.rows, W.rows, b, e);
+  }, kRowAlign);
 }
 
-void dequant_row(const WeightView& W, int64_t r, float* out) { ref::dequant_row(W, r, out); }
-void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps) { ref::rmsnorm(out, x, w, n, eps); }
-void rope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin) {
-  ref::rope(v, n_heads, head_dim, cos, sin);
+void dequant_row(const WeightView& W, int64_t r, float* out) {
+  if (use_ref()) return ref::dequant_row(W, r, out);
+  avx2::dequant_row(W, r, out);
 }
-void silu_mul(float* gate, const float* up, int64_t n) { ref::silu_mul(gate, up, n); }
+void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps) {
+  if (use_ref()) return ref::rmsnorm(out, x, w, n, eps);
+  avx2::rmsnorm(out, x, w, n, eps);
+}
+void rope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin) {
+  if (use_ref()) return ref::rope(v, n_heads, head_dim, cos, sin);
+  avx2::rope(v, n_heads, head_dim, cos, sin);
+}
+void silu_mul(float* gate, const float* up, int64_t n) {
+  if (use_ref()) return ref::silu_mul(gate, up, n);
+  avx2::silu_mul(gate, up, n);
+}
 
 void attention(ThreadPool& pool, float* out, const float* q, const void* k, const void* v, bool kv_f16,
                int64_t ctx_stride, int64_t pos0, int64_t n_q, int n_heads, int n_kv, int hd) {
-  pool.parallel_for(n_q, [&](int64_t b, int64_t e, int) {
-    thread_local std::vector<float> scores;
-    if (int64_t(scores.size()) < pos0 + n_q) scores.resize(size_t(pos0 + n_q));
-    for (int64_t t = b; t < e; t++) {
-      const int64_t off = t * int64_t(n_heads) * hd;
-      ref::attention(out + off, q + off, k, v, kv_f16, ctx_stride, pos0 + t + 1, n_heads, n_kv, hd, scores.data());
+  if (use_ref() || hd % 8 != 0) {
+    pool.parallel_for(n_q, [&](int64_t b, int64_t e, int) {
+      thread_local std::vector<float> scores;
+      if (int64_t(scores.size()) < pos0 + n_q) scores.resize(size_t(pos0 + n_q));
+      for (int64_t t = b; t < e; t++) {
+        const int64_t off = t * int64_t(n_heads) * hd;
+        ref::attention(out + off, q + off, k, v, kv_f16, ctx_stride, pos0 + t + 1, n_heads, n_kv, hd, scores.data());
+      }
+    });
+    return;
+  }
+  const int G = n_heads / n_kv;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const size_t esz = kv_f16 ? 2 : 4;
+  // Work items: (query position, kv head, position split). Decode has few items, so long
+  // contexts are split over positions (partial softmax, merged below) to use every thread.
+  const int64_t base_items = n_q * n_kv, max_pos = pos0 + n_q;
+  int64_t nsplit = 1;
+  if (base_items < pool.size() && max_pos >= 256) {
+    nsplit = (pool.size() + base_items - 1) / base_items;
+    if (nsplit > max_pos / 128) nsplit = max_pos / 128;
+  }
+  const int64_t items = base_items * nsplit;
+  const int64_t part = int64_t(G) * hd + 2 * G;  // out, m, l of one item
+  thread_local Scratch ps;
+  float* parts = nsplit > 1 ? ps.get<float>(size_t(items * part) * 4) : nullptr;
+  pool.parallel_for(items, [&](int64_t b, int64_t e, int) {
+    thread_local Scratch ss;
+    thread_local std::vector<float> ml;
+    if (ml.size() < size_t(2 * G)) ml.resize(size_t(2 * G));
+    for (int64_t it = b; it < e; it++) {
+      const int64_t s = it % nsplit, bi = it / nsplit, kvh = bi % n_kv, o = bi / n_kv;
+      // alternate short and long causal rows so contiguous chunks carry equal work
+      const int64_t t = o % 2 == 0 ? o / 2 : n_q - 1 - o / 2;
+      const int64_t n_pos = pos0 + t + 1, p0 = n_pos * s / nsplit, p1 = n_pos * (s + 1) / nsplit;
+      const int64_t hoff = (t * n_heads + kvh * G) * hd;
+      const auto* kb = static_cast<const uint8_t*>(k) + size_t(kvh * ctx_stride * hd) * esz;
+      const auto* vb = static_cast<const uint8_t*>(v) + size_t(kvh * ctx_stride * hd) * esz;
+      float* sc = ss.get<float>(size_t(G * (p1 - p0)) * 4);
+      if (nsplit == 1) {
+        float* o_ = out + hoff;
+        avx2::attn_partial(q + hoff, kb, vb, kv_f16, G, hd, p0, p1, scale, sc, o_, ml.data(), ml.data() + G);
+        for (int g = 0; g < G; g++) {
+          const float inv = 1.0f / ml[size_t(G + g)];
+          for (int i = 0; i < hd; i++) o_[g * hd + i] *= inv;
+        }
+      } else {
+        float* pp = parts + it * part;
+        avx2::attn_partial(q + hoff, kb, vb, kv_f16, G, hd, p0, p1, scale, sc, pp, pp + G * hd, pp + G * hd + G);
+      }
     }
   });
+  if (nsplit == 1) return;
+  for (int64_t bi = 0; bi < base_items; bi++) {
+    const int64_t kvh = bi % n_kv, t = bi / n_kv;  // n_q * n_kv < threads here: order is irrelevant
+    for (int g = 0; g < G; g++) {
+      float M = -INFINITY;
+      for (int64_t s = 0; s < nsplit; s++) M = std::fmax(M, parts[(bi * nsplit + s) * part + G * hd + g]);
+      float L = 0;
+      float* o_ = out + (t * n_heads + kvh * G + g) * hd;
+      for (int i = 0; i < hd; i++) o_[i] = 0;
+      for (int64_t s = 0; s < nsplit; s++) {
+        const float* pp = parts + (bi * nsplit + s) * part;
+        const float f = std::exp(pp[G * hd + g] - M);
+        L += f * pp[G * hd + G + g];
+        for (int i = 0; i < hd; i++) o_[i] += f * pp[g * hd + i];
+      }
+      for (int i = 0; i < hd; i++) o_[i] /= L;
+    }
+  }
 }
 
 }  // namespace r1::cpu

@@ -9,10 +9,14 @@
 
 namespace r1::cpu {
 
-// Which kernel set runs: "avx2" or "ref".
+// Which kernel set runs: "avx2-vnni" (AVX2 with the AVX512-VNNI integer dot), "avx2" or "ref".
+// R1_KERNELS=ref forces the reference, R1_KERNELS=avx2 disables the VNNI dot.
 const char* kernel_set();
 void force_reference(bool on);  // for tests and benchmarks
+void force_no_vnni(bool on);    // for tests and benchmarks: plain AVX2 integer dot
 
+// q4/q8 weights run on int8-quantized activations (per token, per group of 32: see avx2.h and
+// ref::matvec_q8act); float formats in f32. Scratch is per calling thread, grow-only.
 // y = W x                      x: [cols], y: [rows]
 void matvec(ThreadPool& pool, const WeightView& W, const float* x, float* y);
 // Y = X W^T                    X: [n, cols], Y: [n, rows]

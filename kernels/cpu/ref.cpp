@@ -1,6 +1,7 @@
 #include "kernels/cpu/ref.h"
 
 #include <cmath>
+#include <vector>
 
 #include "quant/half.h"
 
@@ -158,6 +159,51 @@ void attention(float* out, const float* q, const void* k, const void* v, bool kv
       const float a = scores[p];
       for (int i = 0; i < hd; i++) o[i] += a * kv_at(v, kv_f16, base + p * hd + i);
     }
+  }
+}
+
+void quantize_act_q8(const float* x, int64_t cols, int8_t* q, float* d) {
+  for (int64_t g = 0; g < cols / kGroup; g++) {
+    const float* xg = x + g * kGroup;
+    float amax = 0;
+    for (int i = 0; i < kGroup; i++) amax = std::fmax(amax, std::fabs(xg[i]));
+    d[g] = amax / 127.0f;
+    const float id = amax != 0 ? 127.0f / amax : 0.0f;
+    for (int i = 0; i < kGroup; i++) q[g * kGroup + i] = int8_t(std::nearbyint(xg[i] * id));
+  }
+}
+
+void matvec_q8act(const WeightView& W, const float* x, float* y, int64_t r0, int64_t r1) {
+  const int64_t n = W.cols, G = n / kGroup;
+  std::vector<int8_t> q(static_cast<size_t>(n));
+  std::vector<float> d(static_cast<size_t>(G));
+  quantize_act_q8(x, n, q.data(), d.data());
+  for (int64_t r = r0; r < r1; r++) {
+    float acc = 0;
+    for (int64_t g = 0; g < G; g++) {
+      int32_t isum = 0;
+      for (int i = 0; i < kGroup; i++) {
+        const int64_t c = g * kGroup + i;
+        int w;
+        if (W.fmt == Format::Q4) {
+          const uint8_t b = W.codes[r * n / 2 + g * 16 + (i & 15)];
+          w = kQ4Levels[i < 16 ? b & 15 : b >> 4];
+        } else {
+          w = reinterpret_cast<const int8_t*>(W.codes)[r * n + c];
+        }
+        isum += w * q[size_t(c)];
+      }
+      acc += (f16_to_f32(W.scales[r * G + g]) * d[size_t(g)]) * float(isum);
+    }
+    y[r] = acc;
+  }
+}
+
+void matmul_q8act(const WeightView& W, const float* X, int64_t n, float* Y, int64_t r0, int64_t r1) {
+  std::vector<float> y(static_cast<size_t>(W.rows));
+  for (int64_t t = 0; t < n; t++) {
+    matvec_q8act(W, X + t * W.cols, y.data(), r0, r1);
+    for (int64_t r = r0; r < r1; r++) Y[t * W.rows + r] = y[size_t(r)];
   }
 }
 

@@ -31,4 +31,12 @@ void softmax(float* x, int64_t n);
 void attention(float* out, const float* q, const void* k, const void* v, bool kv_f16, int64_t ctx_stride,
                int64_t n_pos, int n_heads, int n_kv, int hd, float* scores);
 
+// --- int8-activation math of the SIMD q4/q8 kernels, scalar (parity tests can be near-exact) ---
+// x[cols] -> per group of 32: d[g] = amax / 127, q = nearbyint(x * (127 / amax)) (0 if amax == 0).
+void quantize_act_q8(const float* x, int64_t cols, int8_t* q, float* d);
+// y[r] = sum_g (dw[r,g] * d[g]) * sum_i wq[r,i] * q[i]   (integer dot per group; W q4 or q8)
+void matvec_q8act(const WeightView& W, const float* x, float* y, int64_t r0, int64_t r1);
+// Each token quantized on its own.          X: [n, cols], Y: [n, rows]
+void matmul_q8act(const WeightView& W, const float* X, int64_t n, float* Y, int64_t r0, int64_t r1);
+
 }  // namespace r1::ref

@@ -1,6 +1,7 @@
 #include "kernels/cpu/threadpool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <set>
 #include <string>
@@ -8,16 +9,39 @@
 
 namespace r1 {
 
+namespace {
+
+constexpr int64_t kSpinUs = 300;  // spin this long after a job before sleeping
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Spin until pred() or the budget runs out; true when pred() held.
+template <class P>
+bool spin_until(P pred) {
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 1;; i++) {
+    if (pred()) return true;
+    cpu_relax();
+    if ((i & 255) == 0 &&
+        std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kSpinUs))
+      return pred();
+  }
+}
+
+}  // namespace
+
 ThreadPool::ThreadPool(int n_threads) : n_(n_threads < 1 ? 1 : n_threads) {
   for (int i = 1; i < n_; i++) threads_.emplace_back([this, i] { worker(i); });
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    stop_ = true;
-  }
-  cv_start_.notify_all();
+  stop_.store(true);
+  gen_.fetch_add(1, std::memory_order_release);
+  gen_.notify_all();
   for (auto& t : threads_) t.join();
 }
 
@@ -34,44 +58,33 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n, 0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    job_align_ = align;
-    pending_ = n_ - 1;
-    generation_++;
-  }
-  cv_start_.notify_all();
+  job_ = &fn;
+  job_n_ = n;
+  job_align_ = align;
+  pending_.store(n_ - 1, std::memory_order_relaxed);
+  gen_.fetch_add(1, std::memory_order_release);
+  gen_.notify_all();  // cheap when nobody sleeps (libstdc++ counts waiters)
   int64_t b, e;
   chunk(n, align, n_, 0, &b, &e);
   if (b < e) fn(b, e, 0);
-  std::unique_lock<std::mutex> lk(mu_);
-  cv_done_.wait(lk, [&] { return pending_ == 0; });
+  auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(done))
+    for (int p; (p = pending_.load(std::memory_order_acquire)) != 0;) pending_.wait(p);
   job_ = nullptr;
 }
 
 void ThreadPool::worker(int idx) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t, int)>* job;
-    int64_t n, align;
-    {
-      std::unique_lock<std::mutex> lk(mu_);
-      cv_start_.wait(lk, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
-      align = job_align_;
-    }
+    auto fresh = [&] { return gen_.load(std::memory_order_acquire) != seen; };
+    if (!spin_until(fresh))
+      while (!fresh()) gen_.wait(seen, std::memory_order_acquire);
+    seen = gen_.load(std::memory_order_acquire);
+    if (stop_.load()) return;
     int64_t b, e;
-    chunk(n, align, n_, idx, &b, &e);
-    if (b < e) (*job)(b, e, idx);
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (--pending_ == 0) cv_done_.notify_one();
-    }
+    chunk(job_n_, job_align_, n_, idx, &b, &e);
+    if (b < e) (*job_)(b, e, idx);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
   }
 }
 

@@ -1,0 +1,152 @@
+// Micro-benchmark of the CPU kernels at Qwen-1.5B shapes (not a test): per-token matvec time of
+// one layer's matrices and of the lm_head for q4 / q8 / bf16 with 1 and 2 threads, as GB/s of
+// weight bytes against the measured read bandwidth; prefill matmul (128 tokens); decode attention
+// at depth 4096. Weights are random bytes (speed does not depend on values); several layers are
+// allocated and cycled so nothing is served from the 32 MB L3.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/cpu.h"
+#include "quant/half.h"
+
+using namespace r1;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double now_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+
+struct Buf {
+  uint8_t* p;
+  size_t n;
+  explicit Buf(size_t bytes) : n(bytes) {
+    p = static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
+    std::mt19937_64 g(42);
+    auto* q = reinterpret_cast<uint64_t*>(p);
+    for (size_t i = 0; i < bytes / 8; i++) q[i] = g();
+  }
+  ~Buf() { std::free(p); }
+};
+
+// A [rows, cols] matrix of random codes with sane scales (or bf16 values).
+struct Mat {
+  Buf b;
+  WeightView v;
+  Mat(Format f, int64_t rows, int64_t cols) : b(tensor_bytes(f, rows, cols)) {
+    v = make_view(f, rows, cols, b.p);
+    if (v.scales) {
+      auto* s = const_cast<uint16_t*>(v.scales);
+      for (int64_t i = 0; i < rows * cols / kGroup; i++) s[i] = f32_to_f16(0.001f);
+    } else if (f == Format::BF16) {
+      auto* w = reinterpret_cast<uint16_t*>(b.p);
+      for (int64_t i = 0; i < rows * cols; i++) w[i] = f32_to_bf16(float(int(w[i] % 200) - 100) * 1e-3f);
+    }
+  }
+};
+
+constexpr int kHidden = 1536, kFfn = 8960, kLayers = 28, kHeads = 12, kKv = 2, kHd = 128, kVocab = 151936;
+
+struct Layer {
+  std::vector<Mat*> m;
+  size_t bytes = 0;
+  explicit Layer(Format f) {
+    const int64_t shapes[7][2] = {{kHidden, kHidden}, {kKv * kHd, kHidden}, {kKv * kHd, kHidden}, {kHidden, kHidden},
+                                  {kFfn, kHidden},    {kFfn, kHidden},      {kHidden, kFfn}};
+    for (auto& s : shapes) {
+      m.push_back(new Mat(f, s[0], s[1]));
+      bytes += tensor_bytes(f, s[0], s[1]);
+    }
+  }
+  ~Layer() { for (auto* p : m) delete p; }
+};
+
+double read_bandwidth(ThreadPool& pool) {
+  Buf b(size_t(1) << 30);
+  const int64_t n = int64_t(b.n / 8);
+  const auto* q = reinterpret_cast<const uint64_t*>(b.p);
+  std::vector<uint64_t> sums(size_t(pool.size()) * 8);
+  double best = 1e9;
+  for (int rep = 0; rep < 5; rep++) {
+    double t0 = now_s();
+    pool.parallel_for(n, [&](int64_t s, int64_t e, int tid) {
+      uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      for (int64_t i = s; i < e; i += 4) { a0 += q[i]; a1 += q[i + 1]; a2 += q[i + 2]; a3 += q[i + 3]; }
+      sums[size_t(tid) * 8] = a0 + a1 + a2 + a3;
+    }, 1024);
+    best = std::min(best, now_s() - t0);
+  }
+  return double(b.n) / best / 1e9;
+}
+
+}  // namespace
+
+int main() {
+  std::printf("kernel set: %s\n", cpu::kernel_set());
+  const int kLayerCopies = 3;  // > 32 MB L3 even for q4 (26 MB per layer)
+  for (int nt : {1, 2}) {
+    ThreadPool pool(nt);
+    const double bw = read_bandwidth(pool);
+    std::printf("\n== %d thread(s): read bandwidth %.1f GB/s (sum of a 1 GiB buffer)\n", nt, bw);
+    std::vector<float> x(kFfn, 0.01f), y(kVocab);
+    for (Format f : {Format::Q4, Format::Q8, Format::BF16}) {
+      std::vector<Layer*> layers;
+      for (int i = 0; i < kLayerCopies; i++) layers.push_back(new Layer(f));
+      const int reps = 12;
+      double t0 = now_s();
+      for (int r = 0; r < reps; r++)
+        for (auto* m : layers[size_t(r % kLayerCopies)]->m) cpu::matvec(pool, m->v, x.data(), y.data());
+      const double tl = (now_s() - t0) / reps;
+      const double lb = double(layers[0]->bytes);
+      for (auto* l : layers) delete l;
+      Mat head(f, kVocab, kHidden);
+      cpu::matvec(pool, head.v, x.data(), y.data());
+      t0 = now_s();
+      for (int r = 0; r < 3; r++) cpu::matvec(pool, head.v, x.data(), y.data());
+      const double th = (now_s() - t0) / 3;
+      const double hb = double(tensor_bytes(f, kVocab, kHidden));
+      const double tok = kLayers * tl + th;
+      std::printf("%-5s layer matvecs %6.3f ms  %5.1f GB/s (%3.0f%%) | lm_head %6.2f ms  %5.1f GB/s (%3.0f%%) | "
+                  "decode weights-only %.1f tok/s\n",
+                  format_name(f), tl * 1e3, lb / tl / 1e9, 100 * lb / tl / 1e9 / bw, th * 1e3, hb / th / 1e9,
+                  100 * hb / th / 1e9 / bw, 1.0 / tok);
+    }
+    // prefill: 128 tokens through one layer's matrices (lm_head once, last token only)
+    const int64_t T = 128;
+    std::vector<float> X(size_t(T) * kFfn), Y(size_t(T) * kFfn);
+    std::mt19937 g(1);
+    std::normal_distribution<float> nd(0, 1);
+    for (auto& v : X) v = nd(g);
+    for (Format f : {Format::Q4, Format::Q8, Format::BF16}) {
+      if (f == Format::BF16 && nt == 1) continue;
+      Layer L(f);
+      for (auto* m : L.m) cpu::matmul(pool, m->v, X.data(), T, Y.data());
+      double best = 1e9;
+      for (int r = 0; r < 2; r++) {
+        double t0 = now_s();
+        for (auto* m : L.m) cpu::matmul(pool, m->v, X.data(), T, Y.data());
+        best = std::min(best, now_s() - t0);
+      }
+      const double macs = double(T) * double(L.bytes) / (bits_per_weight(f) / 8);
+      std::printf("%-5s prefill %lld tokens: layer %.1f ms -> %.0f tok/s (28 layers, no attention/lm_head), "
+                  "%.1f GMAC/s\n",
+                  format_name(f), (long long)T, best * 1e3, T / (kLayers * best), macs / best / 1e9);
+    }
+    // decode attention at depth 4096, f16 cache: one layer, 12 q heads over 2 kv heads
+    {
+      const int64_t ctx = 4096;
+      std::vector<uint16_t> K(size_t(kKv) * ctx * kHd, f32_to_f16(0.01f)), V(K);
+      std::vector<float> q(kHeads * kHd, 0.1f), o(kHeads * kHd);
+      double t0 = now_s();
+      const int reps = 56;
+      for (int r = 0; r < reps; r++)
+        cpu::attention(pool, o.data(), q.data(), K.data(), V.data(), true, ctx, ctx - 1, 1, kHeads, kKv, kHd);
+      const double ta = (now_s() - t0) / reps;
+      std::printf("attention decode depth 4096 (f16): %.3f ms/layer -> +%.1f ms/token over 28 layers, %.1f GB/s\n",
+                  ta * 1e3, 28 * ta * 1e3, double(K.size()) * 4 / ta / 1e9);
+    }
+  }
+}

@@ -1,0 +1,51 @@
+// AVX2 + FMA + F16C kernels (and an AVX512-VNNI variant of the integer dot), chosen at run time
+// by kernels/cpu/cpu.cpp. Every kernel here has a scalar twin in ref.h that does the same math.
+//
+// q4/q8 weights are multiplied against activations quantized to int8 per group of 32 ("q8 act"):
+//   y[r] = sum_g (dw[r,g] * dx[g]) * sum_{i in g} wq[r,i] * xq[i]      (ref::matvec_q8act)
+// The quantized activations of one token live in one buffer of qact_stride(cols) bytes:
+//   q  : int8[cols]   codes, each aligned 8-group chunk (256 values) stored pair-interleaved:
+//                     for groups (a, b): a[0:16] b[0:16] a[16:32] b[16:32], which matches how a
+//                     32-byte load of q4 nibbles splits into low/high halves; tail groups natural
+//   u  : uint8[cols]  q + 128 (the unsigned operand of vpdpbusd for q8 weights)
+//   dp : float[G]     dx per group; within each 8-group chunk in order 0 2 4 6 1 3 5 7 (the lane
+//                     order the hadd reduction produces), tail groups natural
+//   s  : int32[G]     128 * sum(q) per group, same order as dp (undoes the +128 of q4 levels)
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "quant/formats.h"
+
+namespace r1::avx2 {
+
+bool cpu_has_avx2();  // avx2 && fma && f16c
+bool cpu_has_vnni();  // avx512vnni && avx512vl (256-bit vpdpbusd)
+
+size_t qact_stride(int64_t cols);
+// Quantize one token's activations x[cols] (cols % 32 == 0) into out (qact_stride bytes, 64-aligned).
+void quantize_act(const float* x, int64_t cols, uint8_t* out);
+
+// Y[t * ldy + r] = W[r, :] . x_t for r in [r0, r1), t < n; act: n buffers, qact_stride apart.
+// W is q4 or q8. `_vnni` needs cpu_has_vnni().
+void qmatmul(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1);
+void qmatmul_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0,
+                  int64_t r1);
+
+// Float formats (f32, f16, bf16): Y[t * ldy + r] = W[r, :] . X[t, :]     X: [n, cols]
+void fmatmul(const WeightView& W, const float* X, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1);
+void dequant_row(const WeightView& W, int64_t r, float* out);
+
+void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);
+void rope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin);
+void silu_mul(float* gate, const float* up, int64_t n);
+
+// Attention of g_heads query heads sharing one kv head over cache positions [p0, p1), as a
+// partial softmax so that position ranges can run on different threads and merge later:
+//   m[g] = max score, l[g] = sum exp(score - m[g]), out[g, :] = sum exp(score - m[g]) * v
+//   q, out: [g_heads, hd]   k, v: this kv head's rows, [ctx, hd]   scores: [g_heads * (p1 - p0)]
+// hd % 8 == 0. Scores are pre-multiplied by `scale`.
+void attn_partial(const float* q, const void* k, const void* v, bool kv_f16, int g_heads, int hd, int64_t p0,
+                  int64_t p1, float scale, float* scores, float* out, float* m, float* l);
+
+}  // namespace r1::avx2

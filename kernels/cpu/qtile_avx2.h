@@ -1,0 +1,263 @@
+// The q4/q8 x int8-activation tile kernel, included by qgemm_avx2.cpp (R1_VNNI 0: vpmaddubsw with
+// the sign trick) and qgemm_vnni_avx2.cpp (R1_VNNI 1: vpdpbusd under #pragma GCC target).
+// Everything is in an anonymous namespace so the two ISA builds never share a symbol.
+//
+// A tile is R rows x T tokens. Per aligned chunk of 8 groups (256 weights) and row, the weights
+// are unpacked once (4 group pairs) and dotted against each token: each pair yields a vector
+// whose low 128 bits sum group a and high 128 bits group b; three vphaddd turn 4 pairs into one
+// int32 vector holding the 8 group sums (order 0 2 4 6 1 3 5 7), which is converted once and
+// scaled by dw * dx with one FMA. So per (row, token, 256 weights): 8 dots + 3 hadd + 3 float ops.
+#include <immintrin.h>
+
+#include "kernels/cpu/avx2.h"
+#include "quant/formats.h"
+
+namespace r1::avx2 {
+namespace {
+
+struct Act {
+  const int8_t* q;
+  const uint8_t* u;
+  const float* dp;
+  const int32_t* s;
+};
+
+inline int64_t a64(int64_t x) { return (x + 63) / 64 * 64; }
+inline Act act_at(const uint8_t* base, int64_t cols) {
+  const int64_t G = cols / kGroup;
+  Act a;
+  a.q = reinterpret_cast<const int8_t*>(base);
+  a.u = base + a64(cols);
+  a.dp = reinterpret_cast<const float*>(base + 2 * a64(cols));
+  a.s = reinterpret_cast<const int32_t*>(base + 2 * a64(cols) + a64(G * 4));
+  return a;
+}
+
+inline int hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+inline float hsum_ps(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Constants of one kernel call.
+struct K {
+  __m256i m4 = _mm256_set1_epi8(0x0f);
+#if R1_VNNI
+  __m256i lut;  // q4 level + 128 as u8
+  __m256i c80 = _mm256_set1_epi8(char(0x80));
+#else
+  __m256i lut_s, lut_a;  // q4 level, |level|
+  __m256i one16 = _mm256_set1_epi16(1);
+#endif
+  K() {
+    alignas(32) int8_t t[32];
+#if R1_VNNI
+    for (int i = 0; i < 32; i++) t[i] = int8_t(uint8_t(kQ4Levels[i & 15] + 128));
+    lut = _mm256_load_si256(reinterpret_cast<const __m256i*>(t));
+#else
+    for (int i = 0; i < 32; i++) t[i] = kQ4Levels[i & 15];
+    lut_s = _mm256_load_si256(reinterpret_cast<const __m256i*>(t));
+    lut_a = _mm256_abs_epi8(lut_s);
+#endif
+  }
+};
+
+// One pair of groups (or one group, in natural order) ready for dot products.
+#if R1_VNNI
+struct WP { __m256i l, h, c; };  // q4: level+128 (u8); q8: codes (s8) and -128*sum(w) lanes
+#else
+struct WP { __m256i al, ah, sl, sh; };  // |w| and w (for the sign of x)
+#endif
+
+// Pair (g, g+1) starting at group g of row codes `wc`.
+template <bool Q4>
+inline WP prep_pair(const K& k, const uint8_t* wc, int64_t g) {
+  __m256i l, h;
+  if constexpr (Q4) {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + g * 16));
+    l = _mm256_and_si256(v, k.m4);
+    h = _mm256_and_si256(_mm256_srli_epi16(v, 4), k.m4);
+  } else {
+    __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + g * 32));
+    __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + g * 32 + 32));
+    l = _mm256_permute2x128_si256(a, b, 0x20);
+    h = _mm256_permute2x128_si256(a, b, 0x31);
+  }
+  WP p;
+#if R1_VNNI
+  if constexpr (Q4) {
+    p.l = _mm256_shuffle_epi8(k.lut, l);
+    p.h = _mm256_shuffle_epi8(k.lut, h);
+    p.c = _mm256_setzero_si256();
+  } else {
+    p.l = l;
+    p.h = h;
+    __m256i s = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), k.c80, l), k.c80, h);
+    p.c = _mm256_sub_epi32(_mm256_setzero_si256(), s);
+  }
+#else
+  if constexpr (Q4) {
+    p.al = _mm256_shuffle_epi8(k.lut_a, l);
+    p.ah = _mm256_shuffle_epi8(k.lut_a, h);
+    p.sl = _mm256_shuffle_epi8(k.lut_s, l);
+    p.sh = _mm256_shuffle_epi8(k.lut_s, h);
+  } else {
+    p.al = _mm256_abs_epi8(l);
+    p.ah = _mm256_abs_epi8(h);
+    p.sl = l;
+    p.sh = h;
+  }
+#endif
+  return p;
+}
+
+// Dot of a prepared pair with 64 activation bytes at q (s8) / u (u8): int32 lanes, low half
+// group a, high half group b. For q4 under VNNI the result is still offset by +128*sum(x).
+template <bool Q4>
+inline __m256i dot_pair(const K& k, const WP& p, const int8_t* q, const uint8_t* u) {
+#if R1_VNNI
+  if constexpr (Q4) {
+    __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(q));
+    __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(q + 32));
+    return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), p.l, xl), p.h, xh);
+  } else {
+    __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(u));
+    __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(u + 32));
+    return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(p.c, xl, p.l), xh, p.h);
+  }
+#else
+  (void)u;
+  __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(q));
+  __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(q + 32));
+  __m256i a = _mm256_madd_epi16(_mm256_maddubs_epi16(p.al, _mm256_sign_epi8(xl, p.sl)), k.one16);
+  __m256i b = _mm256_madd_epi16(_mm256_maddubs_epi16(p.ah, _mm256_sign_epi8(xh, p.sh)), k.one16);
+  return _mm256_add_epi32(a, b);
+#endif
+}
+
+// Integer dot of one whole group g (natural layout) of row codes wc with token a, corrected.
+template <bool Q4>
+inline int dot_group(const K& k, const uint8_t* wc, int64_t g, const Act& a) {
+  __m256i w;
+  if constexpr (Q4) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wc + g * 16));
+    __m256i c = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    w = _mm256_and_si256(c, k.m4);
+  } else {
+    w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + g * 32));
+  }
+  __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + g * 32));
+#if R1_VNNI
+  if constexpr (Q4) {
+    return hsum_i32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_shuffle_epi8(k.lut, w), x)) - a.s[g];
+  } else {
+    __m256i xu = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.u + g * 32));
+    __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), xu, w);
+    __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), k.c80, w);
+    return hsum_i32(_mm256_sub_epi32(d, c));
+  }
+#else
+  __m256i ws = Q4 ? _mm256_shuffle_epi8(k.lut_s, w) : w;
+  __m256i wa = _mm256_abs_epi8(ws);
+  return hsum_i32(_mm256_madd_epi16(_mm256_maddubs_epi16(wa, _mm256_sign_epi8(x, ws)), k.one16));
+#endif
+}
+
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+template <bool Q4, int R, int T>
+void tile(const K& k, const WeightView& W, int64_t r, const Act* A, float* Y, int64_t ldy) {
+  const int64_t cols = W.cols, G = cols / kGroup, G8 = G / 8;
+  const int64_t rb = Q4 ? cols / 2 : cols;  // code bytes per row
+  const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  __m256 acc[R][T];
+  for (int i = 0; i < R; i++)
+    for (int t = 0; t < T; t++) acc[i][t] = _mm256_setzero_ps();
+  for (int64_t c = 0; c < G8; c++) {
+    const int64_t g = c * 8;
+    for (int i = 0; i < R; i++) {
+      const uint8_t* wc = W.codes + (r + i) * rb;
+      _mm_prefetch(reinterpret_cast<const char*>(wc + (g + 32) * (Q4 ? 16 : 32)), _MM_HINT_T0);
+      const __m256 sw = _mm256_permutevar8x32_ps(
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(W.scales + (r + i) * G + g))), perm);
+      __m256i h01[T];
+      {
+        const WP p0 = prep_pair<Q4>(k, wc, g), p1 = prep_pair<Q4>(k, wc, g + 2);
+        for (int t = 0; t < T; t++)
+          h01[t] = _mm256_hadd_epi32(dot_pair<Q4>(k, p0, A[t].q + g * 32, A[t].u + g * 32),
+                                     dot_pair<Q4>(k, p1, A[t].q + g * 32 + 64, A[t].u + g * 32 + 64));
+      }
+      const WP p2 = prep_pair<Q4>(k, wc, g + 4), p3 = prep_pair<Q4>(k, wc, g + 6);
+      for (int t = 0; t < T; t++) {
+        __m256i h23 = _mm256_hadd_epi32(dot_pair<Q4>(k, p2, A[t].q + g * 32 + 128, A[t].u + g * 32 + 128),
+                                        dot_pair<Q4>(k, p3, A[t].q + g * 32 + 192, A[t].u + g * 32 + 192));
+        __m256i h = _mm256_hadd_epi32(h01[t], h23);
+#if R1_VNNI
+        if constexpr (Q4) h = _mm256_sub_epi32(h, _mm256_load_si256(reinterpret_cast<const __m256i*>(A[t].s + g)));
+#endif
+        acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(sw, _mm256_loadu_ps(A[t].dp + g)), acc[i][t]);
+      }
+    }
+  }
+  for (int i = 0; i < R; i++) {
+    const uint8_t* wc = W.codes + (r + i) * rb;
+    for (int t = 0; t < T; t++) {
+      float tail = 0;
+      for (int64_t g = G8 * 8; g < G; g++)
+        tail += (h2f(W.scales[(r + i) * G + g]) * A[t].dp[g]) * float(dot_group<Q4>(k, wc, g, A[t]));
+      Y[t * ldy + r + i] = hsum_ps(acc[i][t]) + tail;
+    }
+  }
+}
+
+template <bool Q4, int T>
+void rows_T(const K& k, const WeightView& W, const Act* A, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) tile<Q4, 4, T>(k, W, r, A, Y, ldy);
+  switch (r1 - r) {
+    case 3: tile<Q4, 3, T>(k, W, r, A, Y, ldy); break;
+    case 2: tile<Q4, 2, T>(k, W, r, A, Y, ldy); break;
+    case 1: tile<Q4, 1, T>(k, W, r, A, Y, ldy); break;
+    default: break;
+  }
+}
+
+// Rows in blocks of 32 (the weights stay in L1/L2 while every token tile of the block passes
+// over them), tokens in tiles of kT.
+template <bool Q4>
+void qmatmul_impl(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0,
+                  int64_t r1) {
+#if R1_VNNI
+  constexpr int kT = 4;
+#else
+  constexpr int kT = 2;
+#endif
+  const K k;
+  const int64_t stride = int64_t(qact_stride(W.cols));
+  const int64_t rblock = n == 1 ? r1 - r0 : 16;
+  for (int64_t rb = r0; rb < r1; rb += rblock) {
+    const int64_t re = rb + rblock < r1 ? rb + rblock : r1;
+    for (int64_t t = 0; t < n; t += kT) {
+      Act A[kT];
+      const int nt = int(n - t < kT ? n - t : kT);
+      for (int j = 0; j < nt; j++) A[j] = act_at(act + (t + j) * stride, W.cols);
+      float* Yt = Y + t * ldy;
+      switch (nt) {
+        case 4: if constexpr (kT >= 4) rows_T<Q4, 4>(k, W, A, Yt, ldy, rb, re); break;
+        case 3: if constexpr (kT >= 3) rows_T<Q4, 3>(k, W, A, Yt, ldy, rb, re); break;
+        case 2: rows_T<Q4, 2>(k, W, A, Yt, ldy, rb, re); break;
+        default: rows_T<Q4, 1>(k, W, A, Yt, ldy, rb, re); break;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace r1::avx2
