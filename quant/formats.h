@@ -34,8 +34,8 @@ static_assert(sizeof(Q8Group) == 32, "q8 group is 32 bytes");
 
 // The q4 codebook as signed 8-bit levels: integer-dot kernels use it directly (a byte shuffle
 // turns codes into int8 weights); the float weight is scale * level.
-inline constexpr int8_t kQ4Levels[16] = {-127, -94, -75, -60, -46, -33, -20, -7,
-                                         4,    16,  28,  42,  58,  74,  93,  118};
+inline constexpr int8_t kQ4Levels[16] = {-127, -89, -69, -53, -40, -28, -17, -7,
+                                         3,    13,  24,  36,  50,  66,  87,  112};
 
 constexpr uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
