@@ -98,6 +98,8 @@ std::unique_ptr<R1File> R1File::open(const std::string& path) {
       t.shape.push_back(e.shape[d]);
       numel = checked_mul(numel, e.shape[d], "tensor shape");
     }
+    for (uint32_t d = e.ndim; d < uint32_t(kMaxDims); d++)
+      if (e.shape[d] != 0) tbad("bad dimension");
     if (numel > (1ull << 40)) tbad("too many elements");
     if (!format_fits(t.fmt, t.cols())) tbad("columns not a multiple of the group size");
     if (e.ndim == 1 && is_quantized(t.fmt)) tbad("1-D tensors must not be quantized");
@@ -114,9 +116,13 @@ std::unique_ptr<R1File> R1File::open(const std::string& path) {
   std::sort(spans.begin(), spans.end());
   for (size_t i = 1; i < spans.size(); i++)
     if (spans[i].first < spans[i - 1].second) bad("tensors overlap");
-  for (size_t i = 0; i < f->tensors_.size(); i++)
-    for (size_t j = 0; j < i; j++)
-      if (f->tensors_[i].name == f->tensors_[j].name) bad("duplicate tensor " + f->tensors_[i].name);
+  // Sorted names, not all pairs: a table may hold up to a million entries.
+  std::vector<const std::string*> names;
+  names.reserve(f->tensors_.size());
+  for (auto& t : f->tensors_) names.push_back(&t.name);
+  std::sort(names.begin(), names.end(), [](auto* a, auto* b) { return *a < *b; });
+  for (size_t i = 1; i < names.size(); i++)
+    if (*names[i] == *names[i - 1]) bad("duplicate tensor " + *names[i]);
   return f;
 }
 
@@ -149,26 +155,32 @@ int64_t R1File::verify(const std::function<void(size_t, size_t)>& progress) cons
 
 namespace {
 // Temporary files to remove if a signal ends the process mid-write (async-signal-safe list).
+// A slot is claimed (kClaimed) while its path is copied in and only then published (kReady):
+// the handler must never see a half-copied path, or the stale path of an earlier writer.
 constexpr int kMaxTmp = 16;
+enum : int { kFree = 0, kClaimed = 1, kReady = 2 };
 char g_tmp_paths[kMaxTmp][4096];
-std::atomic<bool> g_tmp_used[kMaxTmp];
+std::atomic<int> g_tmp_state[kMaxTmp];
+static_assert(std::atomic<int>::is_always_lock_free, "used from a signal handler");
 
 int register_tmp(const std::string& p) {
+  if (p.size() >= sizeof g_tmp_paths[0]) return -1;
   for (int i = 0; i < kMaxTmp; i++) {
-    bool expected = false;
-    if (p.size() < sizeof g_tmp_paths[i] && g_tmp_used[i].compare_exchange_strong(expected, true)) {
+    int expected = kFree;
+    if (g_tmp_state[i].compare_exchange_strong(expected, kClaimed)) {
       std::memcpy(g_tmp_paths[i], p.c_str(), p.size() + 1);
+      g_tmp_state[i].store(kReady);
       return i;
     }
   }
   return -1;
 }
 void unregister_tmp(int slot) {
-  if (slot >= 0) g_tmp_used[slot] = false;
+  if (slot >= 0) g_tmp_state[slot].store(kFree);
 }
 void on_fatal_signal(int sig) {
   for (int i = 0; i < kMaxTmp; i++)
-    if (g_tmp_used[i]) ::unlink(g_tmp_paths[i]);
+    if (g_tmp_state[i].load() == kReady) ::unlink(g_tmp_paths[i]);
   std::signal(sig, SIG_DFL);
   std::raise(sig);
 }
@@ -178,15 +190,13 @@ void install_cleanup_handlers() {
   static bool done = false;
   if (done) return;
   done = true;
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGXFSZ}) std::signal(s, on_fatal_signal);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) std::signal(s, on_fatal_signal);
 }
 
 R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : path_(path) {
-  install_cleanup_handlers();
-  tmp_ = path + ".tmp." + std::to_string(::getpid());
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail_input("cannot create " + tmp_ + ": " + std::strerror(errno));
-  slot_ = register_tmp(tmp_);
+  // Everything that can be refused is checked before the temporary file exists: a constructor
+  // that throws never runs the destructor, which is what removes the temporary.
+  if (specs.empty() || specs.size() > 1'000'000) fail_input("an .r1m file holds 1 to 1000000 tensors");
   uint64_t table_end = sizeof(FileHeader) + specs.size() * sizeof(TensorEntry);
   data_offset_ = align_up(table_end, 4096);
   uint64_t off = data_offset_;
@@ -194,6 +204,8 @@ R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : pat
     TensorEntry e{};
     if (s.name.size() >= sizeof e.name) fail_input("tensor name too long: " + s.name);
     if (s.shape.empty() || s.shape.size() > 2) fail_input("tensor " + s.name + ": unsupported rank");
+    for (auto d : s.shape)
+      if (d == 0 || d > (1ull << 32)) fail_input("tensor " + s.name + ": bad dimension");
     std::memcpy(e.name, s.name.c_str(), s.name.size());
     e.format = uint32_t(s.fmt);
     e.ndim = uint32_t(s.shape.size());
@@ -210,6 +222,16 @@ R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : pat
   written_.assign(entries_.size(), false);
   filled_.assign(entries_.size(), 0);
   hashers_.assign(entries_.size(), nullptr);
+
+  install_cleanup_handlers();
+  tmp_ = path + ".tmp." + std::to_string(::getpid());
+  slot_ = register_tmp(tmp_);  // before the file exists, so a signal cannot slip in between
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    int err = errno;
+    unregister_tmp(slot_);
+    fail_input("cannot create " + tmp_ + ": " + std::strerror(err));
+  }
 }
 
 R1Writer::~R1Writer() {
@@ -251,7 +273,8 @@ void R1Writer::begin_tensor(size_t i) {
 }
 
 void R1Writer::append(size_t i, const void* data, uint64_t bytes) {
-  if (i >= entries_.size() || !hashers_[i] || filled_[i] + bytes > entries_[i].bytes)
+  if (i >= entries_.size()) fail_input("internal: bad tensor index in append");
+  if (!hashers_[i] || bytes > entries_[i].bytes - filled_[i])
     fail_input("internal: tensor append overflows " + std::string(entries_[i].name));
   XXH64_update(static_cast<XXH64_state_t*>(hashers_[i]), data, bytes);
   pwrite_all(data, bytes, entries_[i].offset + filled_[i]);
@@ -259,7 +282,8 @@ void R1Writer::append(size_t i, const void* data, uint64_t bytes) {
 }
 
 void R1Writer::end_tensor(size_t i) {
-  if (i >= entries_.size() || !hashers_[i] || filled_[i] != entries_[i].bytes)
+  if (i >= entries_.size()) fail_input("internal: bad tensor index in end_tensor");
+  if (!hashers_[i] || filled_[i] != entries_[i].bytes)
     fail_input("internal: tensor " + std::string(entries_[i].name) + " incomplete");
   auto* st = static_cast<XXH64_state_t*>(hashers_[i]);
   entries_[i].hash = XXH64_digest(st);

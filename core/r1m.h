@@ -126,7 +126,7 @@ class R1Writer {
   bool done_ = false;
   int slot_ = -1;  // cleanup registration
   std::vector<TensorEntry> entries_;
-  std::vector<bool> written_;
+  std::vector<uint8_t> written_;  // not vector<bool>: tensors may be written from several threads
   std::vector<uint64_t> filled_;
   std::vector<void*> hashers_;  // XXH64 states of tensors being appended
   uint64_t data_offset_ = 0, data_end_ = 0;

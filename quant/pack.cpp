@@ -33,6 +33,10 @@ Format recipe_format(Format quant, const std::string& name, uint64_t ndim, uint6
 }
 
 static std::string read_file(const fs::path& p) {
+  // An ifstream opens a directory without complaint and then reads nothing: check first, so
+  // the error says what is wrong instead of "malformed JSON".
+  std::error_code ec;
+  if (!fs::is_regular_file(p, ec)) fail_input(p.string() + ": cannot read (not a regular file)");
   std::ifstream f(p, std::ios::binary);
   if (!f) fail_input(p.string() + ": cannot read");
   std::stringstream ss;
@@ -107,6 +111,20 @@ static nlohmann::json build_meta(const fs::path& dir, const Config& cfg, Format 
   return meta;
 }
 
+// A NaN or infinity in the checkpoint, or a value the target format cannot hold (f16 tops out
+// at 65504; q8/q4 store an f16 scale of about max|w| / 127), would otherwise be packed silently
+// as garbage (inf or NaN weights). Refuse it, naming the tensor and the element.
+static void check_range(const std::string& name, Format fmt, const float* x, uint64_t n, uint64_t first) {
+  const float lim = fmt == Format::F16 ? 65504.0f : is_quantized(fmt) ? 65504.0f * 64 : INFINITY;
+  for (uint64_t i = 0; i < n; i++) {
+    if (std::fabs(x[i]) <= lim) continue;
+    const std::string where = "tensor " + name + ", element " + std::to_string(first + i);
+    if (std::isnan(x[i])) fail_input(where + " is NaN");
+    if (std::isinf(x[i])) fail_input(where + " is infinite");
+    fail_input(where + " (" + std::to_string(x[i]) + ") is out of range for " + format_name(fmt) + " (use bf16 or f32)");
+  }
+}
+
 void pack_checkpoint(const PackOptions& opt) {
   fs::path dir(opt.src);
   std::error_code ec;
@@ -163,6 +181,7 @@ void pack_checkpoint(const PackOptions& opt) {
       const uint64_t n = std::min(chunk, rows - r0);
       fbuf.resize(n * cols);
       Safetensors::to_float(t, r0 * cols, n * cols, fbuf.data());
+      check_range(s.name, s.fmt, fbuf.data(), n * cols, r0 * cols);
       qbuf.resize(tensor_bytes(s.fmt, n, cols));
       pool.parallel_for(int64_t(n), [&](int64_t b, int64_t e, int) {
         quantize_rows(s.fmt, fbuf.data(), int64_t(n), int64_t(cols), b, e, qbuf.data());
