@@ -29,10 +29,15 @@ $(DEMO_MODEL): all
 run: all $(if $(MODEL),,$(DEMO_MODEL))
 	$(BUILD)/r1 run -m $(if $(MODEL),$(MODEL),$(DEMO_MODEL)) --raw --temp 0 -n 64 -p '$(PROMPT)'
 
+# The hostile-input job: a clang ASan + UBSan build runs the whole test suite, then every
+# fuzzer for FUZZ_SECONDS each from seeds made of the fixtures.
+FUZZ_SECONDS ?= 20
 asan:
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DR1_SANITIZE=ON -DR1_CUDA=OFF
+	@test -f build-asan/CMakeCache.txt || CC=clang CXX=clang++ cmake -S . -B build-asan \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DR1_SANITIZE=ON -DR1_FUZZ=ON -DR1_CUDA=OFF
 	cmake --build build-asan -j$(JOBS)
-	cd build-asan && ctest --output-on-failure -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
+	./fuzz/run.sh build-asan $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD)

@@ -84,7 +84,6 @@ int run(RunArgs& a) {
   const bool stream = !a.json && !a.print_ids;
   const bool color = use_color(stdout);
   const bool ecolor = use_color(stderr);
-  bool answer_started = false, had_think = false;
 
   Generator gen(*L.session, tok);
   auto on_event = [&](const GenEvent& e) {
@@ -93,28 +92,17 @@ int run(RunArgs& a) {
       if (think == "show") out(stdout, color ? std::string(dim(true)) : std::string("<think>\n"), tty);
       if (think == "stderr") out(stderr, dim(ecolor));
     } else if (e.kind == GenEvent::ThinkEnd) {
-      had_think = true;
       if (think == "show") out(stdout, color ? std::string(reset(true)) + "\n" : std::string("\n</think>\n\n"), tty);
       if (think == "stderr") out(stderr, std::string(reset(ecolor)) + "\n");
     } else if (e.in_think) {
       if (think == "show") out(stdout, e.text, tty);
       if (think == "stderr") out(stderr, e.text);
     } else {
-      std::string t = e.text;
-      if (had_think && !answer_started) {  // the answer follows "</think>\n\n": drop the blank lines
-        size_t i = t.find_first_not_of("\r\n");
-        t = i == std::string::npos ? "" : t.substr(i);
-        answer_started = !t.empty();
-      }
-      out(stdout, t, tty);
+      out(stdout, e.text, tty);
     }
   };
   GenResult r = gen.generate(ids, opt, on_event);
-  std::string answer = r.answer;
-  if (had_think || !r.reasoning.empty()) {
-    size_t lead = answer.find_first_not_of("\r\n");
-    answer = lead == std::string::npos ? "" : answer.substr(lead);
-  }
+  const std::string& answer = r.answer;
 
   if (a.print_ids) {
     std::string s;

@@ -1,5 +1,7 @@
 // r1: the command-line entry point. Parses the subcommand, runs it, and turns every error into
 // one line on stderr with a documented exit code (0 ok, 1 usage, 2 input/model, 130 interrupted).
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -17,9 +19,21 @@ std::vector<CommandDef>& commands() {
 }
 }  // namespace r1::cli
 
+// The model file is mapped, not read: if another process truncates it while we run, touching a
+// page past its new end raises SIGBUS. Say what happened instead of dying with "Bus error".
+static void on_sigbus(int) {
+  static const char msg[] = "r1: the model file was truncated or changed while in use; re-run with an intact file\n";
+  ssize_t w = write(2, msg, sizeof msg - 1);
+  (void)w;
+  _exit(2);
+}
+
 int main(int argc, char** argv) {
   // A closed pipe (`r1 run | head`) must end quietly: write errors are handled where we write.
   std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGBUS, on_sigbus);
+  // Past a file-size limit (ulimit -f) writes fail with EFBIG and are reported like a full disk.
+  std::signal(SIGXFSZ, SIG_IGN);
 
   CLI::App app{"r1: run DeepSeek-R1 distilled models on your own machine", "r1"};
   app.set_version_flag("--version", std::string("r1 ") + R1_VERSION);

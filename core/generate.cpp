@@ -44,6 +44,14 @@ void Generator::reset() {
   last_logits_.clear();
 }
 
+void Generator::resume(std::vector<int32_t> ids) {
+  if (ids.empty() || int64_t(ids.size()) != s_.n_past()) fail_input("internal: resumed cache does not match its tokens");
+  s_.truncate(s_.n_past() - 1);
+  const float* logits = s_.forward(&ids.back(), 1);
+  last_logits_.assign(logits, logits + s_.vocab());
+  cached_ = std::move(ids);
+}
+
 const float* Generator::prefill(const std::vector<int32_t>& prompt, GenStats& st) {
   if (prompt.empty()) fail_input("empty prompt");
   if (int64_t(prompt.size()) >= s_.ctx())
@@ -77,10 +85,16 @@ GenResult Generator::generate(const std::vector<int32_t>& prompt, const GenOptio
 
   bool in_think = opt.starts_in_think;
   StreamDecoder dec(tok_);
-  auto emit = [&](GenEvent::Kind k, const std::string& text, int32_t id) {
+  bool after_think = false;  // the answer follows "</think>\n\n": its leading newlines are dropped
+  auto emit = [&](GenEvent::Kind k, std::string text, int32_t id) {
+    if (k == GenEvent::Text && !in_think && after_think) {
+      size_t i = text.find_first_not_of("\r\n");
+      text = i == std::string::npos ? "" : text.substr(i);
+      if (!text.empty()) after_think = false;
+    }
     if (k == GenEvent::Text && text.empty()) return;
     if (k == GenEvent::Text) (in_think ? res.reasoning : res.answer) += text;
-    if (on_event) on_event(GenEvent{k, in_think, text, id});
+    if (on_event) on_event(GenEvent{k, in_think, text, id, res.stats.think_tokens, res.stats.think_s});
   };
   if (in_think) emit(GenEvent::ThinkBegin, "", -1);
 
@@ -114,6 +128,7 @@ GenResult Generator::generate(const std::vector<int32_t>& prompt, const GenOptio
       res.stats.think_tokens = think_count;
       res.stats.think_s = since(t_think);
       in_think = false;
+      after_think = true;
       emit(GenEvent::ThinkEnd, "", next);
       dec = StreamDecoder(tok_);
     } else {

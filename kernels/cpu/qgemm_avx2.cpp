@@ -3,14 +3,36 @@
 #define R1_VNNI 0
 #include "kernels/cpu/qtile_avx2.h"
 
+#include <cpuid.h>
+
 namespace r1::avx2 {
 
-bool cpu_has_avx2() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+// cpuid directly: clang's __builtin_cpu_supports does not know "f16c". The OS must also save
+// the vector registers (XCR0) for the ISA to be usable.
+namespace {
+struct CpuFeatures {
+  bool avx2 = false, vnni = false;
+  CpuFeatures() {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    const bool fma = c & (1u << 12), f16c = c & (1u << 29), osxsave = c & (1u << 27);
+    if (!osxsave) return;
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    const bool os_avx = (lo & 6u) == 6u, os_avx512 = (lo & 0xe6u) == 0xe6u;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
+    avx2 = os_avx && fma && f16c && (b & (1u << 5));
+    vnni = avx2 && os_avx512 && (c & (1u << 11)) && (b & (1u << 31));
+  }
+};
+const CpuFeatures& features() {
+  static const CpuFeatures f;
+  return f;
 }
-bool cpu_has_vnni() {
-  return cpu_has_avx2() && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
-}
+}  // namespace
+
+bool cpu_has_avx2() { return features().avx2; }
+bool cpu_has_vnni() { return features().vnni; }
 
 size_t qact_stride(int64_t cols) { return size_t(2 * a64(cols) + 2 * a64(cols / kGroup * 4)); }
 

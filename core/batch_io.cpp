@@ -1,0 +1,147 @@
+#include "core/batch_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace r1 {
+
+static std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t b = 0;
+  while (b < text.size()) {
+    size_t e = text.find('\n', b);
+    if (e == std::string::npos) e = text.size();
+    std::string l = text.substr(b, e - b);
+    if (!l.empty() && l.back() == '\r') l.pop_back();
+    lines.push_back(std::move(l));
+    b = e + 1;
+  }
+  return lines;
+}
+
+static bool blank(const std::string& s) { return s.find_first_not_of(" \t") == std::string::npos; }
+
+std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::string& what) {
+  auto lines = split_lines(text);
+  // JSONL if the first non-blank line is a JSON object
+  bool jsonl = false;
+  for (auto& l : lines)
+    if (!blank(l)) {
+      jsonl = l.find_first_not_of(" \t") != std::string::npos && l[l.find_first_not_of(" \t")] == '{';
+      break;
+    }
+  std::vector<BatchRecord> out;
+  std::set<std::string> ids;
+  for (size_t n = 0; n < lines.size(); n++) {
+    const std::string& l = lines[n];
+    if (blank(l)) continue;
+    const std::string where = what + " line " + std::to_string(n + 1);
+    BatchRecord r;
+    r.index = out.size();
+    if (!jsonl) {
+      r.id = std::to_string(n + 1);
+      r.messages.push_back({"user", l});
+    } else {
+      auto j = nlohmann::json::parse(l, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) fail_input(where + ": not a JSON object");
+      try {
+        if (!j.contains("id") || !(j["id"].is_string() || j["id"].is_number_integer()))
+          fail_input(where + ": needs an \"id\" (string or integer)");
+        r.id = j["id"].dump();
+        if (j.contains("prompt")) {
+          if (!j["prompt"].is_string()) fail_input(where + ": \"prompt\" must be a string");
+          r.messages.push_back({"user", j["prompt"].get<std::string>()});
+        } else if (j.contains("messages")) {
+          r.messages = parse_messages_json(j["messages"].dump());
+        } else {
+          fail_input(where + ": needs \"prompt\" or \"messages\"");
+        }
+        if (j.contains("max_tokens")) {
+          if (!j["max_tokens"].is_number_integer() || j["max_tokens"].get<int64_t>() < 1)
+            fail_input(where + ": \"max_tokens\" must be a positive integer");
+          r.max_tokens = j["max_tokens"].get<int64_t>();
+        }
+        if (j.contains("temperature")) {
+          if (!j["temperature"].is_number() || !std::isfinite(j["temperature"].get<double>()) || j["temperature"].get<double>() < 0)
+            fail_input(where + ": \"temperature\" must be a number >= 0");
+          r.temperature = j["temperature"].get<float>();
+        }
+        if (j.contains("seed")) {
+          if (!j["seed"].is_number_unsigned()) fail_input(where + ": \"seed\" must be a non-negative integer");
+          r.seed = j["seed"].get<uint64_t>();
+        }
+      } catch (const nlohmann::json::exception& e) {
+        fail_input(where + ": " + e.what());
+      }
+    }
+    if (!ids.insert(r.id).second) fail_input(where + ": duplicate id " + r.id);
+    out.push_back(std::move(r));
+  }
+  if (out.empty()) fail_input(what + ": no prompts");
+  return out;
+}
+
+std::vector<BatchRecord> take_shard(const std::vector<BatchRecord>& all, int64_t i, int64_t n) {
+  if (n < 1 || i < 0 || i >= n) fail_usage("--shard I/N needs 0 <= I < N");
+  std::vector<BatchRecord> out;
+  for (auto& r : all)
+    if (int64_t(r.index % uint64_t(n)) == i) out.push_back(r);
+  return out;
+}
+
+BatchOutput::BatchOutput(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail_input(path + ": " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd_, &st) != 0) fail_input(path + ": " + std::strerror(errno));
+  std::string text(size_t(st.st_size), '\0');
+  if (st.st_size > 0 && pread(fd_, text.data(), text.size(), 0) != ssize_t(text.size()))
+    fail_input(path + ": cannot read");
+  // Keep the complete lines; a line cut by a kill (no '\n', or not JSON) is dropped.
+  size_t keep = 0, b = 0;
+  while (b < text.size()) {
+    size_t e = text.find('\n', b);
+    if (e == std::string::npos) break;
+    auto j = nlohmann::json::parse(text.begin() + int64_t(b), text.begin() + int64_t(e), nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("id"))
+      fail_input(path + " line " + std::to_string(std::count(text.begin(), text.begin() + int64_t(b), '\n') + 1) +
+                 " is not an r1 batch result; refusing to append to it");
+    done_.insert(j["id"].dump());
+    keep = e + 1;
+    b = e + 1;
+  }
+  if (keep != text.size() && ftruncate(fd_, off_t(keep)) != 0) fail_input(path + ": " + std::strerror(errno));
+  if (lseek(fd_, 0, SEEK_END) < 0) fail_input(path + ": " + std::strerror(errno));
+}
+
+BatchOutput::~BatchOutput() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void BatchOutput::write_line(const std::string& id, const std::string& json_line) {
+  std::string line = json_line + "\n";
+  off_t start = lseek(fd_, 0, SEEK_END);
+  size_t done = 0;
+  while (done < line.size()) {
+    ssize_t w = ::write(fd_, line.data() + done, line.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      int err = w < 0 ? errno : ENOSPC;
+      if (start >= 0 && ftruncate(fd_, start) != 0) {}  // keep the file a set of whole lines
+      fail_input("writing " + path_ + ": " + std::strerror(err) + " (the output stays resumable)");
+    }
+    done += size_t(w);
+  }
+  done_.insert(id);
+}
+
+}  // namespace r1

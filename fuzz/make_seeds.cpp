@@ -1,0 +1,131 @@
+// Writes seed corpora for the fuzzers from the fixtures: small valid inputs of every format, so
+// the fuzzers start from files the parsers accept and mutate from there.
+//   r1_fuzz_seeds OUTDIR
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/config.h"
+#include "core/r1m.h"
+#include "quant/quantize.h"
+
+namespace fs = std::filesystem;
+
+static std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+static void put(const fs::path& p, const std::string& s) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << s;
+}
+
+int main(int argc, char** argv) {
+  if (argc != 2) return 2;
+  fs::path out(argv[1]);
+  fs::path fx(R1_FIXTURES);
+  const char* models[] = {"tiny-qwen2", "tiny-llama3", "tiny-qwen2-py"};
+
+  // config.json
+  for (auto m : models) put(out / "config" / m, slurp(fx / "models" / m / "config.json"));
+
+  // tokenizer.json cut to 300 tokens (and the merges among them) + NUL + tokenizer_config.json
+  for (auto m : {"tiny-qwen2", "tiny-llama3"}) {
+    auto tj = nlohmann::json::parse(slurp(fx / "models" / m / "tokenizer.json"));
+    nlohmann::json vocab = nlohmann::json::object();
+    for (auto& [k, v] : tj["model"]["vocab"].items())
+      if (v.get<int>() < 300) vocab[k] = v;
+    nlohmann::json merges = nlohmann::json::array();
+    for (auto& mg : tj["model"]["merges"]) {
+      std::string s = mg.is_string() ? mg.get<std::string>() : mg[0].get<std::string>() + " " + mg[1].get<std::string>();
+      auto sp = s.find(' ');
+      std::string a = s.substr(0, sp), b = s.substr(sp + 1);
+      if (vocab.contains(a) && vocab.contains(b) && vocab.contains(a + b)) merges.push_back(mg);
+    }
+    tj["model"]["vocab"] = vocab;
+    tj["model"]["merges"] = merges;
+    auto added = nlohmann::json::array();
+    for (auto& a : tj["added_tokens"]) {
+      if (added.size() >= 6) break;
+      a["id"] = 300 + int(added.size());
+      added.push_back(a);
+    }
+    tj["added_tokens"] = added;
+    tj["post_processor"] = nullptr;
+    std::string cfg = slurp(fx / "models" / m / "tokenizer_config.json");
+    put(out / "tokenizer_json" / m, tj.dump() + std::string(1, '\0') + cfg);
+  }
+
+  // template: tokenizer_config.json + NUL + messages
+  for (auto m : {"tiny-qwen2", "tiny-llama3"}) {
+    auto ref = nlohmann::json::parse(slurp(fx / "models" / m / "reference.json"));
+    std::string cfg = slurp(fx / "models" / m / "tokenizer_config.json");
+    int i = 0;
+    for (auto& c : ref["cases"]) put(out / "template" / (std::string(m) + std::to_string(i++)), cfg + std::string(1, '\0') + c["messages"].dump());
+  }
+
+  // tokenize: text cases and slices of code
+  {
+    std::ifstream cases(fx / "tokenizer-cases.jsonl");
+    std::string line;
+    int i = 0;
+    while (std::getline(cases, line))
+      if (i < 40) put(out / "tokenize" / ("case" + std::to_string(i++)), nlohmann::json::parse(line)["text"].get<std::string>());
+    std::string code = slurp(fx / "heldout.py.txt");
+    for (int k = 0; k < 8; k++) put(out / "tokenize" / ("code" + std::to_string(k)), code.substr(size_t(k) * 997, 600));
+  }
+
+  // a small .r1m: a 2-layer model of hidden 64 in mixed formats
+  {
+    r1::Config c;
+    c.arch = r1::Arch::Qwen2;
+    c.vocab_size = 96;
+    c.hidden = 64;
+    c.intermediate = 96;
+    c.n_layers = 1;
+    c.n_heads = 2;
+    c.n_kv_heads = 1;
+    c.head_dim = 32;
+    c.max_pos = 128;
+    c.qkv_bias = true;
+    c.bos_id = 1;
+    c.eos_ids = {2};
+    std::vector<r1::TensorSpec> specs;
+    const r1::Format cycle[] = {r1::Format::Q4, r1::Format::Q8, r1::Format::BF16, r1::Format::F16, r1::Format::F32};
+    int k = 0;
+    for (auto& e : r1::expected_tensors(c))
+      specs.push_back({e.name, e.shape.size() == 1 ? r1::Format::F32 : cycle[k++ % 5], e.shape});
+    fs::create_directories(out / "r1m");
+    std::string path = (out / "r1m" / "small.r1m").string();
+    {
+      r1::R1Writer w(path, specs);
+      for (size_t i = 0; i < specs.size(); i++) {
+        uint64_t rows = specs[i].shape.size() == 2 ? specs[i].shape[0] : 1, cols = specs[i].shape.back();
+        std::vector<float> f(rows * cols);
+        for (size_t j = 0; j < f.size(); j++) f[j] = float((j * 2654435761u) % 1000) / 1000.0f - 0.5f;
+        std::vector<uint8_t> b(r1::tensor_bytes(specs[i].fmt, rows, cols));
+        r1::quantize_matrix(specs[i].fmt, f.data(), int64_t(rows), int64_t(cols), b.data());
+        w.write_tensor(i, b.data(), b.size());
+      }
+      w.finish({{"config", r1::config_to_json(c)}, {"tokenizer", {{"json", "{}"}}}});
+    }
+    // safetensors with the same shapes, BF16 and F32
+    nlohmann::json hdr = nlohmann::json::object();
+    std::string payload;
+    for (size_t i = 0; i < 6 && i < specs.size(); i++) {
+      uint64_t n = 1;
+      for (auto d : specs[i].shape) n *= d;
+      const bool f32 = i % 2;
+      uint64_t bytes = n * (f32 ? 4 : 2);
+      hdr[specs[i].name] = {{"dtype", f32 ? "F32" : "BF16"}, {"shape", specs[i].shape}, {"data_offsets", {payload.size(), payload.size() + bytes}}};
+      payload += std::string(bytes, char(0x3c));
+    }
+    std::string h = hdr.dump();
+    uint64_t hl = h.size();
+    put(out / "safetensors" / "small.safetensors", std::string(reinterpret_cast<char*>(&hl), 8) + h + payload);
+  }
+  return 0;
+}

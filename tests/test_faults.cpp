@@ -1,0 +1,40 @@
+// Faults from outside: the model file truncated under a running process, a reader that closes
+// the pipe early.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
+
+#include "fixture_models.h"
+#include "test_util.h"
+
+using namespace r1::test;
+
+TEST_CASE("a model file truncated while mapped gives a clear error, not SIGBUS", "[faults]") {
+  TempDir d("r1fault");
+  std::string model = d / "m.r1m";
+  fs::copy_file(r1test::packed("tiny-qwen2-py", "f32"), model);
+  // a long generation, so the truncation lands while weights are being read
+  pid_t pid = spawn_r1({"run", "-m", model, "--raw", "-p", "def main():\n", "--temp", "0", "-n", "100000", "--ctx", "4096"},
+                       d / "out", d / "err");
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  REQUIRE(::truncate(model.c_str(), 4096) == 0);
+  int st = 0;
+  REQUIRE(waitpid(pid, &st, 0) == pid);
+  INFO(slurp(d / "err"));
+  REQUIRE(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 2);
+  CHECK(slurp(d / "err").find("truncated or changed while in use") != std::string::npos);
+}
+
+TEST_CASE("r1 run | head -c 10 ends quietly", "[faults]") {
+  TempDir d("r1pipe");
+  std::string model = r1test::packed("tiny-qwen2-py", "q8");
+  std::string cmd = "set -o pipefail; " + shell_quote(R1_BIN) + " run -m " + shell_quote(model) +
+                    " --raw -p 'import os' --temp 0 -n 2000 2>" + shell_quote(d / "err") + " | head -c 10 >" +
+                    shell_quote(d / "out");
+  int st = std::system(("bash -c " + shell_quote(cmd)).c_str());
+  CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);  // documented: a closed pipe is not an error
+  CHECK(slurp(d / "err").empty());
+  CHECK(slurp(d / "out").size() == 10);
+}
