@@ -1,0 +1,230 @@
+// Sampler on hand-made distributions, seeds, and the generation loop's stop conditions with a
+// scripted session (no model needed).
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <map>
+
+#include "core/error.h"
+#include "core/generate.h"
+#include "core/sampler.h"
+#include "core/tokenizer_load.h"
+
+using namespace r1;
+
+namespace {
+
+// logits = log(p) for a known distribution over 6 tokens
+std::vector<float> logits_of(const std::vector<double>& p) {
+  std::vector<float> l;
+  for (double x : p) l.push_back(float(std::log(x)));
+  return l;
+}
+const std::vector<double> kP = {0.40, 0.25, 0.15, 0.10, 0.06, 0.04};
+
+}  // namespace
+
+TEST_CASE("top-k keeps the k most likely tokens, renormalized", "[sampler]") {
+  SamplerParams p;
+  p.temperature = 1;
+  p.top_p = 1;
+  p.top_k = 2;
+  Sampler s(p, 6);
+  auto d = s.distribution(logits_of(kP).data(), {});
+  CHECK(d[0] == Approx(0.40 / 0.65));
+  CHECK(d[1] == Approx(0.25 / 0.65));
+  for (int i = 2; i < 6; i++) CHECK(d[size_t(i)] == 0);
+}
+
+TEST_CASE("top-p keeps the smallest prefix reaching the mass", "[sampler]") {
+  SamplerParams p;
+  p.temperature = 1;
+  p.top_p = 0.7f;  // 0.40 + 0.25 = 0.65 < 0.7, + 0.15 = 0.80 >= 0.7 -> three tokens
+  Sampler s(p, 6);
+  auto d = s.distribution(logits_of(kP).data(), {});
+  CHECK(d[0] == Approx(0.40 / 0.80));
+  CHECK(d[2] == Approx(0.15 / 0.80));
+  CHECK(d[3] == 0);
+}
+
+TEST_CASE("min-p drops tokens below a fraction of the top", "[sampler]") {
+  SamplerParams p;
+  p.temperature = 1;
+  p.top_p = 1;
+  p.min_p = 0.3f;  // threshold 0.12: keeps 0.40, 0.25, 0.15
+  Sampler s(p, 6);
+  auto d = s.distribution(logits_of(kP).data(), {});
+  CHECK(d[2] == Approx(0.15 / 0.80));
+  CHECK(d[3] == 0);
+}
+
+TEST_CASE("temperature sharpens; repetition penalty lowers seen tokens", "[sampler]") {
+  SamplerParams p;
+  p.temperature = 0.5f;
+  p.top_p = 1;
+  Sampler s(p, 6);
+  auto d = s.distribution(logits_of(kP).data(), {});
+  double z = 0;
+  for (double x : kP) z += x * x;
+  CHECK(d[0] == Approx(0.16 / z));
+  p.temperature = 1;
+  p.repetition_penalty = 2;
+  Sampler r(p, 6);
+  std::vector<float> l = {2.0f, 1.0f, -1.0f, 0, 0, 0};
+  auto dr = r.distribution(l.data(), {0, 2, 2});
+  // token 0: 2 -> 1; token 2: -1 -> -2
+  double e = std::exp(1.0) + std::exp(1.0) + std::exp(-2.0) + 3;
+  CHECK(dr[0] == Approx(std::exp(1.0) / e));
+  CHECK(dr[2] == Approx(std::exp(-2.0) / e));
+}
+
+TEST_CASE("draws follow the distribution; same seed, same draws", "[sampler]") {
+  SamplerParams p;
+  p.temperature = 1;
+  p.top_p = 1;
+  p.seed = 42;
+  Sampler a(p, 6), b(p, 6);
+  std::map<int, int> counts;
+  std::vector<int> da, db;
+  for (int i = 0; i < 20000; i++) {
+    auto l = logits_of(kP);
+    auto l2 = l;
+    int x = a.sample(l.data(), {});
+    da.push_back(x);
+    db.push_back(b.sample(l2.data(), {}));
+    counts[x]++;
+  }
+  CHECK(da == db);
+  for (int t = 0; t < 6; t++) CHECK(counts[t] / 20000.0 == Approx(kP[size_t(t)]).margin(0.015));
+  p.seed = 43;
+  Sampler c(p, 6);
+  std::vector<int> dc;
+  for (int i = 0; i < 200; i++) {
+    auto l = logits_of(kP);
+    dc.push_back(c.sample(l.data(), {}));
+  }
+  CHECK(std::vector<int>(da.begin(), da.begin() + 200) != dc);
+}
+
+TEST_CASE("greedy takes the argmax; invalid parameters are usage errors", "[sampler]") {
+  SamplerParams p;
+  p.temperature = 0;
+  Sampler s(p, 6);
+  auto l = logits_of(kP);
+  l[3] = 10;
+  CHECK(s.sample(l.data(), {}) == 3);
+  SamplerParams bad;
+  bad.temperature = NAN;
+  CHECK_THROWS_AS(validate(bad), Error);
+  bad = SamplerParams();
+  bad.top_p = 0;
+  CHECK_THROWS_AS(validate(bad), Error);
+}
+
+// A session that returns scripted logits: position i's logits favour script[i].
+class ScriptedSession : public Session {
+ public:
+  ScriptedSession(std::vector<int32_t> script, int64_t vocab, int64_t ctx) : script_(std::move(script)), vocab_(vocab), ctx_(ctx) {
+    logits_.resize(size_t(vocab));
+  }
+  int64_t ctx() const override { return ctx_; }
+  int64_t n_past() const override { return n_; }
+  int64_t vocab() const override { return vocab_; }
+  void truncate(int64_t n) override { n_ = n; }
+  const float* forward(const int32_t*, int64_t n, bool) override {
+    if (n_ + n > ctx_) fail_input("context full");
+    n_ += n;
+    std::fill(logits_.begin(), logits_.end(), 0.0f);
+    size_t step = size_t(calls_++);
+    logits_[size_t(step < script_.size() ? script_[step] : 0)] = 100;
+    return logits_.data();
+  }
+  int calls_ = 0;
+
+ private:
+  std::vector<int32_t> script_;
+  int64_t vocab_, ctx_, n_ = 0;
+  std::vector<float> logits_;
+};
+
+TEST_CASE("generation stops on stop tokens, -n, the context limit; splits reasoning", "[generate]") {
+  Tokenizer tok = Tokenizer::load(load_tokenizer_source(std::string(R1_FIXTURES) + "/models/tiny-qwen2"));
+  const int32_t think = tok.token_id("<think>"), end_think = tok.token_id("</think>"), eos = tok.eos_id();
+  REQUIRE(think >= 0);
+  REQUIRE(end_think >= 0);
+  REQUIRE(eos >= 0);
+  auto a = tok.encode("Hi"), b = tok.encode(" there");
+  std::vector<int32_t> script = {a[0], end_think, b[0], eos, a[0]};
+  GenOptions opt;
+  opt.sampling.temperature = 0;
+  opt.starts_in_think = true;
+  opt.stop_ids = {eos};
+
+  ScriptedSession s(script, tok.vocab_size(), 100);
+  Generator g(s, tok);
+  std::vector<int32_t> prompt = {1, 2, 3};
+  GenResult r = g.generate(prompt, opt);
+  CHECK(r.finish == Finish::Stop);
+  CHECK(r.reasoning == tok.token_text(a[0]));
+  CHECK(r.answer == tok.token_text(b[0]));
+  CHECK(r.stats.think_tokens == 1);
+  CHECK(r.ids == std::vector<int32_t>{a[0], end_think, b[0]});
+
+  ScriptedSession s2(script, tok.vocab_size(), 100);
+  Generator g2(s2, tok);
+  opt.max_new = 2;
+  GenResult r2 = g2.generate(prompt, opt);
+  CHECK(r2.finish == Finish::Length);
+  CHECK(r2.ids.size() == 2);
+
+  // context of 5: prompt 3 + 2 generated fill it; the third token cannot be run
+  ScriptedSession s3(script, tok.vocab_size(), 5);
+  Generator g3(s3, tok);
+  opt.max_new = -1;
+  GenResult r3 = g3.generate(prompt, opt);
+  CHECK(r3.finish == Finish::Context);
+  CHECK(std::string(finish_name(r3.finish)) == "length");
+  CHECK(r3.ids.size() == 3);
+
+  // a prompt that does not fit is an error, never silently cut
+  ScriptedSession s4(script, tok.vocab_size(), 3);
+  Generator g4(s4, tok);
+  CHECK_THROWS_AS(g4.generate(prompt, opt), Error);
+}
+
+TEST_CASE("the think budget forces </think> and the answer follows", "[generate]") {
+  Tokenizer tok = Tokenizer::load(load_tokenizer_source(std::string(R1_FIXTURES) + "/models/tiny-qwen2"));
+  const int32_t end_think = tok.token_id("</think>"), eos = tok.eos_id();
+  auto a = tok.encode("a")[0];
+  std::vector<int32_t> script(10, a);
+  script.push_back(eos);
+  ScriptedSession s(script, tok.vocab_size(), 100);
+  Generator g(s, tok);
+  GenOptions opt;
+  opt.sampling.temperature = 0;
+  opt.starts_in_think = true;
+  opt.think_budget = 3;
+  opt.stop_ids = {eos};
+  opt.max_new = 8;
+  GenResult r = g.generate({1, 2}, opt);
+  CHECK(r.reasoning == "aaa");
+  REQUIRE(r.ids.size() == 8);
+  CHECK(r.ids[3] == end_think);
+  CHECK(r.answer == "aaaa");
+}
+
+TEST_CASE("a second generation reuses the cached prefix", "[generate]") {
+  Tokenizer tok = Tokenizer::load(load_tokenizer_source(std::string(R1_FIXTURES) + "/models/tiny-qwen2"));
+  const int32_t eos = tok.eos_id();
+  std::vector<int32_t> script = {5, eos, 6, eos};
+  ScriptedSession s(script, tok.vocab_size(), 100);
+  Generator g(s, tok);
+  GenOptions opt;
+  opt.sampling.temperature = 0;
+  opt.stop_ids = {eos};
+  GenResult r1 = g.generate({1, 2, 3}, opt);
+  CHECK(r1.stats.prefilled_tokens == 3);
+  // next turn: the old prompt + answer + new text; only the new part is prefilled
+  GenResult r2 = g.generate({1, 2, 3, 5, 7, 8}, opt);
+  CHECK(r2.stats.prefilled_tokens == 2);
+  CHECK(r2.stats.prompt_tokens == 6);
+}
