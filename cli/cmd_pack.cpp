@@ -9,26 +9,29 @@
 #include "core/error.h"
 #include "core/r1m.h"
 #include "quant/pack.h"
+#include "quant/pack_common.h"
 
 namespace {
 
 using namespace r1;
 
-R1_COMMAND("pack", "Pack a Hugging Face checkpoint directory into an .r1m file", 10, [](CLI::App& sub) {
+R1_COMMAND("pack", "Pack a Hugging Face checkpoint directory or a GGUF file into an .r1m file", 10, [](CLI::App& sub) {
   auto o = std::make_shared<PackOptions>();
-  auto quant = std::make_shared<std::string>("q4");
+  auto quant = std::make_shared<std::string>();  // empty: q4 for a checkpoint, the GGUF's size class
   auto quiet = std::make_shared<bool>(false);
-  sub.add_option("checkpoint", o->src, "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer)")->required();
+  sub.add_option("checkpoint", o->src, "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer), or a .gguf file (first part if split)")->required();
   sub.add_option("-o,--output", o->out, "Output .r1m file (written atomically)")->required();
-  sub.add_option("--quant", *quant, "Weight format: q4 (4.5 bits/weight), q8, bf16, f16, f32")
+  sub.add_option("--quant", *quant, "Weight format: q4 (4.5 bits/weight), q8, bf16, f16, f32 (default: q4; for a GGUF, its size class)")
       ->check(CLI::IsMember({"q4", "q8", "bf16", "f16", "f32"}));
   sub.add_option("--threads", o->threads, "Quantization threads (default: physical cores)")->check(CLI::Range(0, 1024));
   sub.add_flag("-q,--quiet", *quiet, "No per-tensor error report");
   return [o, quant, quiet]() {
-    if (!parse_format(*quant, &o->quant)) fail_usage("unknown --quant " + *quant);
+    const bool quant_given = !quant->empty();
+    if (!parse_format(quant_given ? *quant : "q4", &o->quant)) fail_usage("unknown --quant " + *quant);
     o->progress = isatty(2);
     o->report = !*quiet;
-    pack_checkpoint(*o);
+    if (is_gguf_path(o->src)) pack_gguf(*o, quant_given);
+    else pack_checkpoint(*o);
     auto f = R1File::open(o->out);
     if (!*quiet) std::fprintf(stderr, "wrote %s (%.1f MB)\n", o->out.c_str(), double(f->size()) / 1e6);
     return 0;
