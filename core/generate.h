@@ -46,6 +46,9 @@ struct GenEvent {
   bool in_think = false;
   std::string text;
   int32_t id = -1;
+  // Reasoning so far, as of a ThinkEnd (for a summary line).
+  int64_t think_tokens = 0;
+  double think_s = 0;
 };
 
 class Generator {
@@ -61,6 +64,10 @@ class Generator {
   void reset();
   // Logits of the last cached position, as of the last forward (for tests and /save).
   const std::vector<float>& last_logits() const { return last_logits_; }
+  // The session's cache was restored from elsewhere (a saved chat) and holds `ids`: adopts them
+  // as the cached prefix and recomputes the last position's logits by re-running only the last
+  // token (positions before it are read from the restored cache).
+  void resume(std::vector<int32_t> ids);
 
  private:
   const float* prefill(const std::vector<int32_t>& prompt, GenStats& st);

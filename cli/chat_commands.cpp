@@ -1,0 +1,177 @@
+// The slash commands of `r1 chat`. A bad command or value is one line of help, never an exit.
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/chat.h"
+#include "cli/term.h"
+#include "core/error.h"
+#include "core/snapshot.h"
+
+namespace r1::cli {
+
+namespace {
+
+const char kHelp[] =
+    "/help                 this list\n"
+    "/clear                start a new conversation (keeps /system)\n"
+    "/system TEXT          set the system prompt (/system alone clears it)\n"
+    "/think show|hide|fold how reasoning is shown; /think last prints the last one\n"
+    "/set NAME VALUE       temp, top_p, top_k, min_p, seed, max_tokens, think_budget\n"
+    "                      (max_tokens and think_budget: off for no limit)\n"
+    "/stats                tokens and speeds of the last turn, context used\n"
+    "/save FILE            save the conversation and its KV cache\n"
+    "/load FILE            resume a saved conversation (same model only)\n"
+    "/exit                 leave (also Ctrl-D)\n"
+    "Input: a line ending in \\ continues; \"\"\" opens and closes a multi-line block.\n";
+
+double parse_number(const std::string& name, const std::string& v) {
+  size_t used = 0;
+  double d = 0;
+  try {
+    d = std::stod(v, &used);
+  } catch (...) {
+    used = 0;
+  }
+  if (used == 0 || used != v.size() || !std::isfinite(d)) fail_usage("/set " + name + ": '" + v + "' is not a number");
+  return d;
+}
+
+int64_t parse_int(const std::string& name, const std::string& v, int64_t lo, int64_t hi) {
+  double d = parse_number(name, v);
+  if (d != std::floor(d) || d < double(lo) || d > double(hi))
+    fail_usage("/set " + name + ": expected a whole number from " + std::to_string(lo) + " to " + std::to_string(hi));
+  return int64_t(d);
+}
+
+CpuSession& cpu_session(Loaded& L) {
+  auto* s = dynamic_cast<CpuSession*>(L.session.get());
+  if (!s) fail_usage("/save and /load work with the CPU backend only");
+  return *s;
+}
+
+}  // namespace
+
+bool Chat::command(const std::string& line) {
+  std::istringstream in(line);
+  std::string cmd, arg;
+  in >> cmd;
+  std::getline(in >> std::ws, arg);
+  while (!arg.empty() && (arg.back() == ' ' || arg.back() == '\t')) arg.pop_back();
+
+  if (cmd == "/exit" || cmd == "/quit") return false;
+  if (cmd == "/help" || cmd == "/?") {
+    say(kHelp);
+  } else if (cmd == "/clear") {
+    turns.clear();
+    last_reasoning.clear();
+    warned_full = false;
+    notice("[conversation cleared]");
+  } else if (cmd == "/system") {
+    system = arg;
+    notice(system.empty() ? "[system prompt cleared]" : "[system prompt set]");
+  } else if (cmd == "/think") {
+    if (arg == "show" || arg == "hide" || arg == "fold") {
+      think_mode = arg;
+      notice("[reasoning: " + arg + "]");
+    } else if (arg == "last") {
+      if (last_reasoning.empty()) notice("[no reasoning yet]");
+      else say(std::string(dim(color)) + last_reasoning + reset(color) + "\n");
+    } else {
+      fail_usage("/think: expected show, hide, fold or last");
+    }
+  } else if (cmd == "/set") {
+    std::istringstream as(arg);
+    std::string name, v, extra;
+    as >> name >> v >> extra;
+    if (name.empty() || v.empty() || !extra.empty()) fail_usage("/set: expected /set NAME VALUE (see /help)");
+    SamplerParams p = sampling;
+    if (name == "temp") p.temperature = float(parse_number(name, v));
+    else if (name == "top_p") p.top_p = float(parse_number(name, v));
+    else if (name == "min_p") p.min_p = float(parse_number(name, v));
+    else if (name == "top_k") p.top_k = int(parse_int(name, v, 0, 1 << 30));
+    else if (name == "seed") p.seed = uint64_t(parse_int(name, v, 0, int64_t(1) << 53));
+    else if (name == "max_tokens") a.max_tokens = v == "off" ? -1 : parse_int(name, v, 1, int64_t(1) << 30);
+    else if (name == "think_budget") a.think_budget = v == "off" ? -1 : parse_int(name, v, 0, int64_t(1) << 30);
+    else fail_usage("/set: unknown setting '" + name + "' (temp, top_p, top_k, min_p, seed, max_tokens, think_budget)");
+    try {
+      validate(p);
+    } catch (const Error& e) {
+      fail_usage("/set " + name + ": " + e.what());
+    }
+    sampling = p;
+    notice("[" + name + " = " + v + "]");
+  } else if (cmd == "/stats") {
+    const int64_t used = L.session->n_past(), ctx = L.session->ctx();
+    char buf[512];
+    if (have_last)
+      std::snprintf(buf, sizeof buf,
+                    "prompt %lld tokens (%lld prefilled, %lld reused) at %.1f tok/s | generated %lld tokens "
+                    "(%lld thinking) at %.1f tok/s\n",
+                    (long long)last.prompt_tokens, (long long)last.prefilled_tokens,
+                    (long long)(last.prompt_tokens - last.prefilled_tokens), last.prefill_tps(),
+                    (long long)last.completion_tokens, (long long)last.think_tokens, last.decode_tps());
+    else
+      std::snprintf(buf, sizeof buf, "no turn yet\n");
+    say(buf);
+    std::snprintf(buf, sizeof buf, "context %lld of %lld tokens (%.0f%%) | %zu messages\n", (long long)used,
+                  (long long)ctx, 100.0 * double(used) / double(ctx), turns.size());
+    say(buf);
+  } else if (cmd == "/save") {
+    if (arg.empty()) fail_usage("/save: expected a file name");
+    CpuSession& s = cpu_session(L);
+    if (gen.cached().empty() || int64_t(gen.cached().size()) != s.n_past()) fail_usage("/save: nothing to save yet");
+    nlohmann::json conv = {{"system", system}, {"turns", nlohmann::json::array()}};
+    for (auto& t : turns) conv["turns"].push_back({{"role", t.role}, {"content", t.content}, {"reasoning", t.reasoning}});
+    Snapshot snap;
+    snap.model_id = L.rt.model->file->identity();
+    snap.shape = kv_shape(s.kv());
+    snap.conversation = conv.dump();
+    snap.tokens = gen.cached();
+    snap.kv = kv_extract(s.kv(), s.n_past());
+    save_snapshot(arg, snap);
+    notice("[saved " + std::to_string(turns.size()) + " messages, " + std::to_string(snap.tokens.size()) +
+           " cached tokens to " + arg + "]");
+  } else if (cmd == "/load") {
+    if (arg.empty()) fail_usage("/load: expected a file name");
+    CpuSession& s = cpu_session(L);
+    Snapshot snap = load_snapshot(arg, L.rt.model->file->identity(), kv_shape(s.kv()), s.ctx());
+    // Everything is checked before the current conversation is replaced.
+    nlohmann::json conv = nlohmann::json::parse(snap.conversation, nullptr, false);
+    std::vector<Turn> loaded;
+    const char* bad = nullptr;
+    if (conv.is_discarded() || !conv.is_object() || !conv.contains("turns") || !conv["turns"].is_array() ||
+        !conv.value("system", nlohmann::json("")).is_string())
+      bad = "its conversation is malformed";
+    for (auto& t : bad ? nlohmann::json::array() : conv["turns"]) {
+      if (!t.is_object() || !t.value("role", nlohmann::json()).is_string() ||
+          !t.value("content", nlohmann::json()).is_string()) {
+        bad = "its conversation is malformed";
+        break;
+      }
+      loaded.push_back({t["role"].get<std::string>(), t["content"].get<std::string>(), 
+                        t.contains("reasoning") && t["reasoning"].is_string() ? t["reasoning"].get<std::string>() : ""});
+    }
+    for (int32_t id : snap.tokens)
+      if (id < 0 || id >= L.session->vocab()) bad = "it holds a token outside the vocabulary";
+    if (bad) fail_input(arg + ": not a usable r1 chat snapshot: " + bad);
+    kv_restore(s.kv_mut(), snap.kv, int64_t(snap.tokens.size()));
+    s.set_n_past(int64_t(snap.tokens.size()));
+    gen.resume(std::move(snap.tokens));
+    system = conv.value("system", std::string());
+    turns = std::move(loaded);
+    last_reasoning.clear();
+    for (auto& t : turns)
+      if (t.role == "assistant") last_reasoning = t.reasoning;
+    have_last = false;
+    warned_full = false;
+    notice("[loaded " + std::to_string(turns.size()) + " messages, " + std::to_string(s.n_past()) +
+           " cached tokens from " + arg + "]");
+    dump_logits();
+  } else {
+    fail_usage("unknown command " + cmd + "; /help lists the commands");
+  }
+  return true;
+}
+
+}  // namespace r1::cli

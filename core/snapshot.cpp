@@ -1,0 +1,171 @@
+#include "core/snapshot.h"
+
+#include <unistd.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+
+namespace r1 {
+
+uint64_t KvShape::bytes(int64_t n) const {
+  uint64_t b = checked_mul(2 * uint64_t(n_layers), uint64_t(n_kv), "snapshot KV size");
+  b = checked_mul(b, uint64_t(n), "snapshot KV size");
+  b = checked_mul(b, uint64_t(head_dim), "snapshot KV size");
+  return checked_mul(b, uint64_t(elem_bytes()), "snapshot KV size");
+}
+
+KvShape kv_shape(const KVCache& kv) { return KvShape{kv.n_layers, kv.n_kv, kv.head_dim, kv.f16}; }
+
+// The cache is [layer][head][ctx][head_dim]: each (layer, head) keeps its first n rows.
+std::vector<uint8_t> kv_extract(const KVCache& kv, int64_t n) {
+  if (n < 0 || n > kv.ctx) fail_input("internal: KV snapshot of " + std::to_string(n) + " positions");
+  const KvShape sh = kv_shape(kv);
+  std::vector<uint8_t> out(size_t(sh.bytes(n)));
+  const size_t row = size_t(kv.head_dim * kv.elem_bytes()), run = row * size_t(n);
+  uint8_t* dst = out.data();
+  for (int64_t l = 0; l < kv.n_layers; l++)
+    for (const std::vector<uint8_t>* src : {&kv.k, &kv.v})
+      for (int64_t h = 0; h < kv.n_kv; h++) {
+        const uint8_t* p = src->data() + size_t(l * kv.layer_bytes()) + size_t(h * kv.ctx) * row;
+        std::memcpy(dst, p, run);
+        dst += run;
+      }
+  return out;
+}
+
+void kv_restore(KVCache& kv, const std::vector<uint8_t>& packed, int64_t n) {
+  const KvShape sh = kv_shape(kv);
+  if (n < 0 || n > kv.ctx || packed.size() != sh.bytes(n)) fail_input("internal: KV snapshot does not fit the cache");
+  const size_t row = size_t(kv.head_dim * kv.elem_bytes()), run = row * size_t(n);
+  const uint8_t* src = packed.data();
+  for (int64_t l = 0; l < kv.n_layers; l++)
+    for (std::vector<uint8_t>* dst : {&kv.k, &kv.v})
+      for (int64_t h = 0; h < kv.n_kv; h++) {
+        std::memcpy(dst->data() + size_t(l * kv.layer_bytes()) + size_t(h * kv.ctx) * row, src, run);
+        src += run;
+      }
+}
+
+static uint64_t header_hash(const SnapshotHeader& h) { return XXH64(&h, offsetof(SnapshotHeader, header_hash), 0); }
+
+std::string encode_snapshot(const Snapshot& s) {
+  const uint64_t n = s.tokens.size();
+  if (s.kv.size() != s.shape.bytes(int64_t(n))) fail_input("internal: KV bytes do not match the token count");
+  std::string raw;
+  raw.reserve(s.conversation.size() + n * 4 + s.kv.size());
+  raw += s.conversation;
+  raw.append(reinterpret_cast<const char*>(s.tokens.data()), n * 4);
+  raw.append(reinterpret_cast<const char*>(s.kv.data()), s.kv.size());
+
+  std::string out(sizeof(SnapshotHeader) + ZSTD_compressBound(raw.size()), '\0');
+  ZSTD_CCtx* cc = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 3);
+  ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);  // a flipped payload byte is caught on load
+  size_t z = ZSTD_compress2(cc, out.data() + sizeof(SnapshotHeader), out.size() - sizeof(SnapshotHeader),
+                            raw.data(), raw.size());
+  ZSTD_freeCCtx(cc);
+  if (ZSTD_isError(z)) fail_input(std::string("snapshot compression failed: ") + ZSTD_getErrorName(z));
+  out.resize(sizeof(SnapshotHeader) + z);
+
+  SnapshotHeader h{};
+  std::memcpy(h.magic, kSnapshotMagic, 8);
+  h.version = kSnapshotVersion;
+  h.flags = s.shape.f16 ? 1 : 0;
+  h.model_id = s.model_id;
+  h.n_tokens = n;
+  h.n_layers = uint32_t(s.shape.n_layers);
+  h.n_kv = uint32_t(s.shape.n_kv);
+  h.head_dim = uint32_t(s.shape.head_dim);
+  h.json_bytes = s.conversation.size();
+  h.kv_bytes = s.kv.size();
+  h.payload_bytes = z;
+  h.header_hash = header_hash(h);
+  std::memcpy(out.data(), &h, sizeof h);
+  return out;
+}
+
+Snapshot decode_snapshot(std::string_view bytes, uint64_t model_id, const KvShape& shape, int64_t max_tokens) {
+  auto bad = [](const std::string& why) { fail_input("not a usable r1 chat snapshot: " + why); };
+  SnapshotHeader h;
+  if (bytes.size() < sizeof h) bad("the file is too short");
+  std::memcpy(&h, bytes.data(), sizeof h);
+  if (std::memcmp(h.magic, kSnapshotMagic, 8) != 0) bad("wrong magic (not a snapshot)");
+  if (h.version != kSnapshotVersion) bad("version " + std::to_string(h.version) + " (this r1 reads version 1)");
+  if (h.header_hash != header_hash(h)) bad("the header is corrupt");
+  if (h.payload_bytes != bytes.size() - sizeof h) bad("the file is truncated or has trailing bytes");
+  if (h.model_id != model_id)
+    fail_input("this snapshot was saved with a different model; load it with the model that saved it");
+  const KvShape saved{h.n_layers, h.n_kv, h.head_dim, (h.flags & 1) != 0};
+  if (saved.n_layers != shape.n_layers || saved.n_kv != shape.n_kv || saved.head_dim != shape.head_dim)
+    bad("its KV cache layout does not match this model");
+  if (saved.f16 != shape.f16)
+    fail_input(std::string("this snapshot's KV cache is ") + (saved.f16 ? "f16" : "f32") + "; run with --kv " +
+               (saved.f16 ? "f16" : "f32") + " to load it");
+  if (h.n_tokens == 0) bad("it holds no tokens");
+  if (h.n_tokens >= uint64_t(max_tokens))
+    fail_input("the snapshot holds " + std::to_string(h.n_tokens) + " tokens; the context holds " +
+               std::to_string(max_tokens) + " (raise --ctx)");
+  if (h.kv_bytes != shape.bytes(int64_t(h.n_tokens))) bad("its KV size does not match its token count");
+  if (h.json_bytes > (uint64_t(1) << 32)) bad("the conversation size is implausible");
+  const uint64_t tok_bytes = checked_mul(h.n_tokens, 4, "snapshot");
+  const uint64_t raw_size = checked_add(checked_add(h.json_bytes, tok_bytes, "snapshot"), h.kv_bytes, "snapshot");
+
+  const char* payload = bytes.data() + sizeof h;
+  unsigned long long content = ZSTD_getFrameContentSize(payload, h.payload_bytes);
+  if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN || content != raw_size)
+    bad("the compressed payload is corrupt");
+  std::string raw(size_t(raw_size), '\0');
+  size_t got = ZSTD_decompress(raw.data(), raw.size(), payload, h.payload_bytes);
+  if (ZSTD_isError(got) || got != raw_size) bad("the compressed payload is corrupt");
+
+  Snapshot s;
+  s.model_id = h.model_id;
+  s.shape = saved;
+  s.conversation = raw.substr(0, size_t(h.json_bytes));
+  s.tokens.resize(size_t(h.n_tokens));
+  std::memcpy(s.tokens.data(), raw.data() + h.json_bytes, size_t(tok_bytes));
+  s.kv.assign(raw.begin() + std::ptrdiff_t(h.json_bytes + tok_bytes), raw.end());
+  return s;
+}
+
+void save_snapshot(const std::string& path, const Snapshot& s) {
+  const std::string data = encode_snapshot(s);
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) fail_input(path + ": cannot write (" + std::strerror(errno) + ")");
+    f.write(data.data(), std::streamsize(data.size()));
+    f.flush();
+    if (!f) {
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+      fail_input(path + ": write failed");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    fail_input(path + ": cannot replace (" + ec.message() + ")");
+  }
+}
+
+Snapshot load_snapshot(const std::string& path, uint64_t model_id, const KvShape& shape, int64_t max_tokens) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail_input(path + ": cannot open (" + std::strerror(errno) + ")");
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (f.bad()) fail_input(path + ": read failed");
+  try {
+    return decode_snapshot(bytes, model_id, shape, max_tokens);
+  } catch (const Error& e) {
+    fail_input(path + ": " + e.what());
+  }
+}
+
+}  // namespace r1

@@ -1,0 +1,65 @@
+// Saved chat sessions: the conversation, the cached token prefix and the filled part of the KV
+// cache, so that `/load` resumes without running the prefill again. One file: a fixed header
+// (checked field by field, hashed) followed by one zstd frame holding the conversation JSON, the
+// token ids and the KV bytes. A snapshot only loads into the model (R1File::identity()) and KV
+// layout it was saved from.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/kv_cache.h"
+
+namespace r1 {
+
+inline constexpr char kSnapshotMagic[8] = {'R', '1', 'C', 'H', 'A', 'T', '\r', '\n'};
+inline constexpr uint32_t kSnapshotVersion = 1;
+
+// On disk, little-endian, at offset 0.
+struct SnapshotHeader {
+  char magic[8];
+  uint32_t version;
+  uint32_t flags;           // bit 0: KV values are f16 (else f32)
+  uint64_t model_id;        // R1File::identity() of the model that made it
+  uint64_t n_tokens;        // cached tokens = filled KV positions
+  uint32_t n_layers, n_kv, head_dim, reserved;
+  uint64_t json_bytes;      // uncompressed sizes of the sections
+  uint64_t kv_bytes;        //   (the tokens take n_tokens * 4)
+  uint64_t payload_bytes;   // compressed size: the rest of the file
+  uint64_t header_hash;     // xxh64 of the bytes above
+};
+static_assert(sizeof(SnapshotHeader) == 80, "the snapshot header is a file format");
+
+struct KvShape {
+  int64_t n_layers = 0, n_kv = 0, head_dim = 0;
+  bool f16 = true;
+  int64_t elem_bytes() const { return f16 ? 2 : 4; }
+  // Bytes of K and V for n positions.
+  uint64_t bytes(int64_t n) const;
+};
+KvShape kv_shape(const KVCache& kv);
+
+struct Snapshot {
+  uint64_t model_id = 0;
+  KvShape shape;
+  std::string conversation;      // JSON text, owned by the chat command
+  std::vector<int32_t> tokens;   // what the KV cache holds, in order
+  std::vector<uint8_t> kv;       // per layer: K then V, each [n_kv, n_tokens, head_dim]
+};
+
+// The first n positions of the cache, packed (no unused context).
+std::vector<uint8_t> kv_extract(const KVCache& kv, int64_t n);
+// Writes packed positions back; the cache must have the same shape and room for n.
+void kv_restore(KVCache& kv, const std::vector<uint8_t>& packed, int64_t n);
+
+std::string encode_snapshot(const Snapshot& s);
+// Checks every size before allocating or decompressing; a corrupt or truncated file, another
+// model, another KV layout or more tokens than max_tokens is a one-line fail_input.
+Snapshot decode_snapshot(std::string_view bytes, uint64_t model_id, const KvShape& shape, int64_t max_tokens);
+
+// Written to a temp file beside `path`, then renamed over it: never a half-written snapshot.
+void save_snapshot(const std::string& path, const Snapshot& s);
+Snapshot load_snapshot(const std::string& path, uint64_t model_id, const KvShape& shape, int64_t max_tokens);
+
+}  // namespace r1
