@@ -103,8 +103,17 @@ void CpuSession::forward_chunk(const int32_t* tok, int64_t n, float* out, Logits
   const int64_t pos0 = n_past_;
   float *x = x_.data(), *xb = xb_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data();
   float *att = att_.data(), *hb = hb_.data(), *hb2 = hb2_.data();
-  float* cosv = cs_.data();
-  float* sinv = cs_.data() + hd / 2;
+  // RoPE angles depend on the position only: cos/sin of each token once, not once per layer.
+  // cs: [n, hd] = cos[hd / 2] sin[hd / 2] per token; float32 angles like the reference: pos * inv_freq
+  if (cs_.size() < size_t(n * hd)) cs_.resize(size_t(n * hd));
+  for (int64_t t = 0; t < n; t++) {
+    const float pos = float(pos0 + t);
+    for (int64_t i = 0; i < hd / 2; i++) {
+      const float a = pos * m_.inv_freq[size_t(i)];
+      cs_[size_t(t * hd + i)] = std::cos(a);
+      cs_[size_t(t * hd + hd / 2 + i)] = std::sin(a);
+    }
+  }
   auto mm = [&](const WeightView& W, const float* in, float* o) {  // o[n, rows] = in[n, cols] W^T
     if (n == 1) cpu::matvec(pool_, W, in, o);
     else cpu::matmul(pool_, W, in, n, o);
@@ -128,13 +137,8 @@ void CpuSession::forward_chunk(const int32_t* tok, int64_t n, float* out, Logits
     add_bias(k, L.bk, KV);
     add_bias(v, L.bv, KV);
     for (int64_t t = 0; t < n; t++) {
-      // float32 angles like the reference: pos * inv_freq
-      const float pos = float(pos0 + t);
-      for (int64_t i = 0; i < hd / 2; i++) {
-        float a = pos * m_.inv_freq[size_t(i)];
-        cosv[i] = std::cos(a);
-        sinv[i] = std::sin(a);
-      }
+      const float* cosv = cs_.data() + t * hd;
+      const float* sinv = cosv + hd / 2;
       cpu::rope(q + t * Q, c.n_heads, hd, cosv, sinv);
       cpu::rope(k + t * KV, c.n_kv_heads, hd, cosv, sinv);
       kv_.store(l, pos0 + t, k + t * KV, v + t * KV);

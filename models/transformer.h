@@ -26,6 +26,7 @@ struct LayerWeights {
 
 struct Model {
   std::unique_ptr<R1File> file;
+  std::shared_ptr<uint8_t> owned;         // weights held in memory (synthetic models); views point into it
   Config cfg;
   WeightView embed, lm_head;              // [vocab, hidden]
   const float* final_norm = nullptr;      // [hidden]

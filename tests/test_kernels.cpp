@@ -219,6 +219,9 @@ TEST_CASE("cpu::attention matches the reference (f16 and f32 cache, GQA, splits)
   std::vector<Case> cases = {{128, 2, 6, 0, 1}, {128, 2, 6, 299, 1}, {64, 1, 1, 0, 1},  {64, 8, 1, 17, 3},
                              {128, 4, 7, 280, 1}, {64, 3, 2, 5, 9},   {128, 1, 8, 260, 1}, {64, 2, 4, 0, 40},
                              {128, 5, 3, 1, 2},   {64, 1, 12, 290, 1}};
+  // deep decode at the real GQA shapes (Qwen-1.5B 12/2, Qwen-7B 28/4): long score rows, splits
+  cases.push_back({128, 2, 6, 4100, 1});
+  cases.push_back({128, 4, 7, 1500, 1});
   for (int i = 0; i < 6; i++) cases.push_back({rint_in(0, 1) ? 64 : 128, rint_in(1, 8), rint_in(1, 9), rint_in(0, 290), rint_in(1, 10)});
   for (int nt : {1, 2, 3}) {
     ThreadPool pool(nt);

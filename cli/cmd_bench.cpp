@@ -1,0 +1,233 @@
+// r1 bench: prefill and decode speed of a packed model or of a synthetic one built in memory at
+// a real checkpoint's shapes, against the memory read bandwidth measured on the spot (decode
+// reads every weight byte once per token, so that bandwidth is its ceiling).
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "cli/command.h"
+#include "cli/term.h"
+#include "core/error.h"
+#include "core/membench.h"
+#include "kernels/cpu/cpu.h"
+#include "models/synthetic.h"
+#include "models/transformer.h"
+#include "quant/half.h"
+
+namespace {
+
+using namespace r1;
+using namespace r1::cli;
+using Clock = std::chrono::steady_clock;
+
+struct BenchArgs {
+  std::string model, synthetic, quant, device = "cpu";
+  int64_t p = 512, n = 128, depth = 0, bw_mib = 1024;
+  int threads = 0, repeat = 3;
+  bool json = false;
+};
+
+double secs(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct Stats {  // of per-repeat rates
+  double median = 0, min = 0, max = 0;
+};
+Stats stats(std::vector<double> v) {
+  if (v.empty()) return {};
+  std::sort(v.begin(), v.end());
+  const size_t k = v.size();
+  const double med = k % 2 ? v[k / 2] : 0.5 * (v[k / 2 - 1] + v[k / 2]);
+  return {med, v.front(), v.back()};
+}
+
+int32_t argmax(const float* x, int64_t n) {
+  return int32_t(std::max_element(x, x + n) - x);
+}
+
+// Positions [0, depth) of every layer's K and V get random f16 values in +-[0.5, 1): decode at
+// depth reads them exactly as it would read a prefilled history (only the traffic matters).
+void fill_kv(KVCache& kv, int64_t depth, ThreadPool& pool) {
+  const int64_t rows = kv.n_layers * kv.n_kv, per_row = depth * kv.head_dim;  // rows: [layer, kv head]
+  pool.parallel_for(rows, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; r++) {
+      std::mt19937 g(uint32_t(r + 1));
+      for (auto* cache : {&kv.k, &kv.v}) {
+        uint8_t* base = cache->data() + size_t(r * kv.ctx * kv.head_dim * kv.elem_bytes());
+        if (kv.f16) {
+          auto* h = reinterpret_cast<uint16_t*>(base);
+          for (int64_t i = 0; i < per_row; i++) h[i] = uint16_t((g() & 0x83ffu) | 0x3800u);
+        } else {
+          auto* f = reinterpret_cast<float*>(base);
+          for (int64_t i = 0; i < per_row; i++) f[i] = f16_to_f32(uint16_t((g() & 0x83ffu) | 0x3800u));
+        }
+      }
+    }
+  });
+}
+
+uint64_t peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return uint64_t(ru.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+int run(const BenchArgs& a) {
+  if (a.device == "cuda") fail_usage("--device cuda: no CUDA backend in this build (use --device cpu)");
+  if (a.model.empty() == a.synthetic.empty()) fail_usage("give one of -m MODEL.r1m or --synthetic PRESET");
+  if (!a.model.empty() && !a.quant.empty())
+    fail_usage("--quant applies to --synthetic; a packed model's formats are fixed (r1 pack --quant)");
+  if (a.p == 0 && a.n == 0) fail_usage("nothing to measure: -p and -n are both 0");
+
+  // The model: mapped from a file, or built in memory.
+  const auto t_load = Clock::now();
+  std::unique_ptr<Model> model;
+  std::string name, quant = a.quant.empty() ? "q4" : a.quant;
+  if (!a.synthetic.empty()) {
+    Format f;
+    if (!parse_format(quant, &f)) fail_usage("--quant: unknown format '" + quant + "' (q4, q8, bf16, f16, f32)");
+    model = make_synthetic_model(synthetic_config(a.synthetic), f);
+    name = "synthetic " + a.synthetic;
+  } else {
+    std::error_code ec;
+    if (!std::filesystem::exists(a.model, ec)) fail_input(a.model + ": no such file");
+    model = Model::load(a.model);
+    name = std::filesystem::path(a.model).filename().string();
+    quant = format_name(model->layers.at(0).gate.fmt);
+  }
+  const double load_s = secs(t_load);
+  const Config& c = model->cfg;
+
+  ThreadPool pool(a.threads > 0 ? a.threads : ThreadPool::default_threads());
+  const int64_t warm = 2;  // untimed decode steps first: scratch buffers, page faults of a mapped file
+  const int64_t ctx = std::max<int64_t>({a.p, a.depth + warm + a.n, 1});
+  CpuSession s(*model, ctx, /*kv_f16=*/true, pool);
+  std::mt19937 g(7);
+  std::uniform_int_distribution<int32_t> tok(0, int32_t(c.vocab_size - 1));
+
+  int32_t t = tok(g);
+  s.forward(&t, 1);
+  s.truncate(0);
+
+  std::vector<double> prefill, decode;
+  if (a.p > 0) {
+    std::vector<int32_t> prompt(size_t(a.p));
+    for (auto& x : prompt) x = tok(g);
+    for (int r = 0; r < a.repeat; r++) {
+      s.truncate(0);
+      const auto t0 = Clock::now();
+      s.forward(prompt.data(), a.p);
+      prefill.push_back(double(a.p) / secs(t0));
+    }
+  }
+  if (a.n > 0) {
+    s.truncate(0);
+    fill_kv(s.kv_mut(), a.depth, pool);
+    s.set_n_past(a.depth);
+    t = tok(g);
+    for (int64_t i = 0; i < warm; i++) t = argmax(s.forward(&t, 1), c.vocab_size);
+    for (int r = 0; r < a.repeat; r++) {
+      s.set_n_past(a.depth);  // same positions every repeat: same KV traffic
+      const auto t0 = Clock::now();
+      for (int64_t i = 0; i < a.n; i++) t = argmax(s.forward(&t, 1), c.vocab_size);
+      decode.push_back(double(a.n) / secs(t0));
+    }
+  }
+  const uint64_t rss = peak_rss_bytes();  // before the bandwidth buffer exists
+  const double bw = measure_read_bandwidth(pool, uint64_t(a.bw_mib) << 20);
+
+  // Bytes per decoded token: every matrix once, plus K and V of every cached position (f16) at the
+  // mean position of the timed tokens.
+  const Stats ps = stats(prefill), ds = stats(decode);
+  const uint64_t wb = model->weight_bytes();
+  const double mean_pos = double(a.depth) + double(a.n + 1) / 2;
+  const double kvb = a.n > 0 ? double(c.n_layers) * 2.0 * double(c.kv_dim()) * 2.0 * mean_pos : 0.0;
+  const double per_tok = double(wb) + kvb;
+  const double gbs = per_tok * ds.median / 1e9;
+
+  if (a.json) {
+    nlohmann::json j = {{"model", name},
+                        {"arch", c.arch_name()},
+                        {"quant", quant},
+                        {"device", "cpu"},
+                        {"kernel_set", cpu::kernel_set()},
+                        {"threads", pool.size()},
+                        {"prompt_tokens", a.p},
+                        {"gen_tokens", a.n},
+                        {"depth", a.depth},
+                        {"repeat", a.repeat},
+                        {"prefill_tok_s", ps.median},
+                        {"prefill_tok_s_min", ps.min},
+                        {"prefill_tok_s_max", ps.max},
+                        {"decode_tok_s", ds.median},
+                        {"decode_tok_s_min", ds.min},
+                        {"decode_tok_s_max", ds.max},
+                        {"weight_bytes", wb},
+                        {"kv_bytes_per_token", uint64_t(kvb)},
+                        {"bytes_per_token", uint64_t(per_tok)},
+                        {"decode_gb_s", gbs},
+                        {"read_bw_gb_s", bw},
+                        {"bw_fraction", bw > 0 ? gbs / bw : 0.0},
+                        {"peak_rss_bytes", rss},
+                        {"load_s", load_s}};
+    out(stdout, j.dump() + "\n");
+    return 0;
+  }
+  char buf[512];
+  std::string o;
+  auto line = [&](const char* fmt, auto... v) {
+    std::snprintf(buf, sizeof buf, fmt, v...);
+    o += buf;
+  };
+  line("%s: %s, %lld layers, %s | cpu %s, %d threads | kv f16, ctx %lld\n", name.c_str(), c.arch_name(),
+       (long long)c.n_layers, quant.c_str(), cpu::kernel_set(), pool.size(), (long long)ctx);
+  if (a.p > 0)
+    line("prefill %5lld tokens  %8.1f tok/s   (median of %d; min %.1f, max %.1f)\n", (long long)a.p, ps.median,
+         a.repeat, ps.min, ps.max);
+  if (a.n > 0) {
+    line("decode  %5lld tokens  %8.1f tok/s   (median of %d; min %.1f, max %.1f) at depth %lld\n", (long long)a.n,
+         ds.median, a.repeat, ds.min, ds.max, (long long)a.depth);
+    line("read per token        %8.3f GB      (weights %.3f + KV %.3f)\n", per_tok / 1e9, double(wb) / 1e9, kvb / 1e9);
+    line("decode bandwidth      %8.1f GB/s    = %.0f%% of %.1f GB/s measured read bandwidth\n", gbs,
+         bw > 0 ? 100 * gbs / bw : 0.0, bw);
+  } else {
+    line("read bandwidth        %8.1f GB/s    (measured)\n", bw);
+  }
+  line("peak RSS              %8.2f GB      | model ready in %.2f s\n", double(rss) / 1e9, load_s);
+  out(stdout, o);
+  return 0;
+}
+
+R1_COMMAND("bench", "Measure prefill and decode speed (of a model file or a synthetic model)", 50, [](CLI::App& sub) {
+  auto a = std::make_shared<BenchArgs>();
+  sub.add_option("-m,--model", a->model, "Packed model file (.r1m)");
+  sub.add_option("--synthetic", a->synthetic,
+                 "Random weights in memory at a real model's shapes: qwen-1.5b, qwen-7b, llama-8b, qwen-14b, "
+                 "qwen-32b, llama-70b, tiny");
+  sub.add_option("--quant", a->quant, "Weight format of a synthetic model: q4, q8, bf16 (also f16, f32); "
+                                      "default q4, tensors as `r1 pack --quant` lays them out");
+  sub.add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  sub.add_option("-p,--prompt-tokens", a->p, "Prompt length for prefill, one batched forward (0: skip)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  sub.add_option("-n,--gen-tokens", a->n, "Tokens to decode, greedy (0: skip)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  sub.add_option("--depth", a->depth,
+                 "Decode after this many tokens already in the KV cache. The cache is filled with random f16 "
+                 "values instead of running a prefill of that length: decode reads them the same way")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 22));
+  sub.add_option("--threads", a->threads, "CPU threads (default: physical cores)")->check(CLI::Range(1, 512));
+  sub.add_option("--repeat", a->repeat, "Repeats; speeds are the median, with min and max")->check(CLI::Range(1, 1000));
+  sub.add_option("--bw-mib", a->bw_mib, "Size of the buffer the read bandwidth is measured on, MiB")
+      ->check(CLI::Range(int64_t(16), int64_t(1) << 20));
+  sub.add_flag("--json", a->json, "Print one JSON object instead of the table");
+  sub.footer("Decode GB/s = (weight bytes + KV bytes read per token) x tok/s. The read bandwidth is measured\n"
+             "after the runs with the same thread count; peak RSS is taken before that buffer exists.");
+  return [a]() { return run(*a); };
+});
+
+}  // namespace

@@ -1,0 +1,86 @@
+// Synthetic models (models/synthetic.h) and `r1 bench`: a tiny synthetic model runs in every
+// format with finite logits, presets have the reference shapes, and bench's JSON has its fields.
+// (Speed is the benchmark's business, not the tests'.)
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/threadpool.h"
+#include "models/synthetic.h"
+#include "test_util.h"
+
+using namespace r1;
+
+TEST_CASE("synthetic presets have the reference shapes", "[synthetic]") {
+  const Config q = synthetic_config("qwen-1.5b");
+  CHECK(q.hidden == 1536);
+  CHECK(q.intermediate == 8960);
+  CHECK(q.n_layers == 28);
+  CHECK(q.n_heads == 12);
+  CHECK(q.n_kv_heads == 2);
+  CHECK(q.vocab_size == 151936);
+  CHECK(q.qkv_bias);
+  const Config l = synthetic_config("llama-70b");
+  CHECK(l.arch == Arch::Llama);
+  CHECK(l.hidden == 8192);
+  CHECK(l.n_kv_heads == 8);
+  CHECK(!l.qkv_bias);
+  CHECK(l.rope_scaling.type == "llama3");
+  CHECK(l.rope_theta == 500000);
+  for (auto& n : synthetic_presets()) CHECK_NOTHROW(validate_config(synthetic_config(n)));
+  CHECK_THROWS(synthetic_config("qwen-3b"));
+}
+
+TEST_CASE("a tiny synthetic model decodes with finite logits in every format", "[synthetic]") {
+  const Config c = synthetic_config("tiny");
+  ThreadPool pool(2);
+  for (Format f : {Format::Q4, Format::Q8, Format::BF16, Format::F16, Format::F32}) {
+    INFO(format_name(f));
+    auto m = make_synthetic_model(c, f);
+    REQUIRE(m->owned);
+    CHECK(m->layers.size() == size_t(c.n_layers));
+    CHECK(m->weight_bytes() > 0);
+    CpuSession s(*m, 64, true, pool);
+    std::vector<int32_t> prompt = {1, 5, 9, 200, 511, 3, 7, 0};
+    const float* lg = s.forward(prompt.data(), int64_t(prompt.size()));
+    int32_t t = 0;
+    for (int step = 0; step < 6; step++) {
+      bool finite = true;
+      for (int64_t i = 0; i < c.vocab_size; i++) finite = finite && std::isfinite(lg[i]);
+      REQUIRE(finite);
+      t = int32_t(std::max_element(lg, lg + c.vocab_size) - lg);
+      lg = s.forward(&t, 1);
+    }
+    CHECK(s.n_past() == 14);
+    // Same seed, same weights.
+    auto m2 = make_synthetic_model(c, f);
+    CHECK(std::memcmp(m->embed.codes, m2->embed.codes, 64) == 0);
+  }
+}
+
+TEST_CASE("r1 bench --json reports speeds, bytes and bandwidth", "[synthetic][cli]") {
+  auto r = test::run_r1({"bench", "--synthetic", "tiny", "-p", "16", "-n", "4", "--depth", "32", "--repeat", "2",
+                         "--threads", "2", "--bw-mib", "64", "--json"});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  auto j = nlohmann::json::parse(r.out);
+  for (const char* k : {"model", "quant", "kernel_set", "threads", "prompt_tokens", "gen_tokens", "depth",
+                        "prefill_tok_s", "decode_tok_s", "decode_tok_s_min", "decode_tok_s_max", "weight_bytes",
+                        "kv_bytes_per_token", "bytes_per_token", "decode_gb_s", "read_bw_gb_s", "bw_fraction",
+                        "peak_rss_bytes"})
+    CHECK(j.contains(k));
+  CHECK(j["quant"] == "q4");
+  CHECK(j["depth"] == 32);
+  CHECK(j["prefill_tok_s"].get<double>() > 0);
+  CHECK(j["decode_tok_s"].get<double>() > 0);
+  CHECK(j["read_bw_gb_s"].get<double>() > 0);
+  CHECK(j["bytes_per_token"].get<uint64_t>() > j["weight_bytes"].get<uint64_t>());
+
+  auto u = test::run_r1({"bench", "--synthetic", "tiny", "--device", "cuda"});
+  CHECK(u.code == 1);
+  CHECK(u.err.find("no CUDA backend") != std::string::npos);
+  CHECK(test::run_r1({"bench", "--synthetic", "nope"}).code == 1);
+  CHECK(test::run_r1({"bench"}).code == 1);
+}
