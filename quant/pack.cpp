@@ -1,4 +1,5 @@
 #include "quant/pack.h"
+#include "quant/pack_common.h"
 
 #include <unistd.h>
 
@@ -113,8 +114,8 @@ static nlohmann::json build_meta(const fs::path& dir, const Config& cfg, Format 
 
 // A NaN or infinity in the checkpoint, or a value the target format cannot hold (f16 tops out
 // at 65504; q8/q4 store an f16 scale of about max|w| / 127), would otherwise be packed silently
-// as garbage (inf or NaN weights). Refuse it, naming the tensor and the element.
-static void check_range(const std::string& name, Format fmt, const float* x, uint64_t n, uint64_t first) {
+// as garbage (inf or NaN weights): refuse it, naming the tensor and the element.
+void check_range(const std::string& name, Format fmt, const float* x, uint64_t n, uint64_t first) {
   const float lim = fmt == Format::F16 ? 65504.0f : is_quantized(fmt) ? 65504.0f * 64 : INFINITY;
   for (uint64_t i = 0; i < n; i++) {
     if (std::fabs(x[i]) <= lim) continue;
@@ -123,6 +124,77 @@ static void check_range(const std::string& name, Format fmt, const float* x, uin
     if (std::isinf(x[i])) fail_input(where + " is infinite");
     fail_input(where + " (" + std::to_string(x[i]) + ") is out of range for " + format_name(fmt) + " (use bf16 or f32)");
   }
+}
+
+void write_packed(const PackOptions& opt, const std::vector<TensorSpec>& specs, nlohmann::json meta,
+                  const RowSource& rows_of, const std::function<void(size_t)>& done) {
+  R1Writer w(opt.out, specs);
+  ThreadPool pool(opt.threads > 0 ? opt.threads : ThreadPool::default_threads());
+  const auto t0 = std::chrono::steady_clock::now();
+  uint64_t total_bytes = 0, done_bytes = 0;
+  for (size_t i = 0; i < specs.size(); i++) total_bytes += w.bytes(i);
+
+  std::vector<float> fbuf, deq;
+  std::vector<uint8_t> qbuf, scales;
+  nlohmann::json errors = nlohmann::json::object();
+  for (size_t i = 0; i < specs.size(); i++) {
+    const TensorSpec& s = specs[i];
+    const uint64_t rows = s.shape.size() == 2 ? s.shape[0] : 1, cols = s.shape.back();
+    const uint64_t chunk = std::max<uint64_t>(1, (16u << 20) / cols);  // bounded peak memory
+    w.begin_tensor(i);
+    scales.clear();
+    double err2 = 0, ref2 = 0;
+    for (uint64_t r0 = 0; r0 < rows; r0 += chunk) {
+      const uint64_t n = std::min(chunk, rows - r0);
+      fbuf.resize(n * cols);
+      rows_of(i, r0, n, fbuf.data());
+      check_range(s.name, s.fmt, fbuf.data(), n * cols, r0 * cols);
+      qbuf.resize(tensor_bytes(s.fmt, n, cols));
+      pool.parallel_for(int64_t(n), [&](int64_t b, int64_t e, int) {
+        quantize_rows(s.fmt, fbuf.data(), int64_t(n), int64_t(cols), b, e, qbuf.data());
+      });
+      const uint64_t cb = codes_bytes(s.fmt, n, cols);
+      w.append(i, qbuf.data(), cb);
+      if (is_quantized(s.fmt)) {
+        const uint8_t* sp = qbuf.data() + align_up(cb, 64);
+        scales.insert(scales.end(), sp, sp + n * (cols / kGroup) * 2);
+        WeightView v = make_view(s.fmt, n, cols, qbuf.data());
+        deq.resize(cols);
+        for (uint64_t r = 0; r < n; r++) {
+          ref::dequant_row(v, int64_t(r), deq.data());
+          for (uint64_t c = 0; c < cols; c++) {
+            double x = fbuf[r * cols + c], d = x - deq[c];
+            err2 += d * d;
+            ref2 += x * x;
+          }
+        }
+      }
+    }
+    if (is_quantized(s.fmt)) {
+      const uint64_t cb = codes_bytes(s.fmt, rows, cols);
+      std::vector<uint8_t> pad(align_up(cb, 64) - cb, 0);
+      if (!pad.empty()) w.append(i, pad.data(), pad.size());
+      w.append(i, scales.data(), scales.size());
+      double rel = ref2 > 0 ? std::sqrt(err2 / ref2) : 0;
+      errors[s.name] = rel;
+      if (opt.report) {
+        if (opt.progress) std::fprintf(stderr, "\r\033[K");
+        std::fprintf(stderr, "  %-48s %-4s rel-rms %.5f\n", s.name.c_str(), format_name(s.fmt), rel);
+      }
+    }
+    w.end_tensor(i);
+    if (done) done(i);
+    done_bytes += w.bytes(i);
+    if (opt.progress) {
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::fprintf(stderr, "\r\033[Kpacking %zu/%zu tensors  %3.0f%%  %.1fs", i + 1, specs.size(),
+                   100.0 * double(done_bytes) / double(total_bytes), secs);
+      std::fflush(stderr);
+    }
+  }
+  if (opt.progress) std::fprintf(stderr, "\r\033[K");
+  meta["provenance"]["rel_rms"] = errors;
+  w.finish(meta);
 }
 
 void pack_checkpoint(const PackOptions& opt) {
@@ -158,76 +230,13 @@ void pack_checkpoint(const PackOptions& opt) {
   for (auto& e : expected)
     specs.push_back({e.name, recipe_format(opt.quant, e.name, e.shape.size(), e.shape.back(), cfg.tied_embeddings), e.shape});
 
-  R1Writer w(opt.out, specs);
-  ThreadPool pool(opt.threads > 0 ? opt.threads : ThreadPool::default_threads());
-  const auto t0 = std::chrono::steady_clock::now();
-  const bool tty = opt.progress;
-  uint64_t total_bytes = 0, done_bytes = 0;
-  for (size_t i = 0; i < specs.size(); i++) total_bytes += w.bytes(i);
-
-  std::vector<float> fbuf, deq;
-  std::vector<uint8_t> qbuf, scales;
-  nlohmann::json errors = nlohmann::json::object();
-  for (size_t i = 0; i < specs.size(); i++) {
-    const TensorSpec& s = specs[i];
-    const StTensor& t = *st.find(s.name);
-    const uint64_t rows = s.shape.size() == 2 ? s.shape[0] : 1, cols = s.shape.back();
-    // Rows per chunk: about 16M elements, so peak memory is bounded whatever the tensor size.
-    const uint64_t chunk = std::max<uint64_t>(1, (16u << 20) / cols);
-    w.begin_tensor(i);
-    scales.clear();
-    double err2 = 0, ref2 = 0;
-    for (uint64_t r0 = 0; r0 < rows; r0 += chunk) {
-      const uint64_t n = std::min(chunk, rows - r0);
-      fbuf.resize(n * cols);
-      Safetensors::to_float(t, r0 * cols, n * cols, fbuf.data());
-      check_range(s.name, s.fmt, fbuf.data(), n * cols, r0 * cols);
-      qbuf.resize(tensor_bytes(s.fmt, n, cols));
-      pool.parallel_for(int64_t(n), [&](int64_t b, int64_t e, int) {
-        quantize_rows(s.fmt, fbuf.data(), int64_t(n), int64_t(cols), b, e, qbuf.data());
-      });
-      const uint64_t cb = codes_bytes(s.fmt, n, cols);
-      w.append(i, qbuf.data(), cb);
-      if (is_quantized(s.fmt)) {
-        const uint8_t* sp = qbuf.data() + align_up(cb, 64);
-        scales.insert(scales.end(), sp, sp + n * (cols / kGroup) * 2);
-        WeightView v = make_view(s.fmt, n, cols, qbuf.data());
-        deq.resize(cols);
-        for (uint64_t r = 0; r < n; r++) {
-          ref::dequant_row(v, int64_t(r), deq.data());
-          for (uint64_t c = 0; c < cols; c++) {
-            double x = fbuf[r * cols + c], d = x - deq[c];
-            err2 += d * d;
-            ref2 += x * x;
-          }
-        }
-      }
-    }
-    if (is_quantized(s.fmt)) {
-      const uint64_t cb = codes_bytes(s.fmt, rows, cols);
-      std::vector<uint8_t> pad(align_up(cb, 64) - cb, 0);
-      if (!pad.empty()) w.append(i, pad.data(), pad.size());
-      w.append(i, scales.data(), scales.size());
-      double rel = ref2 > 0 ? std::sqrt(err2 / ref2) : 0;
-      errors[s.name] = rel;
-      if (opt.report) {
-        if (tty) std::fprintf(stderr, "\r\033[K");
-        std::fprintf(stderr, "  %-48s %-4s rel-rms %.5f\n", s.name.c_str(), format_name(s.fmt), rel);
-      }
-    }
-    w.end_tensor(i);
-    st.release(t);
-    done_bytes += w.bytes(i);
-    if (tty) {
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::fprintf(stderr, "\r\033[Kpacking %zu/%zu tensors  %3.0f%%  %.1fs", i + 1, specs.size(),
-                   100.0 * double(done_bytes) / double(total_bytes), secs);
-      std::fflush(stderr);
-    }
-  }
-  if (tty) std::fprintf(stderr, "\r\033[K");
-  meta["provenance"]["rel_rms"] = errors;
-  w.finish(meta);
+  write_packed(
+      opt, specs, std::move(meta),
+      [&](size_t i, uint64_t r0, uint64_t n, float* out) {
+        const StTensor& t = *st.find(specs[i].name);
+        Safetensors::to_float(t, r0 * t.shape.back(), n * t.shape.back(), out);
+      },
+      [&](size_t i) { st.release(*st.find(specs[i].name)); });
 }
 
 }  // namespace r1

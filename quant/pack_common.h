@@ -1,9 +1,5 @@
 // Pieces of `r1 pack` shared by its two sources (a Hugging Face checkpoint, a GGUF file), and
 // the GGUF entry points.
-//
-// check_range and write_packed are defined in quant/pack_gguf.cpp for now; pack.cpp keeps its
-// own static copies of the same logic (check_range, the quantize-and-write loop of
-// pack_checkpoint) until it is switched over to these.
 #pragma once
 #include <cstdint>
 #include <functional>
