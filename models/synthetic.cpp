@@ -217,29 +217,7 @@ std::unique_ptr<Model> make_synthetic_model(const Config& c, Format quant, uint6
     return make_view(t.fmt, t.rows, t.cols, base + t.off);
   };
   auto vec = [&](const std::string& n) { return reinterpret_cast<const float*>(base + by_name.at(n)->off); };
-  m->embed = mat("model.embed_tokens.weight");
-  m->lm_head = c.tied_embeddings ? m->embed : mat("lm_head.weight");
-  m->final_norm = vec("model.norm.weight");
-  for (int64_t l = 0; l < c.n_layers; l++) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerWeights L;
-    L.attn_norm = vec(p + "input_layernorm.weight");
-    L.wq = mat(p + "self_attn.q_proj.weight");
-    L.wk = mat(p + "self_attn.k_proj.weight");
-    L.wv = mat(p + "self_attn.v_proj.weight");
-    L.wo = mat(p + "self_attn.o_proj.weight");
-    if (c.qkv_bias) {
-      L.bq = vec(p + "self_attn.q_proj.bias");
-      L.bk = vec(p + "self_attn.k_proj.bias");
-      L.bv = vec(p + "self_attn.v_proj.bias");
-    }
-    L.ffn_norm = vec(p + "post_attention_layernorm.weight");
-    L.gate = mat(p + "mlp.gate_proj.weight");
-    L.up = mat(p + "mlp.up_proj.weight");
-    L.down = mat(p + "mlp.down_proj.weight");
-    m->layers.push_back(L);
-  }
-  m->inv_freq = rope_inv_freq(c);
+  m->bind(mat, vec);
   return m;
 }
 

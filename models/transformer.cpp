@@ -22,11 +22,18 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     if (t.shape != e.shape) fail_input(path + ": tensor " + e.name + " has the wrong shape for this config");
     if (e.shape.size() == 1 && t.fmt != Format::F32) fail_input(path + ": tensor " + e.name + " must be f32");
   }
-  auto mat = [&](const std::string& n) { return f.get(n).view(); };
-  auto vec = [&](const std::string& n) { return reinterpret_cast<const float*>(f.get(n).data); };
-  m->embed = mat("model.embed_tokens.weight");
-  m->lm_head = c.tied_embeddings ? m->embed : mat("lm_head.weight");
-  m->final_norm = vec("model.norm.weight");
+  m->bind([&](const std::string& n) { return f.get(n).view(); },
+          [&](const std::string& n) { return reinterpret_cast<const float*>(f.get(n).data); });
+  return m;
+}
+
+void Model::bind(const std::function<WeightView(const std::string&)>& mat,
+                 const std::function<const float*(const std::string&)>& vec) {
+  const Config& c = cfg;
+  embed = mat("model.embed_tokens.weight");
+  lm_head = c.tied_embeddings ? embed : mat("lm_head.weight");
+  final_norm = vec("model.norm.weight");
+  layers.clear();
   for (int64_t l = 0; l < c.n_layers; l++) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights L;
@@ -44,10 +51,9 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     L.gate = mat(p + "mlp.gate_proj.weight");
     L.up = mat(p + "mlp.up_proj.weight");
     L.down = mat(p + "mlp.down_proj.weight");
-    m->layers.push_back(L);
+    layers.push_back(L);
   }
-  m->inv_freq = rope_inv_freq(c);
-  return m;
+  inv_freq = rope_inv_freq(c);
 }
 
 uint64_t Model::weight_bytes() const {

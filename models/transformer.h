@@ -3,6 +3,7 @@
 // attention over the KV cache, o_proj, residual, RMSNorm, SiLU-gated MLP, residual) -> final
 // RMSNorm -> lm_head -> logits.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,7 +36,10 @@ struct Model {
 
   // Opens and validates: every tensor the config needs, at its shape, in a usable format.
   static std::unique_ptr<Model> load(const std::string& path);
-  uint64_t weight_bytes() const;          // bytes read per decoded token (all matrices)
+  uint64_t weight_bytes() const;
+  // Points the layer views at tensors by their Hugging Face names (from a file or synthetic).
+  void bind(const std::function<WeightView(const std::string&)>& mat,
+            const std::function<const float*(const std::string&)>& vec);          // bytes read per decoded token (all matrices)
 };
 
 // One sequence's state on the CPU: its KV cache, scratch buffers, and how many positions are
