@@ -24,7 +24,7 @@ test: configure
 
 # The main job: pack the bundled trained model (unless MODEL is given) and let it write Python.
 $(DEMO_MODEL): all
-	$(BUILD)/r1 pack tests/fixtures/models/tiny-qwen2-py -o $@ --quant q8
+	$(BUILD)/r1 pack tests/fixtures/models/tiny-qwen2-py -o $@ --quant q8 -q
 
 run: all $(if $(MODEL),,$(DEMO_MODEL))
 	$(BUILD)/r1 run -m $(if $(MODEL),$(MODEL),$(DEMO_MODEL)) --raw --temp 0 -n 64 -p '$(PROMPT)'

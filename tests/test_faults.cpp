@@ -38,3 +38,40 @@ TEST_CASE("r1 run | head -c 10 ends quietly", "[faults]") {
   CHECK(slurp(d / "err").empty());
   CHECK(slurp(d / "out").size() == 10);
 }
+
+TEST_CASE("a full disk while packing: clear error, no .r1m and no temporary left", "[faults]") {
+  TempDir d("r1full");
+  // a file-size limit stands in for a full disk (writes fail with EFBIG like ENOSPC)
+  std::string cmd = "ulimit -f 2048; " + shell_quote(R1_BIN) + " pack " + shell_quote(fixture_model("tiny-qwen2")) +
+                    " -o " + shell_quote(d / "m.r1m") + " --quant bf16 -q 2>" + shell_quote(d / "err");
+  int st = std::system(("bash -c " + shell_quote(cmd)).c_str());
+  INFO(slurp(d / "err"));
+  CHECK(WEXITSTATUS(st) == 2);
+  CHECK(slurp(d / "err").find("disk full") != std::string::npos);
+  CHECK(count_lines(slurp(d / "err")) == 1);
+  CHECK(files_containing(d.path(), "m.r1m").empty());
+}
+
+TEST_CASE("SIGTERM during r1 batch: the current line is finished or dropped, and the job resumes", "[faults]") {
+  TempDir d("r1term");
+  std::string model = r1test::packed("tiny-qwen2-py", "q8");
+  std::string in;
+  for (int i = 0; i < 40; i++) in += "{\"id\": " + std::to_string(i) + ", \"prompt\": \"def f" + std::to_string(i) + "(x):\\n\"}\n";
+  write_file(d / "in.jsonl", in);
+  std::vector<std::string> args{"batch", "-m", model, d / "in.jsonl", "-o", d / "out.jsonl", "--template", "raw", "-n", "16", "--temp", "0"};
+  pid_t pid = spawn_r1(args, d / "o", d / "e");
+  for (int i = 0; i < 500 && count_lines(fs::exists(d / "out.jsonl") ? slurp(d / "out.jsonl") : "") < 3; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  kill(pid, SIGTERM);
+  int st = 0;
+  REQUIRE(waitpid(pid, &st, 0) == pid);
+  REQUIRE(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 130);
+  CHECK(slurp(d / "e").find("resume") != std::string::npos);
+  std::string partial = slurp(d / "out.jsonl");
+  CHECK((partial.empty() || partial.back() == '\n'));
+  CHECK(count_lines(partial) < 40);
+  auto r = run_r1(args);
+  CHECK(r.code == 0);
+  CHECK(count_lines(slurp(d / "out.jsonl")) == 40);
+}
