@@ -36,7 +36,8 @@ asan:
 	@test -f build-asan/CMakeCache.txt || CC=clang CXX=clang++ cmake -S . -B build-asan \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DR1_SANITIZE=ON -DR1_FUZZ=ON -DR1_CUDA=OFF
 	cmake --build build-asan -j$(JOBS)
-	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	  ctest --output-on-failure -j$(JOBS)
 	./fuzz/run.sh build-asan $(FUZZ_SECONDS)
 
 clean:

@@ -86,19 +86,21 @@ int run(RunArgs& a) {
   const bool ecolor = use_color(stderr);
 
   Generator gen(*L.session, tok);
+  // Every piece is flushed as it comes: a terminal or a pipeline sees text per token, and a
+  // reader that closed the pipe is noticed at the next token, not a buffer later.
   auto on_event = [&](const GenEvent& e) {
     if (!stream) return;
     if (e.kind == GenEvent::ThinkBegin) {
-      if (think == "show") out(stdout, color ? std::string(dim(true)) : std::string("<think>\n"), tty);
+      if (think == "show") out(stdout, color ? std::string(dim(true)) : std::string("<think>\n"));
       if (think == "stderr") out(stderr, dim(ecolor));
     } else if (e.kind == GenEvent::ThinkEnd) {
-      if (think == "show") out(stdout, color ? std::string(reset(true)) + "\n" : std::string("\n</think>\n\n"), tty);
+      if (think == "show") out(stdout, color ? std::string(reset(true)) + "\n" : std::string("\n</think>\n\n"));
       if (think == "stderr") out(stderr, std::string(reset(ecolor)) + "\n");
     } else if (e.in_think) {
-      if (think == "show") out(stdout, e.text, tty);
+      if (think == "show") out(stdout, e.text);
       if (think == "stderr") out(stderr, e.text);
     } else {
-      out(stdout, e.text, tty);
+      out(stdout, e.text);
     }
   };
   GenResult r = gen.generate(ids, opt, on_event);

@@ -105,7 +105,7 @@ void Bpe::run_stage(size_t k, std::string_view piece, std::vector<int32_t>& out)
     else segs.push_back({b, e, m != st.invert});
   };
   while (pos < n) {
-    int rc = pcre2_match(st.re, subject, n, pos, 0, sc.md, sc.mc);
+    int rc = pcre2_match(st.re.get(), subject, n, pos, 0, sc.md, sc.mc);
     if (rc < 0) break;  // no further match (or a resource limit: the rest stays one piece)
     PCRE2_SIZE* ov = pcre2_get_ovector_pointer(sc.md);
     size_t b = ov[0], e = ov[1];

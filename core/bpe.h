@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -177,7 +178,8 @@ enum class Behavior { Isolated, Removed, MergedWithPrevious, MergedWithNext, Con
 
 struct Stage {
   enum Kind { Split, PrefixSpace } kind;
-  pcre2_code* re = nullptr;  // Split
+  // Owned, so a load that throws half-way (inside Bpe's constructor) frees what it compiled.
+  std::shared_ptr<pcre2_code> re;  // Split
   Behavior behavior = Behavior::Isolated;
   bool invert = false;
 };
@@ -188,7 +190,6 @@ const char* const kGpt2Pattern =
 class Bpe final : public Backend {
  public:
   Bpe(const std::string& text, const std::string& origin) : origin_(origin) { load(text); }
-  ~Bpe() override;
 
   void encode(std::string_view text, std::vector<int32_t>& out) const override;
   bool token_bytes(int32_t id, std::string& out) const override {

@@ -146,11 +146,6 @@ class Sax : public nlohmann::json_sax<json> {
 
 }  // namespace
 
-Bpe::~Bpe() {
-  for (auto& s : stages_)
-    if (s.re) pcre2_code_free(s.re);
-}
-
 void Bpe::load(const std::string& text) {
   json j;
   Sax sax(j);
@@ -284,9 +279,9 @@ void Bpe::add_split(const std::string& pattern, bool literal, Behavior b, bool i
     pcre2_get_error_message(err, msg, sizeof msg);
     bad(origin_, "pre-tokenizer pattern does not compile: " + std::string(reinterpret_cast<char*>(msg)));
   }
-  pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
   Stage s{Stage::Split};
-  s.re = re;
+  s.re.reset(re, pcre2_code_free);
+  pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
   s.behavior = b;
   s.invert = invert;
   stages_.push_back(s);

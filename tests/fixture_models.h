@@ -18,13 +18,14 @@ namespace r1test {
 inline std::string fixture_dir(const std::string& model) { return std::string(R1_FIXTURES) + "/models/" + model; }
 
 inline const std::string& temp_root() {
-  static std::string dir = [] {
-    std::string t = std::filesystem::temp_directory_path().string() + "/r1test.XXXXXX";
-    if (!mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
-    std::atexit([] { std::error_code ec; std::filesystem::remove_all(temp_root(), ec); });
+  // Never destroyed: the atexit cleanup below runs after static destructors would have run.
+  static const std::string* dir = [] {
+    auto* t = new std::string(std::filesystem::temp_directory_path().string() + "/r1test.XXXXXX");
+    if (!mkdtemp(t->data())) throw std::runtime_error("mkdtemp failed");
+    std::atexit([] { std::error_code ec; std::filesystem::remove_all(*dir, ec); });
     return t;
   }();
-  return dir;
+  return *dir;
 }
 
 // Path of fixture `model` packed at `quant` (packed on first use).

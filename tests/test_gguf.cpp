@@ -261,7 +261,8 @@ TEST_CASE("GGUF tokenizer encodes the fixture prompts and matches tokenizer.json
     CHECK(json::parse(tf.tokenizer_config_json)["chat_template"] ==
           json::parse(hf_src.tokenizer_config_json)["chat_template"]);
     ChatTemplate tpl = ChatTemplate::from_config(tf.tokenizer_config_json);
-    for (auto& c : r1test::reference(name)["cases"]) {
+    const auto ref = r1test::reference(name);  // kept alive for the loop
+    for (auto& c : ref["cases"]) {
       const std::string rendered = tpl.render(parse_messages_json(c["messages"].dump()));
       CHECK(rendered == c["rendered"].get<std::string>());
       CHECK(tok.encode(rendered) == c["prompt_ids"].get<std::vector<int32_t>>());

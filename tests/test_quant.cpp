@@ -14,6 +14,7 @@
 #include "quant/half.h"
 #include "quant/pack.h"
 #include "quant/quantize.h"
+#include "test_util.h"
 
 using namespace r1;
 
@@ -92,13 +93,10 @@ TEST_CASE("quant: half and bfloat16 conversions are exact and round to nearest e
     if (!std::isnan(b)) REQUIRE(f32_to_bf16(b) == h);
     if (std::isnan(f)) REQUIRE(std::isnan(f16_to_f32(f32_to_f16(f))));
     if (std::isnan(b)) REQUIRE(std::isnan(bf16_to_f32(f32_to_bf16(b))));
-    // f16 -> f32 agrees with the compiler's _Float16.
-    _Float16 hv;
-    uint16_t hb = uint16_t(h);
-    std::memcpy(&hv, &hb, 2);
-    if (!std::isnan(f)) REQUIRE(float(hv) == f);
+    // f16 -> f32 agrees with the CPU's F16C conversion.
+    if (!std::isnan(f)) REQUIRE(r1::test::hw_f16_to_f32(uint16_t(h)) == f);
   }
-  // float -> f16 agrees with the compiler's conversion (round to nearest even, subnormals,
+  // float -> f16 agrees with the CPU's conversion (round to nearest even, subnormals,
   // overflow to infinity) over random bit patterns and the interesting ranges.
   std::mt19937 rng(11);
   for (int i = 0; i < 2000000; i++) {
@@ -107,9 +105,7 @@ TEST_CASE("quant: half and bfloat16 conversions are exact and round to nearest e
     float f;
     std::memcpy(&f, &u, 4);
     if (std::isnan(f)) continue;
-    _Float16 ref = _Float16(f);
-    uint16_t rb;
-    std::memcpy(&rb, &ref, 2);
+    const uint16_t rb = r1::test::hw_f32_to_f16(f);
     INFO("float bits " << u);
     REQUIRE(f32_to_f16(f) == rb);
     // bfloat16: nearest even on the top 16 bits.
@@ -168,8 +164,7 @@ TEST_CASE("quant: float formats store the nearest value; row ranges compose", "[
     uint16_t h, b;
     std::memcpy(&h, f16.data() + 2 * i, 2);
     std::memcpy(&b, bf.data() + 2 * i, 2);
-    _Float16 r = _Float16(w[i]);
-    REQUIRE(f16_to_f32(h) == float(r));
+    REQUIRE(f16_to_f32(h) == r1::test::hw_f16_to_f32(r1::test::hw_f32_to_f16(w[i])));
     REQUIRE(b == f32_to_bf16(w[i]));
   }
   // Quantizing row ranges separately (as the pack's threads do) gives the same bytes.

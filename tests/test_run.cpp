@@ -40,7 +40,8 @@ TEST_CASE("r1 run --prompt-ids reproduces the greedy continuations", "[run]") {
   for (const char* m : {"tiny-qwen2", "tiny-llama3", "tiny-qwen2-py"}) {
     for (const char* q : {"f32", "bf16"}) {
       std::string path = r1test::packed(m, q);
-      for (auto& cs : r1test::reference(m)["cases"]) {
+      const auto ref = r1test::reference(m);  // kept alive for the loop
+      for (auto& cs : ref["cases"]) {
         auto ids = cs["prompt_ids"].get<std::vector<int32_t>>();
         auto want = cs["greedy_continuation_ids"].get<std::vector<int32_t>>();
         // the continuations are greedy without stopping; -n caps at the reference length

@@ -21,9 +21,18 @@
 #include <string>
 #include <vector>
 
+#include <immintrin.h>
+
 extern char** environ;
 
 namespace r1::test {
+
+// The CPU's own half conversion (F16C), as an independent reference for r1's scalar one.
+// (clang 14 has no _Float16 on x86.)
+__attribute__((target("f16c"))) inline uint16_t hw_f32_to_f16(float x) {
+  return uint16_t(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT));
+}
+__attribute__((target("f16c"))) inline float hw_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
 
 namespace fs = std::filesystem;
 
