@@ -279,7 +279,7 @@ void Bpe::add_split(const std::string& pattern, bool literal, Behavior b, bool i
     pcre2_get_error_message(err, msg, sizeof msg);
     bad(origin_, "pre-tokenizer pattern does not compile: " + std::string(reinterpret_cast<char*>(msg)));
   }
-  Stage s{Stage::Split};
+  Stage s{Stage::Split, nullptr};
   s.re.reset(re, pcre2_code_free);
   pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
   s.behavior = b;
@@ -309,7 +309,7 @@ void Bpe::load_pre_tokenizer(const json& pt) {
     add_split(p[literal ? "String" : "Regex"].get<std::string>(), literal, b, pt.value("invert", false));
   } else if (t == "ByteLevel") {
     // The byte mapping itself happens in word(); only the options change the split.
-    if (pt.value("add_prefix_space", false)) stages_.push_back(Stage{Stage::PrefixSpace});
+    if (pt.value("add_prefix_space", false)) stages_.push_back(Stage{Stage::PrefixSpace, nullptr});
     if (pt.value("use_regex", true)) add_split(kGpt2Pattern, false, Behavior::Isolated, false);
   } else {
     bad(origin_, "pre_tokenizer " + t + " is not supported");
