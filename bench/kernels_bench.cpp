@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "core/membench.h"
 #include "kernels/cpu/cpu.h"
 #include "quant/half.h"
 
@@ -64,24 +65,6 @@ struct Layer {
   ~Layer() { for (auto* p : m) delete p; }
 };
 
-double read_bandwidth(ThreadPool& pool) {
-  Buf b(size_t(1) << 30);
-  const int64_t n = int64_t(b.n / 8);
-  const auto* q = reinterpret_cast<const uint64_t*>(b.p);
-  std::vector<uint64_t> sums(size_t(pool.size()) * 8);
-  double best = 1e9;
-  for (int rep = 0; rep < 5; rep++) {
-    double t0 = now_s();
-    pool.parallel_for(n, [&](int64_t s, int64_t e, int tid) {
-      uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-      for (int64_t i = s; i < e; i += 4) { a0 += q[i]; a1 += q[i + 1]; a2 += q[i + 2]; a3 += q[i + 3]; }
-      sums[size_t(tid) * 8] = a0 + a1 + a2 + a3;
-    }, 1024);
-    best = std::min(best, now_s() - t0);
-  }
-  return double(b.n) / best / 1e9;
-}
-
 }  // namespace
 
 int main() {
@@ -89,7 +72,7 @@ int main() {
   const int kLayerCopies = 3;  // > 32 MB L3 even for q4 (26 MB per layer)
   for (int nt : {1, 2}) {
     ThreadPool pool(nt);
-    const double bw = read_bandwidth(pool);
+    const double bw = measure_read_bandwidth(pool);
     std::printf("\n== %d thread(s): read bandwidth %.1f GB/s (sum of a 1 GiB buffer)\n", nt, bw);
     std::vector<float> x(kFfn, 0.01f), y(kVocab);
     for (Format f : {Format::Q4, Format::Q8, Format::BF16}) {

@@ -225,20 +225,8 @@ void gguf_dequantize(GgmlType t, const uint8_t* src, uint64_t n, float* out) {
   if (!ti || n % ti->block != 0) fail_input("gguf_dequantize: bad type or element count");
   switch (t) {
     case GgmlType::F32: std::memcpy(out, src, n * 4); return;
-    case GgmlType::F16:
-      for (uint64_t i = 0; i < n; i++) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        out[i] = f16_to_f32(h);
-      }
-      return;
-    case GgmlType::BF16:
-      for (uint64_t i = 0; i < n; i++) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        out[i] = bf16_to_f32(h);
-      }
-      return;
+    case GgmlType::F16: return f16_bytes_to_f32(src, n, out);
+    case GgmlType::BF16: return bf16_bytes_to_f32(src, n, out);
     case GgmlType::Q4_0: return blocks<BlockQ4_0, QK>(src, n, out, deq_q4_0);
     case GgmlType::Q4_1: return blocks<BlockQ4_1, QK>(src, n, out, deq_q4_1);
     case GgmlType::Q5_0: return blocks<BlockQ5_0, QK>(src, n, out, deq_q5_0);

@@ -46,4 +46,20 @@ inline uint16_t f32_to_f16(float f) {
   return uint16_t(sign | (a >> 13));
 }
 
+// n little-endian halves from possibly unaligned bytes (file data) to floats.
+inline void f16_bytes_to_f32(const uint8_t* src, uint64_t n, float* out) {
+  for (uint64_t i = 0; i < n; i++) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    out[i] = f16_to_f32(h);
+  }
+}
+inline void bf16_bytes_to_f32(const uint8_t* src, uint64_t n, float* out) {
+  for (uint64_t i = 0; i < n; i++) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    out[i] = bf16_to_f32(h);
+  }
+}
+
 }  // namespace r1

@@ -162,20 +162,8 @@ void Safetensors::release(const StTensor& t) const {
 void Safetensors::to_float(const StTensor& t, uint64_t first, uint64_t n, float* out) {
   switch (t.dtype) {
     case StDtype::F32: std::memcpy(out, t.data + first * 4, n * 4); break;
-    case StDtype::F16:
-      for (uint64_t i = 0; i < n; i++) {
-        uint16_t h;
-        std::memcpy(&h, t.data + (first + i) * 2, 2);
-        out[i] = f16_to_f32(h);
-      }
-      break;
-    case StDtype::BF16:
-      for (uint64_t i = 0; i < n; i++) {
-        uint16_t h;
-        std::memcpy(&h, t.data + (first + i) * 2, 2);
-        out[i] = bf16_to_f32(h);
-      }
-      break;
+    case StDtype::F16: f16_bytes_to_f32(t.data + first * 2, n, out); break;
+    case StDtype::BF16: bf16_bytes_to_f32(t.data + first * 2, n, out); break;
   }
 }
 
