@@ -296,3 +296,43 @@ TEST_CASE("kernel_set and force_reference", "[kernels]") {
     cpu::force_no_vnni(false);
   }
 }
+
+// Batched decoding runs many sequences' tokens through one matmul; a sequence must get the same
+// bits it would get alone (a matvec), whatever else shares the batch, on every kernel set.
+TEST_CASE("matmul rows are bitwise matvecs; matmul_multi equals separate calls", "[kernels]") {
+  for (bool ref_on : {false, true}) {
+    cpu::force_reference(ref_on);
+    for (int nt : {1, 2, 3}) {
+      ThreadPool pool(nt);
+      for (Format f : {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4}) {
+        const int64_t cols = 32 * rint_in(1, 50), n = rint_in(2, 13);
+        const int64_t rows[3] = {rint_in(1, 90), rint_in(1, 40), rint_in(17, 70)};
+        std::vector<Mat> M;
+        for (int j = 0; j < 3; j++) M.emplace_back(f, rows[j], cols, randn(size_t(rows[j] * cols), 0.1f));
+        const auto X = randn(size_t(n * cols));
+        std::vector<std::vector<float>> Y(3), Ym(3);
+        WeightView Ws[3];
+        float* Yp[3];
+        for (int j = 0; j < 3; j++) {
+          Ws[j] = M[size_t(j)].v;
+          Y[size_t(j)].assign(size_t(n * rows[j]), NAN);
+          Ym[size_t(j)].assign(size_t(n * rows[j]), NAN);
+          Yp[j] = Ym[size_t(j)].data();
+          cpu::matmul(pool, Ws[j], X.data(), n, Y[size_t(j)].data());
+        }
+        cpu::matmul_multi(pool, Ws, 3, X.data(), n, Yp);
+        for (int j = 0; j < 3; j++) {
+          INFO("ref " << ref_on << " threads " << nt << " fmt " << format_name(f) << " matrix " << j << " rows "
+                      << rows[j] << " cols " << cols << " n " << n);
+          REQUIRE(std::memcmp(Y[size_t(j)].data(), Ym[size_t(j)].data(), Y[size_t(j)].size() * 4) == 0);
+          std::vector<float> y1(size_t(rows[j]), NAN);
+          for (int64_t t = 0; t < n; t++) {
+            cpu::matvec(pool, Ws[j], X.data() + t * cols, y1.data());
+            REQUIRE(std::memcmp(y1.data(), Y[size_t(j)].data() + t * rows[j], y1.size() * 4) == 0);
+          }
+        }
+      }
+    }
+  }
+  cpu::force_reference(false);
+}

@@ -32,6 +32,14 @@ void qmatmul(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64
 void qmatmul_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0,
                   int64_t r1);
 
+// Batched q4/q8 GEMM (VNNI only): activations quantized by quantize_act_t (qact_t_stride bytes
+// per token: the layout above plus the codes in the GEMM's transposed chunk layout); each
+// (row, token) result is bitwise qmatmul_vnni's.
+size_t qact_t_stride(int64_t cols);
+void quantize_act_t(const float* x, int64_t cols, uint8_t* out);
+void qgemm_t_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0,
+                  int64_t r1);
+
 // Float formats (f32, f16, bf16): Y[t * ldy + r] = W[r, :] . X[t, :]     X: [n, cols]
 void fmatmul(const WeightView& W, const float* X, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1);
 void dequant_row(const WeightView& W, int64_t r, float* out);

@@ -1,11 +1,13 @@
 #include "kernels/cpu/cpu.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/cpu/avx2.h"
 #include "kernels/cpu/ref.h"
 
@@ -66,45 +68,88 @@ const char* kernel_set() {
 void force_reference(bool on) { g_force_ref = on; }
 void force_no_vnni(bool on) { g_no_vnni = on; }
 
-void matvec(ThreadPool& pool, const WeightView& W, const float* x, float* y) {
-  if (use_ref()) {
-    pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) { ref::matvec(W, x, y, b, e); }, kRowAlign);
-    return;
-  }
-  if (is_quantized(W.fmt)) {
-    thread_local Scratch s;
-    uint8_t* act = s.get<uint8_t>(avx2::qact_stride(W.cols));
-    avx2::quantize_act(x, W.cols, act);
-    pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) { qmatmul_any(W, act, 1, y, W.rows, b, e); }, kRowAlign);
-  } else {
-    pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) { avx2::fmatmul(W, x, 1, y, W.rows, b, e); }, kRowAlign);
-  }
+namespace {
+
+// Rows [b, e) of the concatenation of m matrices (all with the same cols), each run by `fn`
+// on its own row sub-range; the pieces keep the kRowAlign grid of each matrix.
+template <class F>
+void over_rows(ThreadPool& pool, const WeightView* Ws, int m, F&& fn) {
+  int64_t total = 0, off[8 + 1] = {0};
+  for (int j = 0; j < m; j++) off[j + 1] = total += Ws[j].rows;
+  pool.parallel_for(total, [&](int64_t b, int64_t e, int) {
+    for (int j = 0; j < m; j++) {
+      const int64_t lo = std::max(b, off[j]), hi = std::min(e, off[j + 1]);
+      if (lo < hi) fn(j, lo - off[j], hi - off[j]);
+    }
+  }, kRowAlign);
 }
 
-void matmul(ThreadPool& pool, const WeightView& W, const float* X, int64_t n, float* Y) {
-  if (n == 1) return matvec(pool, W, X, Y);
+// Token blocks whose quantized activations fit in L2 next to the weight tile.
+int64_t token_block(int64_t stride) {
+  const int64_t tb = (384 << 10) / stride;
+  return tb < 4 ? 4 : tb / 4 * 4;
+}
+
+}  // namespace
+
+void matmul_multi(ThreadPool& pool, const WeightView* Ws, int m, const float* X, int64_t n, float* const* Ys) {
+  if (m < 1 || m > 8) fail_input("internal: matmul_multi takes 1..8 matrices");
+  const int64_t cols = Ws[0].cols;
+  bool all_q = true;
+  for (int j = 0; j < m; j++) {
+    if (Ws[j].cols != cols) fail_input("internal: matmul_multi needs one input width");
+    all_q = all_q && is_quantized(Ws[j].fmt);
+  }
+  // Each (row, token) dot is computed by the same code whatever n is, so row t of a matmul is
+  // bitwise the matvec of token t (batched decoding relies on it).
   if (use_ref()) {
-    pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) { ref::matmul(W, X, n, Y, b, e); }, kRowAlign);
+    over_rows(pool, Ws, m, [&](int j, int64_t b, int64_t e) {
+      if (n == 1) ref::matvec(Ws[j], X, Ys[j], b, e);
+      else ref::matmul(Ws[j], X, n, Ys[j], b, e);
+    });
     return;
   }
-  if (!is_quantized(W.fmt)) {
-    pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) { avx2::fmatmul(W, X, n, Y, W.rows, b, e); }, kRowAlign);
+  if (!all_q) {
+    for (int j = 0; j < m; j++) {
+      if (is_quantized(Ws[j].fmt)) { matmul_multi(pool, Ws + j, 1, X, n, Ys + j); continue; }
+      pool.parallel_for(Ws[j].rows, [&](int64_t b, int64_t e, int) {
+        avx2::fmatmul(Ws[j], X, n, Ys[j], Ws[j].rows, b, e);
+      }, kRowAlign);
+    }
     return;
   }
-  const int64_t stride = int64_t(avx2::qact_stride(W.cols));
+  // The activations are quantized once for all m matrices. Several tokens on VNNI: the GEMM
+  // that unpacks each weight block once for all of them (bitwise the same results).
+  const bool gemm = n > 1 && use_vnni();
+  const int64_t stride = int64_t(gemm ? avx2::qact_t_stride(cols) : avx2::qact_stride(cols));
   thread_local Scratch s;
   uint8_t* act = s.get<uint8_t>(size_t(n * stride));
-  pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
-    for (int64_t t = b; t < e; t++) avx2::quantize_act(X + t * W.cols, W.cols, act + t * stride);
-  });
-  // Tokens in blocks whose quantized activations fit in L2 next to the weight tile; each thread
-  // streams its rows once per block.
-  int64_t tb = (384 << 10) / stride;
-  tb = tb < 4 ? 4 : tb / 4 * 4;
-  pool.parallel_for(W.rows, [&](int64_t b, int64_t e, int) {
+  if (n == 1) avx2::quantize_act(X, cols, act);
+  else
+    pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; t++)
+        if (gemm) avx2::quantize_act_t(X + t * cols, cols, act + t * stride);
+        else avx2::quantize_act(X + t * cols, cols, act + t * stride);
+    });
+  if (gemm) {
+    over_rows(pool, Ws, m, [&](int j, int64_t b, int64_t e) {
+      avx2::qgemm_t_vnni(Ws[j], act, n, Ys[j], Ws[j].rows, b, e);
+    });
+    return;
+  }
+  const int64_t tb = token_block(stride);
+  over_rows(pool, Ws, m, [&](int j, int64_t b, int64_t e) {
+    const WeightView& W = Ws[j];
     for (int64_t t0 = 0; t0 < n; t0 += tb)
-      qmatmul_any(W, act + t0 * stride, t0 + tb < n ? tb : n - t0, Y + t0 * W.rows, W.rows, b, e);
-  }, kRowAlign);
+      qmatmul_any(W, act + t0 * stride, t0 + tb < n ? tb : n - t0, Ys[j] + t0 * W.rows, W.rows, b, e);
+  });
+}
+
+void matvec(ThreadPool& pool, const WeightView& W, const float* x, float* y) {
+  matmul_multi(pool, &W, 1, x, 1, &y);
+}
+void matmul(ThreadPool& pool, const WeightView& W, const float* X, int64_t n, float* Y) {
+  matmul_multi(pool, &W, 1, X, n, &Y);
 }
 
 void dequant_row(const WeightView& W, int64_t r, float* out) {

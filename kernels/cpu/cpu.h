@@ -21,6 +21,10 @@ void force_no_vnni(bool on);    // for tests and benchmarks: plain AVX2 integer 
 void matvec(ThreadPool& pool, const WeightView& W, const float* x, float* y);
 // Y = X W^T                    X: [n, cols], Y: [n, rows]
 void matmul(ThreadPool& pool, const WeightView& W, const float* X, int64_t n, float* Y);
+// Ys[j] = X Ws[j]^T for m <= 8 matrices that read the same input (q/k/v, gate/up): one pass
+// over the threads, activations quantized once. matvec and matmul are the m == 1 case; row t
+// of any result is bitwise what a matvec of token t gives.
+void matmul_multi(ThreadPool& pool, const WeightView* Ws, int m, const float* X, int64_t n, float* const* Ys);
 void dequant_row(const WeightView& W, int64_t r, float* out);
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);
 void rope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin);

@@ -4,6 +4,8 @@
 // their inline functions is compiled for AVX-512.
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include <immintrin.h>
@@ -22,6 +24,194 @@
 #include "kernels/cpu/qtile_avx2.h"
 
 namespace r1::avx2 {
+namespace {
+
+// --- Prefill / batched GEMM: weights unpacked once per row block, then a register tile ----------
+// Transposed chunk layout ("t-layout"), for weights and activations alike: 8 vectors of 32
+// bytes per 8-group chunk; int32 lane L of vector k holds bytes 4k..4k+3 of group P[L], with
+// P = 0 2 4 6 1 3 5 7 (the lane order of the GEMV's hadd tree). Then 8 vpdpbusd leave each
+// group's full sum in its own lane: no horizontal adds. The float steps per chunk and the tail
+// are the GEMV's, in the same order, so every (row, token) result is bitwise the GEMV's.
+constexpr int kP[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+struct Buf {  // grow-only, 64-byte aligned, one per thread
+  void* p = nullptr;
+  size_t cap = 0;
+  ~Buf() { std::free(p); }
+  template <class T>
+  T* get(size_t bytes) {
+    if (bytes > cap) {
+      std::free(p);
+      cap = (bytes + 63) / 64 * 64;
+      p = std::aligned_alloc(64, cap);
+    }
+    return static_cast<T*>(p);
+  }
+};
+
+inline void transpose8(__m256i r[8]) {  // 8x8 int32 transpose in registers
+  __m256i t[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  __m256i u[8];
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
+  }
+}
+
+// Row block of q4/q8 weights as u8 (level + 128 / code + 128) in t-layout, plus each chunk's
+// f16 scales as floats in lane order P. wt: [rows][G8][8 vectors], sw: [rows][G8][8].
+template <bool Q4>
+void unpack_rows(const K& k, const WeightView& W, int64_t r0, int64_t nr, uint8_t* wt, float* sw) {
+  const int64_t G = W.cols / kGroup, G8 = G / 8, rb = Q4 ? W.cols / 2 : W.cols;
+  const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  for (int64_t i = 0; i < nr; i++) {
+    const uint8_t* wc = W.codes + (r0 + i) * rb;
+    for (int64_t c = 0; c < G8; c++) {
+      __m256i v[8];
+      for (int L = 0; L < 8; L++) {  // group P[L] of the chunk, natural element order
+        const int64_t g = c * 8 + kP[L];
+        if constexpr (Q4) {
+          __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wc + g * 16));
+          __m256i n = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), k.m4);
+          v[L] = _mm256_shuffle_epi8(k.lut, n);
+        } else {
+          v[L] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + g * 32)), k.c80);
+        }
+      }
+      transpose8(v);
+      __m256i* o = reinterpret_cast<__m256i*>(wt + ((i * G8 + c) * 8) * 32);
+      for (int j = 0; j < 8; j++) _mm256_store_si256(o + j, v[j]);
+      _mm256_store_ps(sw + (i * G8 + c) * 8, _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128(
+          reinterpret_cast<const __m128i*>(W.scales + (r0 + i) * G + c * 8))), perm));
+    }
+  }
+}
+
+// Y[t, r] for R unpacked rows x T tokens (t-layout activations at at[t]), full chunks + tail.
+// For q8 the unsigned operand is the weight (code + 128), so the correction is the same
+// 128 * sum(x) as for q4.
+template <bool Q4, int R, int T>
+void tile_t(const K& k, const WeightView& W, int64_t r, const uint8_t* wt, const float* sw, const Act* A,
+            const int8_t* const* at, float* Y, int64_t ldy) {
+  const int64_t G = W.cols / kGroup, G8 = G / 8, rb = Q4 ? W.cols / 2 : W.cols;
+  __m256 acc[R][T];
+  for (int i = 0; i < R; i++)
+    for (int t = 0; t < T; t++) acc[i][t] = _mm256_setzero_ps();
+  for (int64_t c = 0; c < G8; c++) {
+    __m256i s[R][T];
+    for (int i = 0; i < R; i++)
+      for (int t = 0; t < T; t++) s[i][t] = _mm256_setzero_si256();
+    for (int j = 0; j < 8; j++) {
+      __m256i wv[R];
+      for (int i = 0; i < R; i++)
+        wv[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wt + ((i * G8 + c) * 8 + j) * 32));
+      for (int t = 0; t < T; t++) {
+        const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(at[t] + c * 256 + j * 32));
+        for (int i = 0; i < R; i++) s[i][t] = _mm256_dpbusd_epi32(s[i][t], wv[i], xv);
+      }
+    }
+    for (int t = 0; t < T; t++) {
+      const __m256i corr = _mm256_load_si256(reinterpret_cast<const __m256i*>(A[t].s + c * 8));
+      const __m256 dp = _mm256_loadu_ps(A[t].dp + c * 8);
+      for (int i = 0; i < R; i++) {
+        const __m256 swv = _mm256_load_ps(sw + (i * G8 + c) * 8);
+        acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s[i][t], corr)), _mm256_mul_ps(swv, dp),
+                                    acc[i][t]);
+      }
+    }
+  }
+  for (int i = 0; i < R; i++) {
+    const uint8_t* wc = W.codes + (r + i) * rb;
+    for (int t = 0; t < T; t++) {
+      float tail = 0;
+      for (int64_t g = G8 * 8; g < G; g++)
+        tail += (h2f(W.scales[(r + i) * G + g]) * A[t].dp[g]) * float(dot_group<Q4>(k, wc, g, A[t]));
+      Y[t * ldy + r + i] = hsum_ps(acc[i][t]) + tail;
+    }
+  }
+}
+
+template <bool Q4, int T>
+void rows_t(const K& k, const WeightView& W, int64_t rb, int64_t nr, const uint8_t* wt, const float* sw,
+            const Act* A, const int8_t* const* at, float* Y, int64_t ldy) {
+  const int64_t G8 = W.cols / kGroup / 8;
+  int64_t i = 0;
+  for (; i + 3 <= nr; i += 3) tile_t<Q4, 3, T>(k, W, rb + i, wt + i * G8 * 256, sw + i * G8 * 8, A, at, Y, ldy);
+  for (; i < nr; i++) tile_t<Q4, 1, T>(k, W, rb + i, wt + i * G8 * 256, sw + i * G8 * 8, A, at, Y, ldy);
+}
+
+// Rows in blocks of kRB, unpacked once; for each block, tokens in tiles of 4 (their activations
+// stay in L1 while the block's rows, in L2, pass over them).
+template <bool Q4>
+void qgemm_t_impl(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
+  constexpr int64_t kRB = 24;
+  constexpr int T = 4;
+  const K k;
+  const int64_t G8 = W.cols / kGroup / 8;
+  const int64_t stride = int64_t(qact_t_stride(W.cols)), off = int64_t(qact_stride(W.cols));
+  thread_local Buf wbuf, sbuf;
+  uint8_t* wt = wbuf.get<uint8_t>(size_t(kRB * G8 * 256));
+  float* sw = sbuf.get<float>(size_t(kRB * G8 * 8) * 4);
+  for (int64_t rb = r0; rb < r1; rb += kRB) {
+    const int64_t nr = rb + kRB < r1 ? kRB : r1 - rb;
+    unpack_rows<Q4>(k, W, rb, nr, wt, sw);
+    for (int64_t t0 = 0; t0 < n; t0 += T) {
+      Act A[T];
+      const int8_t* at[T];
+      const int nt = int(n - t0 < T ? n - t0 : T);
+      for (int j = 0; j < nt; j++) {
+        A[j] = act_at(act + (t0 + j) * stride, W.cols);
+        at[j] = reinterpret_cast<const int8_t*>(act + (t0 + j) * stride + off);
+      }
+      float* Yt = Y + t0 * ldy;
+      switch (nt) {
+        case 4: rows_t<Q4, 4>(k, W, rb, nr, wt, sw, A, at, Yt, ldy); break;
+        case 3: rows_t<Q4, 3>(k, W, rb, nr, wt, sw, A, at, Yt, ldy); break;
+        case 2: rows_t<Q4, 2>(k, W, rb, nr, wt, sw, A, at, Yt, ldy); break;
+        default: rows_t<Q4, 1>(k, W, rb, nr, wt, sw, A, at, Yt, ldy); break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// Both activation layouts of one token: the GEMV's (for tails, scales and sums) then the
+// t-layout codes of the full chunks.
+void quantize_act_t(const float* x, int64_t cols, uint8_t* out) {
+  quantize_act(x, cols, out);
+  const Act a = act_at(out, cols);
+  auto* qt = reinterpret_cast<int32_t*>(out + qact_stride(cols));
+  const int64_t G8 = cols / kGroup / 8;
+  for (int64_t c = 0; c < G8; c++)
+    for (int j = 0; j < 8; j++) {  // group j of the chunk: its lane L, and its two 16-byte halves
+      const int L = (j % 2) * 4 + j / 2;
+      const int8_t* lo = a.q + c * 256 + (j / 2) * 64 + (j % 2) * 16;
+      int32_t v[8];
+      std::memcpy(v, lo, 16);
+      std::memcpy(v + 4, lo + 32, 16);
+      for (int kk = 0; kk < 8; kk++) qt[c * 64 + kk * 8 + L] = v[kk];
+    }
+}
+
+size_t qact_t_stride(int64_t cols) { return qact_stride(cols) + size_t(a64(cols)); }
+
+void qgemm_t_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
+  if (W.fmt == Format::Q4)
+    qgemm_t_impl<true>(W, act, n, Y, ldy, r0, r1);
+  else
+    qgemm_t_impl<false>(W, act, n, Y, ldy, r0, r1);
+}
 
 void qmatmul_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0,
                   int64_t r1) {
