@@ -62,6 +62,7 @@ std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::s
           r.messages.push_back({"user", j["prompt"].get<std::string>()});
         } else if (j.contains("messages")) {
           r.messages = parse_messages_json(j["messages"].dump());
+          if (r.messages.empty()) fail_input(where + ": \"messages\" is empty");
         } else {
           fail_input(where + ": needs \"prompt\" or \"messages\"");
         }
@@ -71,7 +72,8 @@ std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::s
           r.max_tokens = j["max_tokens"].get<int64_t>();
         }
         if (j.contains("temperature")) {
-          if (!j["temperature"].is_number() || !std::isfinite(j["temperature"].get<double>()) || j["temperature"].get<double>() < 0)
+          if (!j["temperature"].is_number() || !(j["temperature"].get<double>() >= 0) ||
+              !(j["temperature"].get<double>() <= 1e6))
             fail_input(where + ": \"temperature\" must be a number >= 0");
           r.temperature = j["temperature"].get<float>();
         }

@@ -7,6 +7,15 @@
 
 namespace r1 {
 
+// A token id: an integer that fits int32 (a plain get<int32_t> would wrap a huge value into
+// a plausible id).
+static int32_t id_of(const nlohmann::json& v, const char* where = "model config") {
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT32_MAX)) ||
+      v.get<int64_t>() < INT32_MIN || v.get<int64_t>() > INT32_MAX)
+    fail_input(std::string(where) + ": token id out of range");
+  return int32_t(v.get<int64_t>());
+}
+
 namespace models {
 
 static int64_t get_int(const nlohmann::json& j, const char* key, int64_t dflt = -1) {
@@ -18,6 +27,10 @@ static int64_t get_int(const nlohmann::json& j, const char* key, int64_t dflt = 
   return j[key].get<int64_t>();
 }
 
+// A float field narrowed to float: out-of-range values would be undefined behaviour, so they
+// become inf here and are rejected by validate_config like any other bad value.
+static float narrow(double v) { return std::fabs(v) < 3e38 ? float(v) : INFINITY; }
+
 void read_common_hf(const nlohmann::json& hf, Config& c) {
   c.vocab_size = get_int(hf, "vocab_size");
   c.hidden = get_int(hf, "hidden_size");
@@ -27,7 +40,7 @@ void read_common_hf(const nlohmann::json& hf, Config& c) {
   c.n_kv_heads = get_int(hf, "num_key_value_heads", c.n_heads);
   c.head_dim = c.n_heads > 0 ? get_int(hf, "head_dim", c.hidden / c.n_heads) : 0;
   c.max_pos = get_int(hf, "max_position_embeddings", 4096);
-  c.norm_eps = float(hf.value("rms_norm_eps", 1e-6));
+  c.norm_eps = narrow(hf.value("rms_norm_eps", 1e-6));
   c.tied_embeddings = hf.value("tie_word_embeddings", false);
   if (hf.value("use_sliding_window", false))
     fail_input("config.json: sliding-window attention is not supported");
@@ -49,19 +62,19 @@ void read_common_hf(const nlohmann::json& hf, Config& c) {
       c.rope_scaling.factor = rs->value("factor", 8.0);
       c.rope_scaling.low_freq_factor = rs->value("low_freq_factor", 1.0);
       c.rope_scaling.high_freq_factor = rs->value("high_freq_factor", 4.0);
-      c.rope_scaling.original_max_pos = rs->value("original_max_position_embeddings", int64_t(8192));
+      c.rope_scaling.original_max_pos = get_int(*rs, "original_max_position_embeddings", 8192);
     } else if (type != "default") {
       fail_input("config.json: unsupported rope_type '" + type + "'");
     }
   }
 
-  if (hf.contains("bos_token_id") && hf["bos_token_id"].is_number_integer()) c.bos_id = hf["bos_token_id"].get<int32_t>();
+  if (hf.contains("bos_token_id") && hf["bos_token_id"].is_number_integer()) c.bos_id = id_of(hf["bos_token_id"], "config.json");
   if (hf.contains("eos_token_id")) {
     const auto& e = hf["eos_token_id"];
-    if (e.is_number_integer()) c.eos_ids.push_back(e.get<int32_t>());
+    if (e.is_number_integer()) c.eos_ids.push_back(id_of(e, "config.json"));
     else if (e.is_array())
       for (auto& x : e)
-        if (x.is_number_integer()) c.eos_ids.push_back(x.get<int32_t>());
+        if (x.is_number_integer()) c.eos_ids.push_back(id_of(x, "config.json"));
   }
 }
 
@@ -137,6 +150,15 @@ nlohmann::json config_to_json(const Config& c) {
   return j;
 }
 
+// Integers must be JSON integers in range: nlohmann converts a float to an integer with a
+// plain cast, which is undefined behaviour when it does not fit.
+static int64_t int_at(const nlohmann::json& j, const char* key) {
+  const auto& v = j.at(key);
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)))
+    fail_input(std::string("model config: ") + key + " is not an integer");
+  return v.get<int64_t>();
+}
+
 Config config_from_json(const nlohmann::json& j) {
   try {
     Config c;
@@ -144,20 +166,21 @@ Config config_from_json(const nlohmann::json& j) {
     if (arch == "qwen2") c.arch = Arch::Qwen2;
     else if (arch == "llama") c.arch = Arch::Llama;
     else fail_input("model config: unknown arch '" + arch + "'");
-    c.vocab_size = j.at("vocab_size").get<int64_t>();
-    c.hidden = j.at("hidden_size").get<int64_t>();
-    c.intermediate = j.at("intermediate_size").get<int64_t>();
-    c.n_layers = j.at("num_layers").get<int64_t>();
-    c.n_heads = j.at("num_heads").get<int64_t>();
-    c.n_kv_heads = j.at("num_kv_heads").get<int64_t>();
-    c.head_dim = j.at("head_dim").get<int64_t>();
-    c.max_pos = j.at("max_position_embeddings").get<int64_t>();
+    c.vocab_size = int_at(j, "vocab_size");
+    c.hidden = int_at(j, "hidden_size");
+    c.intermediate = int_at(j, "intermediate_size");
+    c.n_layers = int_at(j, "num_layers");
+    c.n_heads = int_at(j, "num_heads");
+    c.n_kv_heads = int_at(j, "num_kv_heads");
+    c.head_dim = int_at(j, "head_dim");
+    c.max_pos = int_at(j, "max_position_embeddings");
     c.rope_theta = j.at("rope_theta").get<double>();
-    c.norm_eps = j.at("rms_norm_eps").get<float>();
+    c.norm_eps = models::narrow(j.at("rms_norm_eps").get<double>());
     c.qkv_bias = j.at("qkv_bias").get<bool>();
     c.tied_embeddings = j.at("tie_word_embeddings").get<bool>();
-    c.bos_id = j.at("bos_token_id").get<int32_t>();
-    c.eos_ids = j.at("eos_token_ids").get<std::vector<int32_t>>();
+    c.bos_id = id_of(j.at("bos_token_id"));
+    if (!j.at("eos_token_ids").is_array()) fail_input("model config: eos_token_ids is not a list");
+    for (const auto& e : j.at("eos_token_ids")) c.eos_ids.push_back(id_of(e));
     const auto& rs = j.at("rope_scaling");
     if (!rs.is_null()) {
       c.rope_scaling.type = rs.at("type").get<std::string>();
@@ -165,7 +188,7 @@ Config config_from_json(const nlohmann::json& j) {
       c.rope_scaling.factor = rs.at("factor").get<double>();
       c.rope_scaling.low_freq_factor = rs.at("low_freq_factor").get<double>();
       c.rope_scaling.high_freq_factor = rs.at("high_freq_factor").get<double>();
-      c.rope_scaling.original_max_pos = rs.at("original_max_position_embeddings").get<int64_t>();
+      c.rope_scaling.original_max_pos = int_at(rs, "original_max_position_embeddings");
     }
     validate_config(c);
     return c;

@@ -1,6 +1,7 @@
 #include "core/runtime.h"
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
 
 #include "core/error.h"
@@ -61,20 +62,30 @@ Runtime Runtime::load(const std::string& path) {
   // A tokenizer may name more tokens than the embedding has rows (reserved specials); the model
   // never produces them, and a prompt that uses one is refused by the forward pass.
   const auto& gen = meta.value("generation", nlohmann::json::object());
-  auto num = [&](const char* k, float d) { return gen.contains(k) && gen[k].is_number() ? gen[k].get<float>() : d; };
+  // Values from the file are untrusted: a number out of any sane range falls back to the
+  // default (converting it to float or int would be undefined behaviour).
+  auto num = [&](const char* k, float d) {
+    if (!gen.contains(k) || !gen[k].is_number()) return d;
+    const double v = gen[k].get<double>();
+    return std::fabs(v) <= 1e6 ? float(v) : d;
+  };
+  auto int_in = [](const nlohmann::json& v, int64_t lo, int64_t hi) {
+    return v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(hi)) &&
+           v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+  };
   rt.defaults.temperature = num("temperature", 0.6f);
   rt.defaults.top_p = num("top_p", 0.95f);
-  rt.defaults.top_k = gen.contains("top_k") && gen["top_k"].is_number_integer() ? gen["top_k"].get<int>() : 0;
+  rt.defaults.top_k = gen.contains("top_k") && int_in(gen["top_k"], 0, INT32_MAX) ? int(gen["top_k"].get<int64_t>()) : 0;
   rt.defaults.min_p = num("min_p", 0.0f);
   rt.defaults.repetition_penalty = num("repetition_penalty", 1.0f);
   if (gen.value("do_sample", true) == false) rt.defaults.temperature = 0;
   std::vector<int32_t> eos = rt.model->cfg.eos_ids;
   if (gen.contains("eos_token_id")) {
     const auto& e = gen["eos_token_id"];
-    if (e.is_number_integer()) eos.push_back(e.get<int32_t>());
+    if (int_in(e, 0, INT32_MAX)) eos.push_back(int32_t(e.get<int64_t>()));
     if (e.is_array())
       for (auto& x : e)
-        if (x.is_number_integer()) eos.push_back(x.get<int32_t>());
+        if (int_in(x, 0, INT32_MAX)) eos.push_back(int32_t(x.get<int64_t>()));
   }
   rt.stop_ids = default_stop_ids(eos, *rt.tok);
   rt.load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -78,6 +78,13 @@ int main(int argc, char** argv) {
     for (int k = 0; k < 8; k++) put(out / "tokenize" / ("code" + std::to_string(k)), code.substr(size_t(k) * 997, 600));
   }
 
+  // batch input: JSONL records (prompt / messages / per-record options) and plain text
+  put(out / "batch_input" / "jsonl",
+      "{\"id\": 1, \"prompt\": \"What is 2+2?\"}\n"
+      "{\"id\": \"q-2\", \"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, "
+      "{\"role\": \"user\", \"content\": \"Hi\"}], \"max_tokens\": 8, \"temperature\": 0.7, \"seed\": 3}\n");
+  put(out / "batch_input" / "text", "first prompt\nsecond prompt\n\nthird \xc3\xa9\n");
+
   // a small .r1m: a 2-layer model of hidden 64 in mixed formats
   {
     r1::Config c;

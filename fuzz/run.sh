@@ -18,6 +18,7 @@ for bin in "$build"/fuzz_*; do
     fuzz_tokenizer_json) seeds=tokenizer_json ;;
     fuzz_tokenize) seeds=tokenize ;;
     fuzz_template) seeds=template ;;
+    fuzz_batch_input) seeds=batch_input ;;
     *) seeds=${name#fuzz_} ;;
   esac
   mkdir -p "$work/corpus/$name" "$work/seeds/$seeds"

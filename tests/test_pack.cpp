@@ -243,6 +243,14 @@ TEST_CASE("pack: broken checkpoints are refused with one line and no output", "[
     b.edit_config([](json& c) { c["hidden_size"] = "384"; });
     expect_refusal(b.dir, "hidden_size");
   }
+  SECTION("config values that do not fit their C++ types (found by fuzzing)") {
+    BrokenCopy b;
+    b.edit_config([](json& c) { c["eos_token_id"] = 4294967296 + 2; });  // wraps to 2 as int32
+    expect_refusal(b.dir, "token id out of range");
+    BrokenCopy b2;
+    b2.edit_config([](json& c) { c["rms_norm_eps"] = 1e300; });
+    expect_refusal(b2.dir, "rms_norm_eps");
+  }
   SECTION("config out of range") {
     BrokenCopy b;
     b.edit_config([](json& c) { c["num_key_value_heads"] = 3; });
