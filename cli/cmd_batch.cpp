@@ -1,5 +1,6 @@
 // r1 batch: many prompts from a file to a JSONL file of results, exactly once per id, resumable
-// after a kill, and splittable into shards for a cluster scheduler.
+// after a kill, and splittable into shards for a cluster scheduler. Records run with continuous
+// batching (core/batch_sched.h) over a many-slot CPU session.
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -10,6 +11,7 @@
 #include "cli/common.h"
 #include "cli/term.h"
 #include "core/batch_io.h"
+#include "core/batch_sched.h"
 #include "core/error.h"
 #include "core/generate.h"
 
@@ -22,7 +24,7 @@ struct BatchArgs {
   ModelArgs model;
   SamplingArgs sampling;
   std::string input, output, shard, tmpl;
-  int64_t n = 4096;
+  int64_t n = 4096, max_concurrent = 8;
   bool json_summary = false;
 };
 
@@ -34,7 +36,33 @@ uint64_t record_seed(uint64_t base, const std::string& id) {
   return h;
 }
 
-int run(BatchArgs& a) {
+// How many sequences run at once: --max-concurrent, no more than there are prompts, and KV slots
+// of ctx positions within half the available memory. An explicit --max-concurrent that does not
+// fit is an error; the default shrinks to what fits.
+int64_t choose_slots(const Config& c, int64_t ctx, bool kv_f16, int64_t want, bool explicit_want, int64_t runnable) {
+  int64_t n = std::max<int64_t>(1, std::min(want, runnable));
+  const uint64_t per = KVCache::bytes_for(c, ctx, kv_f16), budget = available_memory() / 2;
+  if (budget == 0 || per * uint64_t(n) <= budget) return n;
+  const int64_t fit = int64_t(budget / per);
+  if (fit >= 1 && !explicit_want) return std::min(n, fit);
+  if (fit < 1) n = 1;  // not even one
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "%lld sequences of %lld positions need %.2f GB of KV cache; %.2f GB is available for it (half of "
+                "free memory): lower --max-concurrent, -n or --ctx",
+                (long long)n, (long long)ctx, double(per) * double(n) / 1e9, double(budget) / 1e9);
+  fail_usage(buf);
+}
+
+// A record ready to run: its prompt tokens and options, or why it cannot run.
+struct Item {
+  const BatchRecord* rec;
+  std::vector<int32_t> ids;
+  GenOptions opt;
+  std::string error;
+};
+
+int run(BatchArgs& a, bool concurrency_given) {
   int64_t shard_i = 0, shard_n = 1;
   if (!a.shard.empty()) {
     char slash = 0;
@@ -57,7 +85,7 @@ int run(BatchArgs& a) {
   for (auto& r : records)
     if (!out.done_ids().count(r.id)) todo.push_back(&r);
 
-  Loaded L = load_for_run(a.model);
+  Loaded L = load_for_run(a.model, /*with_session=*/false);
   const Tokenizer& tok = *L.rt.tok;
   ChatTemplate tmpl = L.rt.chat_template(a.tmpl);
   SamplerParams base = a.sampling.resolve(L.rt.defaults);
@@ -65,51 +93,82 @@ int run(BatchArgs& a) {
   install_interrupt();
   const bool tty = is_tty(stderr);
 
-  Generator gen(*L.session, tok);
+  // Every prompt tokenized first: each slot holds the longest prompt plus its token cap (within
+  // the context the flags and memory allow), so nothing ends for want of room that would not
+  // have ended in a run alone.
+  std::vector<Item> items;
+  int64_t need = 1, runnable = 0;
+  for (const BatchRecord* r : todo) {
+    Item it{r, tok.encode(tmpl.render(r->messages, true)), {}, {}};
+    it.opt.sampling = base;
+    if (r->temperature) it.opt.sampling.temperature = *r->temperature;
+    it.opt.sampling.seed = r->seed ? *r->seed : record_seed(base_seed, r->id);
+    it.opt.max_new = r->max_tokens ? *r->max_tokens : a.n;
+    it.opt.stop_ids = L.rt.stop_ids;
+    it.opt.starts_in_think = tmpl.prompt_opens_think();
+    if (it.ids.empty()) it.error = "empty prompt";
+    else if (int64_t(it.ids.size()) >= L.ctx)
+      it.error = "prompt of " + std::to_string(it.ids.size()) + " tokens does not fit the context of " + std::to_string(L.ctx);
+    else need = std::max(need, int64_t(it.ids.size()) + it.opt.max_new), runnable++;
+    items.push_back(std::move(it));
+  }
+  const int64_t ctx = std::min(L.ctx, need);
+  const int64_t n_slots = choose_slots(L.rt.model->cfg, ctx, L.kv_f16, a.max_concurrent, concurrency_given, runnable);
+  CpuBatch session(*L.rt.model, n_slots, ctx, L.kv_f16, *L.pool);
+  if (a.model.verbose)
+    std::fprintf(stderr, "%s | batch: %lld slots of %lld positions, KV %.2f GB\n", describe(L, a.model).c_str(),
+                 (long long)n_slots, (long long)ctx, double(KVCache::bytes_for(L.rt.model->cfg, ctx, L.kv_f16, n_slots)) / 1e9);
+
   auto t0 = std::chrono::steady_clock::now();
   int64_t tokens = 0, written = 0, failed = 0;
-  for (size_t k = 0; k < todo.size(); k++) {
-    const BatchRecord& r = *todo[k];
-    GenOptions opt;
-    opt.sampling = base;
-    if (r.temperature) opt.sampling.temperature = *r.temperature;
-    opt.sampling.seed = r.seed ? *r.seed : record_seed(base_seed, r.id);
-    opt.max_new = r.max_tokens ? *r.max_tokens : a.n;
-    opt.stop_ids = L.rt.stop_ids;
-    opt.starts_in_think = tmpl.prompt_opens_think();
-    opt.interrupt = &interrupted();
-    nlohmann::json line = {{"id", nlohmann::json::parse(r.id)}};
-    std::vector<int32_t> ids = tok.encode(tmpl.render(r.messages, true));
-    if (int64_t(ids.size()) >= L.ctx) {
-      line["error"] = "prompt of " + std::to_string(ids.size()) + " tokens does not fit the context of " + std::to_string(L.ctx);
-      line["finish_reason"] = "error";
-      failed++;
-    } else {
-      gen.reset();
-      GenResult g = gen.generate(ids, opt);
-      if (g.finish == Finish::Interrupted) break;  // this record is not written: it reruns on resume
-      line["reasoning"] = g.reasoning;
-      line["answer"] = g.answer;
-      line["finish_reason"] = finish_name(g.finish);
-      line["prompt_tokens"] = g.stats.prompt_tokens;
-      line["completion_tokens"] = g.stats.completion_tokens;
-      tokens += g.stats.completion_tokens;
-    }
+  auto progress = [&] {
+    if (!tty) return;
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double eta = written > 0 ? s / double(written) * double(int64_t(items.size()) - written) : 0;
+    std::fprintf(stderr, "\r\033[K%lld/%zu records  %.1f tok/s  ETA %.0fs", (long long)written, items.size(),
+                 s > 0 ? double(tokens) / s : 0.0, eta);
+  };
+  auto write = [&](const BatchRecord& r, const nlohmann::json& line) {
     out.write_line(r.id, line.dump());
     written++;
-    if (tty) {
-      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      double eta = written > 0 ? s / double(written) * double(todo.size() - k - 1) : 0;
-      std::fprintf(stderr, "\r\033[K%zu/%zu records  %.1f tok/s  ETA %.0fs", k + 1, todo.size(), double(tokens) / s, eta);
+    progress();
+  };
+  size_t next = 0;
+  auto next_job = [&](BatchJob& job) {
+    for (; next < items.size(); next++) {  // records that cannot run get their error line on the way
+      Item& it = items[next];
+      if (it.error.empty()) break;
+      write(*it.rec, {{"id", nlohmann::json::parse(it.rec->id)}, {"error", it.error}, {"finish_reason", "error"}});
+      failed++;
     }
-    if (interrupted()) break;
-  }
+    if (next == items.size()) return false;
+    job.tag = next;
+    job.prompt = std::move(items[next].ids);
+    job.opt = items[next].opt;
+    next++;
+    return true;
+  };
+  auto on_done = [&](const BatchJob& job, GenResult& g) {
+    const BatchRecord& r = *items[job.tag].rec;
+    tokens += g.stats.completion_tokens;
+    write(r, {{"id", nlohmann::json::parse(r.id)},
+              {"reasoning", g.reasoning},
+              {"answer", g.answer},
+              {"finish_reason", finish_name(g.finish)},
+              {"prompt_tokens", g.stats.prompt_tokens},
+              {"completion_tokens", g.stats.completion_tokens}});
+  };
+  BatchPlan plan;
+  plan.interrupt = &interrupted();
+  run_batched(session, tok, next_job, on_done, plan);
+
   if (tty) std::fprintf(stderr, "\r\033[K");
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const size_t skipped = records.size() - todo.size();
   nlohmann::json summary = {{"records", records.size()},     {"already_done", skipped}, {"written", written},
                             {"errors", failed},              {"generated_tokens", tokens}, {"seconds", secs},
-                            {"tok_s", secs > 0 ? double(tokens) / secs : 0.0}, {"complete", skipped + size_t(written) == records.size()}};
+                            {"tok_s", secs > 0 ? double(tokens) / secs : 0.0}, {"max_concurrent", n_slots},
+                            {"complete", skipped + size_t(written) == records.size()}};
   if (a.json_summary) std::printf("%s\n", summary.dump().c_str());
   std::fprintf(stderr, "r1 batch: %lld written, %zu already done, %lld errors, %lld tokens in %.1fs (%.1f tok/s)%s\n",
                (long long)written, skipped, (long long)failed, (long long)tokens, secs, secs > 0 ? double(tokens) / secs : 0.0,
@@ -124,6 +183,10 @@ R1_COMMAND("batch", "Generate for every prompt of a file into a JSONL file (resu
       ->required();
   sub.add_option("-o,--output", a->output, "Results, one JSON line per input id; re-running resumes it")->required();
   sub.add_option("--shard", a->shard, "I/N: take every N-th record starting at I (0-based)");
+  auto* mc = sub.add_option("--max-concurrent", a->max_concurrent,
+                            "Sequences decoded together, one batched pass per token (default 8; fewer if their KV "
+                            "caches do not fit in half the free memory)")
+                 ->check(CLI::Range(int64_t(1), int64_t(4096)));
   sub.add_option("-n,--max-tokens", a->n, "Most tokens per record unless the record says (default 4096)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   add_sampling_flags(sub, a->sampling);
@@ -131,8 +194,9 @@ R1_COMMAND("batch", "Generate for every prompt of a file into a JSONL file (resu
       ->check(CLI::IsMember({"r1", "chatml", "llama3", "raw"}));
   sub.add_flag("--json-summary", a->json_summary, "Print a JSON summary on stdout at the end");
   sub.footer("Without a per-record \"seed\", each record's seed comes from --seed (default 0) and its id,\n"
-             "so a resumed or sharded run gives the same results as one uninterrupted run.");
-  return [a]() { return run(*a); };
+             "so a resumed or sharded run gives the same results as one uninterrupted run, whatever\n"
+             "--max-concurrent is. Lines are written as records finish, not in input order.");
+  return [a, mc]() { return run(*a, mc->count() > 0); };
 });
 
 }  // namespace

@@ -28,7 +28,7 @@ using Clock = std::chrono::steady_clock;
 
 struct BenchArgs {
   std::string model, synthetic, quant, device = "cpu";
-  int64_t p = 512, n = 128, depth = 0, bw_mib = 1024;
+  int64_t p = 512, n = 128, depth = 0, bw_mib = 1024, batch = 0;
   int threads = 0, repeat = 3;
   bool json = false;
 };
@@ -77,44 +77,18 @@ uint64_t peak_rss_bytes() {
   return uint64_t(ru.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
-int run(const BenchArgs& a) {
-  if (a.device == "cuda") fail_usage("--device cuda: no CUDA backend in this build (use --device cpu)");
-  if (a.model.empty() == a.synthetic.empty()) fail_usage("give one of -m MODEL.r1m or --synthetic PRESET");
-  if (!a.model.empty() && !a.quant.empty())
-    fail_usage("--quant applies to --synthetic; a packed model's formats are fixed (r1 pack --quant)");
-  if (a.p == 0 && a.n == 0) fail_usage("nothing to measure: -p and -n are both 0");
-
-  // The model: mapped from a file, or built in memory.
-  const auto t_load = Clock::now();
-  std::unique_ptr<Model> model;
-  std::string name, quant = a.quant.empty() ? "q4" : a.quant;
-  if (!a.synthetic.empty()) {
-    Format f;
-    if (!parse_format(quant, &f)) fail_usage("--quant: unknown format '" + quant + "' (q4, q8, bf16, f16, f32)");
-    model = make_synthetic_model(synthetic_config(a.synthetic), f);
-    name = "synthetic " + a.synthetic;
-  } else {
-    std::error_code ec;
-    if (!std::filesystem::exists(a.model, ec)) fail_input(a.model + ": no such file");
-    model = Model::load(a.model);
-    name = std::filesystem::path(a.model).filename().string();
-    quant = format_name(model->layers.at(0).gate.fmt);
-  }
-  const double load_s = secs(t_load);
-  const Config& c = model->cfg;
-
-  ThreadPool pool(a.threads > 0 ? a.threads : ThreadPool::default_threads());
-  const int64_t warm = 2;  // untimed decode steps first: scratch buffers, page faults of a mapped file
-  const int64_t ctx = std::max<int64_t>({a.p, a.depth + warm + a.n, 1});
-  CpuSession s(*model, ctx, /*kv_f16=*/true, pool);
-  std::mt19937 g(7);
+// One sequence in a CpuSession: a p-token prefill (one forward call), then n decode steps at
+// positions [depth, depth + n) over a cache filled with random values.
+void bench_single(const BenchArgs& a, const Model& model, ThreadPool& pool, int64_t ctx, int64_t warm, std::mt19937& g,
+                  std::vector<double>& prefill, std::vector<double>& decode) {
+  const Config& c = model.cfg;
+  CpuSession s(model, ctx, /*kv_f16=*/true, pool);
   std::uniform_int_distribution<int32_t> tok(0, int32_t(c.vocab_size - 1));
 
   int32_t t = tok(g);
   s.forward(&t, 1);
   s.truncate(0);
 
-  std::vector<double> prefill, decode;
   if (a.p > 0) {
     std::vector<int32_t> prompt(size_t(a.p));
     for (auto& x : prompt) x = tok(g);
@@ -138,16 +112,104 @@ int run(const BenchArgs& a) {
       decode.push_back(double(a.n) / secs(t0));
     }
   }
+}
+
+// --batch B: B sequences in the slots of one CpuBatch (what r1 batch runs). Each gets its own
+// p-token prompt (in chunks of kPrefillChunk, a pass per chunk); then every decode step is one
+// pass with one token of each sequence, so the weights are read once for B tokens. Rates are
+// aggregate: tokens of all sequences per second.
+void bench_batched(const BenchArgs& a, const Model& model, ThreadPool& pool, int64_t warm, std::mt19937& g,
+                   std::vector<double>& prefill, std::vector<double>& decode) {
+  const Config& c = model.cfg;
+  const int64_t B = a.batch, V = c.vocab_size;
+  CpuBatch s(model, B, std::max<int64_t>(a.p + std::max(warm, a.n), 1), /*kv_f16=*/true, pool);
+  std::uniform_int_distribution<int32_t> tok(0, int32_t(V - 1));
+  std::vector<float> logits(static_cast<size_t>(B * V));
+  std::vector<int32_t> next(static_cast<size_t>(B));
+  for (auto& t : next) t = tok(g);
+  SlotRun first{0, 0, 1, SlotRun::Last};  // untimed: scratch buffers, page faults (overwritten below)
+  s.forward(next.data(), &first, 1, logits.data());
+  if (a.p > 0) {
+    std::vector<int32_t> prompt(size_t(a.p));
+    const auto t0 = Clock::now();
+    for (int64_t i = 0; i < B; i++) {
+      for (auto& x : prompt) x = tok(g);
+      for (int64_t done = 0; done < a.p; done += kPrefillChunk) {
+        const int64_t len = std::min(kPrefillChunk, a.p - done);
+        const bool last = done + len == a.p;
+        SlotRun run{i, done, len, last ? SlotRun::Last : SlotRun::None};
+        s.forward(prompt.data() + done, &run, 1, logits.data());
+      }
+      next[size_t(i)] = argmax(logits.data(), V);
+    }
+    prefill.push_back(double(B * a.p) / secs(t0));  // once: B prompts are already a long run
+  }
+  if (a.n == 0) return;
+  std::vector<SlotRun> runs(static_cast<size_t>(B));
+  auto step = [&](int64_t pos) {  // one token of every sequence at position pos
+    for (int64_t i = 0; i < B; i++) runs[size_t(i)] = {i, pos, 1, SlotRun::Last};
+    s.forward(next.data(), runs.data(), B, logits.data());
+    for (int64_t i = 0; i < B; i++) next[size_t(i)] = argmax(logits.data() + i * V, V);
+  };
+  for (int64_t i = 0; i < warm; i++) step(a.p + i);
+  for (int r = 0; r < a.repeat; r++) {
+    const auto t0 = Clock::now();
+    for (int64_t i = 0; i < a.n; i++) step(a.p + i);  // same positions every repeat: same KV traffic
+    decode.push_back(double(B * a.n) / secs(t0));
+  }
+}
+
+int run(const BenchArgs& a) {
+  if (a.device == "cuda") fail_usage("--device cuda: no CUDA backend in this build (use --device cpu)");
+  if (a.model.empty() == a.synthetic.empty()) fail_usage("give one of -m MODEL.r1m or --synthetic PRESET");
+  if (!a.model.empty() && !a.quant.empty())
+    fail_usage("--quant applies to --synthetic; a packed model's formats are fixed (r1 pack --quant)");
+  if (a.p == 0 && a.n == 0) fail_usage("nothing to measure: -p and -n are both 0");
+  if (a.batch > 0 && a.depth > 0) fail_usage("--depth is for one sequence; with --batch each sequence's prompt (-p) is its depth");
+
+  // The model: mapped from a file, or built in memory.
+  const auto t_load = Clock::now();
+  std::unique_ptr<Model> model;
+  std::string name, quant = a.quant.empty() ? "q4" : a.quant;
+  if (!a.synthetic.empty()) {
+    Format f;
+    if (!parse_format(quant, &f)) fail_usage("--quant: unknown format '" + quant + "' (q4, q8, bf16, f16, f32)");
+    model = make_synthetic_model(synthetic_config(a.synthetic), f);
+    name = "synthetic " + a.synthetic;
+  } else {
+    std::error_code ec;
+    if (!std::filesystem::exists(a.model, ec)) fail_input(a.model + ": no such file");
+    model = Model::load(a.model);
+    name = std::filesystem::path(a.model).filename().string();
+    quant = format_name(model->layers.at(0).gate.fmt);
+  }
+  const double load_s = secs(t_load);
+  const Config& c = model->cfg;
+
+  ThreadPool pool(a.threads > 0 ? a.threads : ThreadPool::default_threads());
+  const int64_t warm = 2;  // untimed decode steps first: scratch buffers, page faults of a mapped file
+  const int64_t B = std::max<int64_t>(a.batch, 1);  // sequences decoded together
+  std::mt19937 g(7);
+  std::vector<double> prefill, decode;
+  int64_t ctx;
+  if (a.batch > 0) {
+    ctx = std::max<int64_t>(a.p + std::max(warm, a.n), 1);
+    bench_batched(a, *model, pool, warm, g, prefill, decode);
+  } else {
+    ctx = std::max<int64_t>({a.p, a.depth + warm + a.n, 1});
+    bench_single(a, *model, pool, ctx, warm, g, prefill, decode);
+  }
   const uint64_t rss = peak_rss_bytes();  // before the bandwidth buffer exists
   const double bw = measure_read_bandwidth(pool, uint64_t(a.bw_mib) << 20);
 
-  // Bytes per decoded token: every matrix once, plus K and V of every cached position (f16) at the
-  // mean position of the timed tokens.
+  // Bytes per decode step: every matrix once, plus K and V of every cached position (f16) of each
+  // sequence at the mean position of the timed tokens. A step makes B tokens.
   const Stats ps = stats(prefill), ds = stats(decode);
   const uint64_t wb = model->weight_bytes();
-  const double mean_pos = double(a.depth) + double(a.n + 1) / 2;
+  const int64_t depth = a.batch > 0 ? a.p : a.depth;
+  const double mean_pos = double(depth) + double(a.n + 1) / 2;
   const double kvb = a.n > 0 ? double(c.n_layers) * 2.0 * double(c.kv_dim()) * 2.0 * mean_pos : 0.0;
-  const double per_tok = double(wb) + kvb;
+  const double per_step = double(wb) + double(B) * kvb, per_tok = per_step / double(B);
   const double gbs = per_tok * ds.median / 1e9;
 
   if (a.json) {
@@ -159,7 +221,8 @@ int run(const BenchArgs& a) {
                         {"threads", pool.size()},
                         {"prompt_tokens", a.p},
                         {"gen_tokens", a.n},
-                        {"depth", a.depth},
+                        {"depth", depth},
+                        {"batch", B},
                         {"repeat", a.repeat},
                         {"prefill_tok_s", ps.median},
                         {"prefill_tok_s_min", ps.min},
@@ -167,6 +230,7 @@ int run(const BenchArgs& a) {
                         {"decode_tok_s", ds.median},
                         {"decode_tok_s_min", ds.min},
                         {"decode_tok_s_max", ds.max},
+                        {"decode_tok_s_per_seq", ds.median / double(B)},
                         {"weight_bytes", wb},
                         {"kv_bytes_per_token", uint64_t(kvb)},
                         {"bytes_per_token", uint64_t(per_tok)},
@@ -186,13 +250,27 @@ int run(const BenchArgs& a) {
   };
   line("%s: %s, %lld layers, %s | cpu %s, %d threads | kv f16, ctx %lld\n", name.c_str(), c.arch_name(),
        (long long)c.n_layers, quant.c_str(), cpu::kernel_set(), pool.size(), (long long)ctx);
-  if (a.p > 0)
+  if (a.batch > 0) {
+    line("batch   %5lld sequences, one pass per decode step; rates are aggregate\n", (long long)B);
+    if (a.p > 0)
+      line("prefill %5lld x %lld tokens  %8.1f tok/s   (once, a pass per %lld-token chunk)\n", (long long)B, (long long)a.p,
+           ps.median, (long long)kPrefillChunk);
+  } else if (a.p > 0) {
     line("prefill %5lld tokens  %8.1f tok/s   (median of %d; min %.1f, max %.1f)\n", (long long)a.p, ps.median,
          a.repeat, ps.min, ps.max);
+  }
   if (a.n > 0) {
-    line("decode  %5lld tokens  %8.1f tok/s   (median of %d; min %.1f, max %.1f) at depth %lld\n", (long long)a.n,
-         ds.median, a.repeat, ds.min, ds.max, (long long)a.depth);
-    line("read per token        %8.3f GB      (weights %.3f + KV %.3f)\n", per_tok / 1e9, double(wb) / 1e9, kvb / 1e9);
+    if (a.batch > 0)
+      line("decode  %5lld x %lld tokens  %8.1f tok/s   (%.1f per sequence; median of %d; min %.1f, max %.1f) at depth %lld\n",
+           (long long)B, (long long)a.n, ds.median, ds.median / double(B), a.repeat, ds.min, ds.max, (long long)depth);
+    else
+      line("decode  %5lld tokens  %8.1f tok/s   (median of %d; min %.1f, max %.1f) at depth %lld\n", (long long)a.n,
+           ds.median, a.repeat, ds.min, ds.max, (long long)depth);
+    if (a.batch > 0)
+      line("read per token        %8.3f GB      (weights %.3f / %lld + KV %.3f)\n", per_tok / 1e9, double(wb) / 1e9,
+           (long long)B, kvb / 1e9);
+    else
+      line("read per token        %8.3f GB      (weights %.3f + KV %.3f)\n", per_tok / 1e9, double(wb) / 1e9, kvb / 1e9);
     line("decode bandwidth      %8.1f GB/s    = %.0f%% of %.1f GB/s measured read bandwidth\n", gbs,
          bw > 0 ? 100 * gbs / bw : 0.0, bw);
   } else {
@@ -220,12 +298,17 @@ R1_COMMAND("bench", "Measure prefill and decode speed (of a model file or a synt
                  "Decode after this many tokens already in the KV cache. The cache is filled with random f16 "
                  "values instead of running a prefill of that length: decode reads them the same way")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 22));
+  sub.add_option("--batch", a->batch,
+                 "Decode this many sequences together (continuous batching's pass: weights read once per step for "
+                 "all); each first prefills its own -p prompt. Rates are aggregate over the sequences")
+      ->check(CLI::Range(int64_t(1), int64_t(4096)));
   sub.add_option("--threads", a->threads, "CPU threads (default: physical cores)")->check(CLI::Range(1, 512));
   sub.add_option("--repeat", a->repeat, "Repeats; speeds are the median, with min and max")->check(CLI::Range(1, 1000));
   sub.add_option("--bw-mib", a->bw_mib, "Size of the buffer the read bandwidth is measured on, MiB")
       ->check(CLI::Range(int64_t(16), int64_t(1) << 20));
   sub.add_flag("--json", a->json, "Print one JSON object instead of the table");
-  sub.footer("Decode GB/s = (weight bytes + KV bytes read per token) x tok/s. The read bandwidth is measured\n"
+  sub.footer("Decode GB/s = (weight bytes + KV bytes read per token) x tok/s; with --batch B the weights are read\n"
+             "once per B tokens. The read bandwidth is measured\n"
              "after the runs with the same thread count; peak RSS is taken before that buffer exists.");
   return [a]() { return run(*a); };
 });

@@ -40,7 +40,7 @@ void add_sampling_flags(CLI::App& app, SamplingArgs& s) {
   app.add_option("--seed", s.seed, "Random seed (same seed, same output)");
 }
 
-Loaded load_for_run(const ModelArgs& a) {
+Loaded load_for_run(const ModelArgs& a, bool with_session) {
   if (a.device == "cuda") fail_usage("--device cuda: this build of r1 has no CUDA backend yet; use --device cpu");
   std::error_code ec;
   if (!std::filesystem::exists(a.model, ec)) fail_input(a.model + ": no such file");
@@ -48,7 +48,7 @@ Loaded load_for_run(const ModelArgs& a) {
   int threads = a.threads > 0 ? a.threads : ThreadPool::default_threads();
   l.pool = std::make_unique<ThreadPool>(threads);
   l.ctx = choose_ctx(l.rt.model->cfg, a.ctx, l.kv_f16);
-  l.session = std::make_unique<CpuSession>(*l.rt.model, l.ctx, l.kv_f16, *l.pool);
+  if (with_session) l.session = std::make_unique<CpuSession>(*l.rt.model, l.ctx, l.kv_f16, *l.pool);
   return l;
 }
 

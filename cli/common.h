@@ -32,7 +32,8 @@ struct SamplingArgs {
 void add_model_flags(CLI::App& app, ModelArgs& a, bool model_required = true);
 void add_sampling_flags(CLI::App& app, SamplingArgs& s);
 
-// A loaded model with a CPU session sized from the flags.
+// A loaded model with a CPU session sized from the flags (none with with_session false:
+// the caller makes its own, e.g. r1 batch's many-slot one, from ctx and kv_f16).
 struct Loaded {
   Runtime rt;
   std::unique_ptr<ThreadPool> pool;
@@ -40,7 +41,7 @@ struct Loaded {
   int64_t ctx = 0;
   bool kv_f16 = true;
 };
-Loaded load_for_run(const ModelArgs& a);
+Loaded load_for_run(const ModelArgs& a, bool with_session = true);
 std::string describe(const Loaded& l, const ModelArgs& a);  // one line: model, device, ctx, load time
 
 // SIGINT/SIGTERM set this flag instead of killing the process (after install_interrupt()).

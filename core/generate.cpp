@@ -33,10 +33,85 @@ std::vector<int32_t> default_stop_ids(const std::vector<int32_t>& config_eos, co
   return ids;
 }
 
-Generator::Generator(Session& s, const Tokenizer& tok) : s_(s), tok_(tok) {
-  think_open_ = tok.token_id("<think>");
-  think_close_ = tok.token_id("</think>");
+SeqDecoder::SeqDecoder(const Tokenizer& tok, const GenOptions& opt, const std::vector<int32_t>& prompt, int64_t ctx,
+                       int64_t vocab, OnEvent on_event)
+    : tok_(tok),
+      opt_(opt),
+      on_event_(std::move(on_event)),
+      ctx_(ctx),
+      vocab_(vocab),
+      n_prompt_(int64_t(prompt.size())),
+      think_open_(tok.token_id("<think>")),
+      think_close_(tok.token_id("</think>")),
+      sampler_(opt.sampling, vocab),
+      history_(prompt),
+      dec_(tok),
+      in_think_(opt.starts_in_think) {
+  if (in_think_) emit(GenEvent::ThinkBegin, "", -1);
+  t_decode_ = t_think_ = Clock::now();
 }
+
+void SeqDecoder::emit(GenEvent::Kind k, std::string text, int32_t id) {
+  if (k == GenEvent::Text && !in_think_ && after_think_) {
+    size_t i = text.find_first_not_of("\r\n");
+    text = i == std::string::npos ? "" : text.substr(i);
+    if (!text.empty()) after_think_ = false;
+  }
+  if (k == GenEvent::Text && text.empty()) return;
+  if (k == GenEvent::Text) (in_think_ ? res_.reasoning : res_.answer) += text;
+  if (on_event_) on_event_(GenEvent{k, in_think_, text, id, res_.stats.think_tokens, res_.stats.think_s});
+}
+
+void SeqDecoder::finish(Finish f) {
+  res_.finish = f;
+  done_ = true;
+  emit(GenEvent::Text, dec_.flush(), -1);
+  if (in_think_) {
+    res_.stats.think_tokens = think_count_;
+    res_.stats.think_s = since(t_think_);
+  }
+  res_.stats.decode_s = since(t_decode_);
+}
+
+int32_t SeqDecoder::next(const float* logits) {
+  if (done_) return -1;
+  if (opt_.interrupt && opt_.interrupt->load()) { finish(Finish::Interrupted); return -1; }
+  int32_t next;
+  const bool force_close = in_think_ && opt_.think_budget >= 0 && think_count_ >= opt_.think_budget && think_close_ >= 0;
+  if (force_close) {
+    next = think_close_;
+  } else {
+    work_.assign(logits, logits + vocab_);
+    next = sampler_.sample(work_.data(), history_);
+  }
+  if (std::find(opt_.stop_ids.begin(), opt_.stop_ids.end(), next) != opt_.stop_ids.end()) { finish(Finish::Stop); return -1; }
+  res_.ids.push_back(next);
+  history_.push_back(next);
+  res_.stats.completion_tokens++;
+  // Sections: <think> opens reasoning (only as the first token), </think> closes it.
+  if (next == think_open_ && res_.ids.size() == 1 && !in_think_) {
+    in_think_ = true;
+    emit(GenEvent::ThinkBegin, "", next);
+    t_think_ = Clock::now();
+  } else if (next == think_close_ && in_think_) {
+    emit(GenEvent::Text, dec_.flush(), -1);
+    res_.stats.think_tokens = think_count_;
+    res_.stats.think_s = since(t_think_);
+    in_think_ = false;
+    after_think_ = true;
+    emit(GenEvent::ThinkEnd, "", next);
+    dec_ = StreamDecoder(tok_);
+  } else {
+    if (in_think_) think_count_++;
+    emit(GenEvent::Text, dec_.push(next), next);
+  }
+  if (opt_.max_new >= 0 && res_.stats.completion_tokens >= opt_.max_new) { finish(Finish::Length); return -1; }
+  // positions filled: the prompt and every generated token but this one (not run yet)
+  if (n_prompt_ + int64_t(res_.ids.size()) - 1 >= ctx_) { finish(Finish::Context); return -1; }
+  return next;
+}
+
+Generator::Generator(Session& s, const Tokenizer& tok) : s_(s), tok_(tok) {}
 
 void Generator::reset() {
   s_.truncate(0);
@@ -76,78 +151,16 @@ const float* Generator::prefill(const std::vector<int32_t>& prompt, GenStats& st
 GenResult Generator::generate(const std::vector<int32_t>& prompt, const GenOptions& opt,
                               const std::function<void(const GenEvent&)>& on_event) {
   validate(opt.sampling);
-  GenResult res;
-  const float* logits = prefill(prompt, res.stats);
-  const int64_t vocab = s_.vocab();
-  Sampler sampler(opt.sampling, vocab);
-  std::vector<float> work;
-  std::vector<int32_t> history = prompt;
-
-  bool in_think = opt.starts_in_think;
-  StreamDecoder dec(tok_);
-  bool after_think = false;  // the answer follows "</think>\n\n": its leading newlines are dropped
-  auto emit = [&](GenEvent::Kind k, std::string text, int32_t id) {
-    if (k == GenEvent::Text && !in_think && after_think) {
-      size_t i = text.find_first_not_of("\r\n");
-      text = i == std::string::npos ? "" : text.substr(i);
-      if (!text.empty()) after_think = false;
-    }
-    if (k == GenEvent::Text && text.empty()) return;
-    if (k == GenEvent::Text) (in_think ? res.reasoning : res.answer) += text;
-    if (on_event) on_event(GenEvent{k, in_think, text, id, res.stats.think_tokens, res.stats.think_s});
-  };
-  if (in_think) emit(GenEvent::ThinkBegin, "", -1);
-
-  auto t_decode = Clock::now();
-  auto t_think = Clock::now();
-  int64_t think_count = 0;
-  for (;;) {
-    if (opt.interrupt && opt.interrupt->load()) { res.finish = Finish::Interrupted; break; }
-    int32_t next;
-    const bool force_close = in_think && opt.think_budget >= 0 && think_count >= opt.think_budget && think_close_ >= 0;
-    if (force_close) {
-      next = think_close_;
-    } else {
-      work.assign(logits, logits + vocab);
-      next = sampler.sample(work.data(), history);
-    }
-    if (std::find(opt.stop_ids.begin(), opt.stop_ids.end(), next) != opt.stop_ids.end()) {
-      res.finish = Finish::Stop;
-      break;
-    }
-    res.ids.push_back(next);
-    history.push_back(next);
-    res.stats.completion_tokens++;
-    // Sections: <think> opens reasoning (only as the first token), </think> closes it.
-    if (next == think_open_ && res.ids.size() == 1 && !in_think) {
-      in_think = true;
-      emit(GenEvent::ThinkBegin, "", next);
-      t_think = Clock::now();
-    } else if (next == think_close_ && in_think) {
-      emit(GenEvent::Text, dec.flush(), -1);
-      res.stats.think_tokens = think_count;
-      res.stats.think_s = since(t_think);
-      in_think = false;
-      after_think = true;
-      emit(GenEvent::ThinkEnd, "", next);
-      dec = StreamDecoder(tok_);
-    } else {
-      if (in_think) think_count++;
-      emit(GenEvent::Text, dec.push(next), next);
-    }
-    if (opt.max_new >= 0 && res.stats.completion_tokens >= opt.max_new) { res.finish = Finish::Length; break; }
-    if (s_.n_past() >= s_.ctx()) { res.finish = Finish::Context; break; }
+  GenStats prefill_stats;
+  const float* logits = prefill(prompt, prefill_stats);
+  SeqDecoder d(tok_, opt, prompt, s_.ctx(), s_.vocab(), on_event);
+  d.result().stats = prefill_stats;
+  for (int32_t next; (next = d.next(logits)) >= 0;) {
     logits = s_.forward(&next, 1);
     cached_.push_back(next);
   }
-  emit(GenEvent::Text, dec.flush(), -1);
-  if (in_think) {
-    res.stats.think_tokens = think_count;
-    res.stats.think_s = since(t_think);
-  }
-  res.stats.decode_s = since(t_decode);
-  last_logits_.assign(logits, logits + vocab);
-  return res;
+  last_logits_.assign(logits, logits + s_.vocab());
+  return std::move(d.result());
 }
 
 }  // namespace r1

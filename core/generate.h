@@ -1,8 +1,11 @@
-// The generation loop shared by run, chat and batch: reuse the cached prefix, prefill the rest,
-// then sample token by token until a stop token, the token cap, the context limit or an
-// interrupt. Splits the model's reasoning (<think> ... </think>) from its answer as it streams.
+// Generation, shared by run, chat and batch: reuse the cached prefix, prefill the rest, then
+// sample token by token until a stop token, the token cap, the context limit or an interrupt.
+// Splits the model's reasoning (<think> ... </think>) from its answer as it streams. The
+// per-token decisions live in SeqDecoder, which Generator (one sequence) and the batch
+// scheduler (many, core/batch_sched.h) both drive.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -51,6 +54,41 @@ struct GenEvent {
   double think_s = 0;
 };
 
+// One sequence's decoding after its prompt is in the cache: from the logits of the last token run,
+// the next token (sampled with the sequence's own sampler and seed, or a forced "</think>" at the
+// think budget), the stop/cap/context checks, and the streamed reasoning and answer text.
+class SeqDecoder {
+ public:
+  using OnEvent = std::function<void(const GenEvent&)>;
+  // ctx: positions the sequence may fill. Emits ThinkBegin if the prompt opened the reasoning.
+  SeqDecoder(const Tokenizer& tok, const GenOptions& opt, const std::vector<int32_t>& prompt, int64_t ctx,
+             int64_t vocab, OnEvent on_event = {});
+  // logits: [vocab] of the last position run. Returns the token to run next, or -1 once the
+  // sequence is done (result().finish says why).
+  int32_t next(const float* logits);
+  bool done() const { return done_; }
+  // The text and ids so far; complete once done(). Its prefill stats are the caller's to fill.
+  GenResult& result() { return res_; }
+
+ private:
+  void emit(GenEvent::Kind k, std::string text, int32_t id);
+  void finish(Finish f);
+  const Tokenizer& tok_;
+  GenOptions opt_;
+  OnEvent on_event_;
+  int64_t ctx_, vocab_, n_prompt_;
+  int32_t think_open_, think_close_;
+  Sampler sampler_;
+  std::vector<float> work_;
+  std::vector<int32_t> history_;  // prompt and generated ids (for the repetition penalty)
+  GenResult res_;
+  StreamDecoder dec_;
+  bool in_think_, after_think_ = false;  // after_think: the answer's leading newlines are dropped
+  bool done_ = false;
+  int64_t think_count_ = 0;
+  std::chrono::steady_clock::time_point t_decode_, t_think_;
+};
+
 class Generator {
  public:
   Generator(Session& s, const Tokenizer& tok);
@@ -75,7 +113,6 @@ class Generator {
   const Tokenizer& tok_;
   std::vector<int32_t> cached_;
   std::vector<float> last_logits_;
-  int32_t think_open_, think_close_;
 };
 
 // Stop tokens of a model: its config's eos ids, the tokenizer's eos, and any generation-config eos.

@@ -1,9 +1,15 @@
-// One sequence being run by some backend (CPU now, CUDA later): it owns a KV cache and turns
-// tokens into logits. Generation, chat, batch and score talk to this interface only.
+// What generation, chat, batch and score talk to, whatever the backend (CPU now, CUDA later).
+// A Session is one sequence: it owns a KV cache and turns tokens into logits. A BatchSession holds
+// many sequences, each in a KV slot of its own, and advances any of them together in one pass,
+// so that the weights are read once per step for all of them (continuous batching).
 #pragma once
 #include <cstdint>
 
 namespace r1 {
+
+// Prompts run in passes of this many tokens (from the first uncached position). Batched prefill
+// keeps the same boundaries, so a sequence gets the same bits alone or in a batch.
+inline constexpr int64_t kPrefillChunk = 64;
 
 class Session {
  public:
@@ -14,6 +20,25 @@ class Session {
   virtual void truncate(int64_t n) = 0;
   // Appends n tokens; returns the last token's logits [vocab], or all rows [n, vocab].
   virtual const float* forward(const int32_t* tokens, int64_t n, bool all_logits = false) = 0;
+};
+
+// Consecutive tokens of one slot within a pass: they sit at positions [pos0, pos0 + n) of that
+// slot and see its cache positions before them. `logits`: which rows get logits.
+struct SlotRun {
+  enum Logits { None, Last, All };
+  int64_t slot = 0, pos0 = 0, n = 0;
+  Logits logits = Last;
+};
+
+class BatchSession {
+ public:
+  virtual ~BatchSession() = default;
+  virtual int64_t slots() const = 0;
+  virtual int64_t ctx() const = 0;    // positions per slot
+  virtual int64_t vocab() const = 0;
+  // One pass over runs whose tokens lie back to back in `tokens` (a slot at most once).
+  // Writes the wanted logits to `out`, run after run: [rows wanted, vocab].
+  virtual void forward(const int32_t* tokens, const SlotRun* runs, int64_t n_runs, float* out) = 0;
 };
 
 }  // namespace r1

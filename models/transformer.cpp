@@ -63,67 +63,56 @@ uint64_t Model::weight_bytes() const {
   return s;
 }
 
-CpuSession::CpuSession(const Model& m, int64_t ctx, bool kv_f16, ThreadPool& pool)
-    : m_(m), pool_(pool), kv_(m.cfg, ctx, kv_f16) {
-  const Config& c = m.cfg;
-  chunk_ = std::min<int64_t>(64, ctx);
-  x_.resize(size_t(chunk_ * c.hidden));
-  xb_.resize(size_t(chunk_ * std::max(c.hidden, c.q_dim())));
-  q_.resize(size_t(chunk_ * c.q_dim()));
-  k_.resize(size_t(chunk_ * c.kv_dim()));
-  v_.resize(size_t(chunk_ * c.kv_dim()));
-  att_.resize(size_t(chunk_ * c.q_dim()));
-  hb_.resize(size_t(chunk_ * c.intermediate));
-  hb2_.resize(size_t(chunk_ * c.intermediate));
-  logits_.resize(size_t(c.vocab_size));
-  cs_.resize(size_t(c.head_dim));
+CpuBatch::CpuBatch(const Model& m, int64_t n_slots, int64_t ctx, bool kv_f16, ThreadPool& pool)
+    : m_(m), pool_(pool), kv_(m.cfg, ctx, kv_f16, n_slots) {
+  reserve(std::min<int64_t>(kPrefillChunk, ctx));
 }
 
-void CpuSession::truncate(int64_t n) {
-  if (n < 0 || n > n_past_) fail_input("internal: bad KV truncation");
-  n_past_ = n;
+void CpuBatch::reserve(int64_t rows) {
+  if (rows <= rows_) return;
+  const Config& c = m_.cfg;
+  rows_ = rows;
+  x_.resize(size_t(rows * c.hidden));
+  xb_.resize(size_t(rows * std::max(c.hidden, c.q_dim())));
+  q_.resize(size_t(rows * c.q_dim()));
+  k_.resize(size_t(rows * c.kv_dim()));
+  v_.resize(size_t(rows * c.kv_dim()));
+  att_.resize(size_t(rows * c.q_dim()));
+  hb_.resize(size_t(rows * c.intermediate));
+  hb2_.resize(size_t(rows * c.intermediate));
+  cs_.resize(size_t(rows * c.head_dim));
 }
 
-const float* CpuSession::forward(const int32_t* tokens, int64_t n, bool all_logits) {
-  if (n <= 0) fail_input("internal: forward with no tokens");
-  if (n_past_ + n > kv_.ctx)
-    fail_input("context full: " + std::to_string(n_past_ + n) + " tokens do not fit in --ctx " + std::to_string(kv_.ctx));
-  for (int64_t i = 0; i < n; i++)
-    if (tokens[i] < 0 || tokens[i] >= m_.cfg.vocab_size)
-      fail_input("token id " + std::to_string(tokens[i]) + " is outside the vocabulary (0.." +
-                 std::to_string(m_.cfg.vocab_size - 1) + ")");
-  if (all_logits) logits_.resize(size_t(n * m_.cfg.vocab_size));
-  for (int64_t done = 0; done < n; done += chunk_) {
-    int64_t len = std::min(chunk_, n - done);
-    const bool last = done + len == n;
-    Logits want = all_logits ? Logits::All : last ? Logits::Last : Logits::None;
-    forward_chunk(tokens + done, len, logits_.data() + (all_logits ? done * m_.cfg.vocab_size : 0), want);
-  }
-  return logits_.data();
-}
-
-// Runs a chunk of n tokens; writes the wanted logits to out ([vocab] or [n, vocab]).
-void CpuSession::forward_chunk(const int32_t* tok, int64_t n, float* out, Logits want) {
+// One pass over the rows of every run; writes the wanted logits to out ([rows wanted, vocab]).
+void CpuBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs, float* out) {
   const Config& c = m_.cfg;
   const int64_t H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), F = c.intermediate, hd = c.head_dim;
-  const int64_t pos0 = n_past_;
+  int64_t n = 0;  // rows in this pass
+  for (int64_t s = 0; s < n_runs; s++) {
+    const SlotRun& g = runs[s];
+    if (g.slot < 0 || g.slot >= slots() || g.n <= 0 || g.pos0 < 0 || g.pos0 + g.n > ctx())
+      fail_input("internal: bad slot run (slot " + std::to_string(g.slot) + ", positions " + std::to_string(g.pos0) +
+                 "+" + std::to_string(g.n) + ")");
+    n += g.n;
+  }
+  if (n == 0) fail_input("internal: forward with no tokens");
+  for (int64_t i = 0; i < n; i++)
+    if (tok[i] < 0 || tok[i] >= c.vocab_size)
+      fail_input("token id " + std::to_string(tok[i]) + " is outside the vocabulary (0.." + std::to_string(c.vocab_size - 1) + ")");
+  reserve(n);
   float *x = x_.data(), *xb = xb_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data();
   float *att = att_.data(), *hb = hb_.data(), *hb2 = hb2_.data();
-  // RoPE angles depend on the position only: cos/sin of each token once, not once per layer.
-  // cs: [n, hd] = cos[hd / 2] sin[hd / 2] per token; float32 angles like the reference: pos * inv_freq
-  if (cs_.size() < size_t(n * hd)) cs_.resize(size_t(n * hd));
-  for (int64_t t = 0; t < n; t++) {
-    const float pos = float(pos0 + t);
-    for (int64_t i = 0; i < hd / 2; i++) {
-      const float a = pos * m_.inv_freq[size_t(i)];
-      cs_[size_t(t * hd + i)] = std::cos(a);
-      cs_[size_t(t * hd + hd / 2 + i)] = std::sin(a);
+  // RoPE angles depend on the position only: cos/sin of each row once, not once per layer.
+  // cs: [n, hd] = cos[hd / 2] sin[hd / 2] per row; float32 angles like the reference: pos * inv_freq
+  for (int64_t s = 0, t = 0; s < n_runs; s++)
+    for (int64_t j = 0; j < runs[s].n; j++, t++) {
+      const float pos = float(runs[s].pos0 + j);
+      for (int64_t i = 0; i < hd / 2; i++) {
+        const float a = pos * m_.inv_freq[size_t(i)];
+        cs_[size_t(t * hd + i)] = std::cos(a);
+        cs_[size_t(t * hd + hd / 2 + i)] = std::sin(a);
+      }
     }
-  }
-  auto mm = [&](const WeightView& W, const float* in, float* o) {  // o[n, rows] = in[n, cols] W^T
-    if (n == 1) cpu::matvec(pool_, W, in, o);
-    else cpu::matmul(pool_, W, in, n, o);
-  };
   auto add_bias = [&](float* y, const float* b, int64_t dim) {
     if (!b) return;
     for (int64_t t = 0; t < n; t++)
@@ -136,40 +125,75 @@ void CpuSession::forward_chunk(const int32_t* tok, int64_t n, float* out, Logits
     const LayerWeights& L = m_.layers[size_t(l)];
     // attention block
     for (int64_t t = 0; t < n; t++) cpu::rmsnorm(xb + t * H, x + t * H, L.attn_norm, H, c.norm_eps);
-    mm(L.wq, xb, q);  // [n, Q]
-    mm(L.wk, xb, k);  // [n, KV]
-    mm(L.wv, xb, v);  // [n, KV]
+    {  // q: [n, Q], k and v: [n, KV]; one pass over the threads for the three
+      const WeightView W[3] = {L.wq, L.wk, L.wv};
+      float* const Y[3] = {q, k, v};
+      cpu::matmul_multi(pool_, W, 3, xb, n, Y);
+    }
     add_bias(q, L.bq, Q);
     add_bias(k, L.bk, KV);
     add_bias(v, L.bv, KV);
-    for (int64_t t = 0; t < n; t++) {
-      const float* cosv = cs_.data() + t * hd;
-      const float* sinv = cosv + hd / 2;
-      cpu::rope(q + t * Q, c.n_heads, hd, cosv, sinv);
-      cpu::rope(k + t * KV, c.n_kv_heads, hd, cosv, sinv);
-      kv_.store(l, pos0 + t, k + t * KV, v + t * KV);
-    }
-    cpu::attention(pool_, att, q, kv_.k_layer(l), kv_.v_layer(l), kv_.f16, kv_.ctx, pos0, n, int(c.n_heads),
-                   int(c.n_kv_heads), int(hd));  // att: [n, Q]
-    mm(L.wo, att, xb);                           // [n, H]
+    for (int64_t s = 0, t = 0; s < n_runs; s++)
+      for (int64_t j = 0; j < runs[s].n; j++, t++) {
+        const float* cosv = cs_.data() + t * hd;
+        const float* sinv = cosv + hd / 2;
+        cpu::rope(q + t * Q, c.n_heads, hd, cosv, sinv);
+        cpu::rope(k + t * KV, c.n_kv_heads, hd, cosv, sinv);
+        kv_.store(l, runs[s].pos0 + j, k + t * KV, v + t * KV, runs[s].slot);
+      }
+    // each run against its own slot's cache      att: [n, Q]
+    for (int64_t s = 0, r0 = 0; s < n_runs; r0 += runs[s].n, s++)
+      cpu::attention(pool_, att + r0 * Q, q + r0 * Q, kv_.k_layer(l, runs[s].slot), kv_.v_layer(l, runs[s].slot), kv_.f16,
+                     kv_.ctx, runs[s].pos0, runs[s].n, int(c.n_heads), int(c.n_kv_heads), int(hd));
+    cpu::matmul(pool_, L.wo, att, n, xb);  // [n, H]
     for (int64_t i = 0; i < n * H; i++) x[i] += xb[i];
 
     // MLP block
     for (int64_t t = 0; t < n; t++) cpu::rmsnorm(xb + t * H, x + t * H, L.ffn_norm, H, c.norm_eps);
-    mm(L.gate, xb, hb);  // [n, F]
-    mm(L.up, xb, hb2);   // [n, F]
+    {  // hb, hb2: [n, F]
+      const WeightView W[2] = {L.gate, L.up};
+      float* const Y[2] = {hb, hb2};
+      cpu::matmul_multi(pool_, W, 2, xb, n, Y);
+    }
     cpu::silu_mul(hb, hb2, n * F);
-    mm(L.down, hb, xb);  // [n, H]
+    cpu::matmul(pool_, L.down, hb, n, xb);  // [n, H]
     for (int64_t i = 0; i < n * H; i++) x[i] += xb[i];
   }
-  n_past_ += n;
-  if (want == Logits::None) return;
 
-  // Final norm and lm_head: only for the rows whose logits are wanted.
-  const int64_t first = want == Logits::All ? 0 : n - 1, rows = n - first;
-  for (int64_t t = first; t < n; t++) cpu::rmsnorm(xb + (t - first) * H, x + t * H, m_.final_norm, H, c.norm_eps);
-  if (rows == 1) cpu::matvec(pool_, m_.lm_head, xb, out);
-  else cpu::matmul(pool_, m_.lm_head, xb, rows, out);
+  // Final norm and lm_head: only for the rows whose logits are wanted, gathered in xb.
+  int64_t rows = 0;
+  for (int64_t s = 0, r0 = 0; s < n_runs; r0 += runs[s].n, s++) {
+    const int64_t first = runs[s].logits == SlotRun::All ? r0 : r0 + runs[s].n - 1;
+    if (runs[s].logits == SlotRun::None) continue;
+    for (int64_t t = first; t < r0 + runs[s].n; t++, rows++)
+      cpu::rmsnorm(xb + rows * H, x + t * H, m_.final_norm, H, c.norm_eps);
+  }
+  if (rows > 0) cpu::matmul(pool_, m_.lm_head, xb, rows, out);
+}
+
+CpuSession::CpuSession(const Model& m, int64_t ctx, bool kv_f16, ThreadPool& pool)
+    : batch_(m, 1, ctx, kv_f16, pool), logits_(size_t(m.cfg.vocab_size)) {}
+
+void CpuSession::truncate(int64_t n) {
+  if (n < 0 || n > n_past_) fail_input("internal: bad KV truncation");
+  n_past_ = n;
+}
+
+const float* CpuSession::forward(const int32_t* tokens, int64_t n, bool all_logits) {
+  if (n <= 0) fail_input("internal: forward with no tokens");
+  if (n_past_ + n > ctx())
+    fail_input("context full: " + std::to_string(n_past_ + n) + " tokens do not fit in --ctx " + std::to_string(ctx()));
+  for (int64_t i = 0; i < n; i++)  // all of them before any chunk runs: a refused prompt leaves the cache as it was
+    if (tokens[i] < 0 || tokens[i] >= vocab())
+      fail_input("token id " + std::to_string(tokens[i]) + " is outside the vocabulary (0.." + std::to_string(vocab() - 1) + ")");
+  if (all_logits) logits_.resize(size_t(n * vocab()));
+  for (int64_t done = 0; done < n; done += kPrefillChunk) {
+    const int64_t len = std::min(kPrefillChunk, n - done);
+    SlotRun seg{0, n_past_, len, all_logits ? SlotRun::All : done + len == n ? SlotRun::Last : SlotRun::None};
+    batch_.forward(tokens + done, &seg, 1, logits_.data() + (all_logits ? done * vocab() : 0));
+    n_past_ += len;
+  }
+  return logits_.data();
 }
 
 }  // namespace r1
