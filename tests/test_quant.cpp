@@ -148,6 +148,24 @@ TEST_CASE("quant: layouts of every format", "[quant]") {
   CHECK(recipe_format(Format::Q4, "model.layers.0.mlp.up_proj.weight", 2, 80, false) == Format::BF16);
   CHECK(recipe_format(Format::Q8, "model.layers.0.mlp.up_proj.weight", 2, 64, false) == Format::Q8);
   CHECK(recipe_format(Format::F16, "lm_head.weight", 2, 80, false) == Format::F16);
+  // q4 keeps k, v and o of every layer and the first layer's MLP in q8; the rest is q4.
+  for (const char* l : {"0", "1", "17"}) {
+    const std::string p = std::string("model.layers.") + l + ".";
+    INFO(p);
+    for (const char* m : {"self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight"})
+      CHECK(recipe_format(Format::Q4, p + m, 2, 64, false) == Format::Q8);
+    CHECK(recipe_format(Format::Q4, p + "self_attn.q_proj.weight", 2, 64, false) == Format::Q4);
+    CHECK(recipe_format(Format::Q4, p + "self_attn.v_proj.weight", 2, 80, false) == Format::BF16);
+    CHECK(recipe_format(Format::Q4, p + "self_attn.k_proj.bias", 1, 64, false) == Format::F32);
+    for (const char* m : {"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"}) {
+      CHECK(recipe_format(Format::Q4, p + m, 2, 64, false) == (std::string(l) == "0" ? Format::Q8 : Format::Q4));
+      CHECK(recipe_format(Format::Q8, p + m, 2, 64, false) == Format::Q8);
+      CHECK(recipe_format(Format::BF16, p + m, 2, 64, false) == Format::BF16);
+    }
+  }
+  // The layer is the whole index (10 is not 0 followed by more digits).
+  CHECK(recipe_format(Format::Q4, "model.layers.10.mlp.down_proj.weight", 2, 64, false) == Format::Q4);
+  CHECK(recipe_format(Format::Q4, "model.layers.x.mlp.down_proj.weight", 2, 64, false) == Format::Q4);
 }
 
 TEST_CASE("quant: float formats store the nearest value; row ranges compose", "[quant]") {

@@ -118,9 +118,10 @@ void matmul_multi(ThreadPool& pool, const WeightView* Ws, int m, const float* X,
     }
     return;
   }
-  // The activations are quantized once for all m matrices. Several tokens on VNNI: the GEMM
-  // that unpacks each weight block once for all of them (bitwise the same results).
-  const bool gemm = n > 1 && use_vnni();
+  // The activations are quantized once for all m matrices. From 6 tokens on VNNI: the GEMM
+  // that unpacks each weight block once for all of them (bitwise the same results; below 6
+  // the unpacking costs more than it saves: kernels_bench, 8960 x 1536 q4 from DRAM).
+  const bool gemm = n >= 6 && use_vnni();
   const int64_t stride = int64_t(gemm ? avx2::qact_t_stride(cols) : avx2::qact_stride(cols));
   thread_local Scratch s;
   uint8_t* act = s.get<uint8_t>(size_t(n * stride));

@@ -77,6 +77,10 @@ void unpack_rows(const K& k, const WeightView& W, int64_t r0, int64_t nr, uint8_
   for (int64_t i = 0; i < nr; i++) {
     const uint8_t* wc = W.codes + (r0 + i) * rb;
     for (int64_t c = 0; c < G8; c++) {
+      // the weights stream from DRAM: fetch kPfBytes ahead, every line (as the GEMV does)
+      for (int l = 0; l < (Q4 ? 2 : 4); l++)
+        _mm_prefetch(reinterpret_cast<const char*>(wc + kPfBytes + c * (Q4 ? 128 : 256) + 64 * l), _MM_HINT_T0);
+      if (c % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(W.scales + (r0 + i + kPfBytes / rb) * G + c * 8), _MM_HINT_T0);
       __m256i v[8];
       for (int L = 0; L < 8; L++) {  // group P[L] of the chunk, natural element order
         const int64_t g = c * 8 + kP[L];
