@@ -304,8 +304,9 @@ TEST_CASE("matmul rows are bitwise matvecs; matmul_multi equals separate calls",
     cpu::force_reference(ref_on);
     for (int nt : {1, 2, 3}) {
       ThreadPool pool(nt);
-      for (Format f : {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4}) {
-        const int64_t cols = 32 * rint_in(1, 50), n = rint_in(2, 13);
+      for (Format f : {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4})
+      for (int64_t n : {rint_in(2, 4), rint_in(5, 13)}) {  // both sides of the GEMM threshold
+        const int64_t cols = 32 * rint_in(1, 50);
         const int64_t rows[3] = {rint_in(1, 90), rint_in(1, 40), rint_in(17, 70)};
         std::vector<Mat> M;
         for (int j = 0; j < 3; j++) M.emplace_back(f, rows[j], cols, randn(size_t(rows[j] * cols), 0.1f));

@@ -118,10 +118,11 @@ void matmul_multi(ThreadPool& pool, const WeightView* Ws, int m, const float* X,
     }
     return;
   }
-  // The activations are quantized once for all m matrices. From 6 tokens on VNNI: the GEMM
-  // that unpacks each weight block once for all of them (bitwise the same results; below 6
-  // the unpacking costs more than it saves: kernels_bench, 8960 x 1536 q4 from DRAM).
-  const bool gemm = n >= 6 && use_vnni();
+  // The activations are quantized once for all m matrices. From 5 tokens on VNNI: the GEMM
+  // that unpacks each weight block once for all of them (bitwise the same results). Below that
+  // the unpacking costs about what it saves (q4 8960 x 1536 from DRAM, one thread: 0.69 vs
+  // 0.71 ms at 4 tokens, 0.82 vs 0.97 ms at 5, 1.1 vs 1.4 ms at 8).
+  const bool gemm = n >= 5 && use_vnni();
   const int64_t stride = int64_t(gemm ? avx2::qact_t_stride(cols) : avx2::qact_stride(cols));
   thread_local Scratch s;
   uint8_t* act = s.get<uint8_t>(size_t(n * stride));

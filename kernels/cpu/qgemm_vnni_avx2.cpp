@@ -82,17 +82,28 @@ void unpack_rows(const K& k, const WeightView& W, int64_t r0, int64_t nr, uint8_
         _mm_prefetch(reinterpret_cast<const char*>(wc + kPfBytes + c * (Q4 ? 128 : 256) + 64 * l), _MM_HINT_T0);
       if (c % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(W.scales + (r0 + i + kPfBytes / rb) * G + c * 8), _MM_HINT_T0);
       __m256i v[8];
-      for (int L = 0; L < 8; L++) {  // group P[L] of the chunk, natural element order
-        const int64_t g = c * 8 + kP[L];
-        if constexpr (Q4) {
-          __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wc + g * 16));
-          __m256i n = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), k.m4);
-          v[L] = _mm256_shuffle_epi8(k.lut, n);
-        } else {
-          v[L] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + g * 32)), k.c80);
+      if constexpr (Q4) {
+        // A group's 16 code bytes are 4 words; word j holds quad j (low nibbles) and quad j + 4
+        // (high nibbles). With groups (0,1) (2,3) (4,5) (6,7) in the 128-bit halves of 4 loads,
+        // an in-lane 4x4 word transpose gives u[j] = word j of groups 0 2 4 6 | 1 3 5 7, which is
+        // lane order P: t-layout vectors j and j + 4 are then its two nibbles.
+        const __m256i* src = reinterpret_cast<const __m256i*>(wc + c * 128);
+        const __m256i a0 = _mm256_loadu_si256(src), a1 = _mm256_loadu_si256(src + 1),
+                      a2 = _mm256_loadu_si256(src + 2), a3 = _mm256_loadu_si256(src + 3);
+        const __m256i t0 = _mm256_unpacklo_epi32(a0, a1), t1 = _mm256_unpackhi_epi32(a0, a1),
+                      t2 = _mm256_unpacklo_epi32(a2, a3), t3 = _mm256_unpackhi_epi32(a2, a3);
+        const __m256i u[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                              _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+        for (int j = 0; j < 4; j++) {
+          v[j] = _mm256_shuffle_epi8(k.lut, _mm256_and_si256(u[j], k.m4));
+          v[j + 4] = _mm256_shuffle_epi8(k.lut, _mm256_and_si256(_mm256_srli_epi16(u[j], 4), k.m4));
         }
+      } else {
+        for (int L = 0; L < 8; L++)  // group P[L] of the chunk, natural element order
+          v[L] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + (c * 8 + kP[L]) * 32)),
+                                  k.c80);
+        transpose8(v);
       }
-      transpose8(v);
       __m256i* o = reinterpret_cast<__m256i*>(wt + ((i * G8 + c) * 8) * 32);
       for (int j = 0; j < 8; j++) _mm256_store_si256(o + j, v[j]);
       _mm256_store_ps(sw + (i * G8 + c) * 8, _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128(
