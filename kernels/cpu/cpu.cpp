@@ -70,18 +70,20 @@ void force_no_vnni(bool on) { g_no_vnni = on; }
 
 namespace {
 
-// Rows [b, e) of the concatenation of m matrices (all with the same cols), each run by `fn`
-// on its own row sub-range; the pieces keep the kRowAlign grid of each matrix.
+// Every thread takes the same share of each of the m matrices (on the kRowAlign grid), so a
+// mix of formats (a q4 q_proj with q8 k/v_proj) stays balanced; fn(j, r0, r1) runs rows of
+// matrix j.
 template <class F>
 void over_rows(ThreadPool& pool, const WeightView* Ws, int m, F&& fn) {
-  int64_t total = 0, off[8 + 1] = {0};
-  for (int j = 0; j < m; j++) off[j + 1] = total += Ws[j].rows;
-  pool.parallel_for(total, [&](int64_t b, int64_t e, int) {
-    for (int j = 0; j < m; j++) {
-      const int64_t lo = std::max(b, off[j]), hi = std::min(e, off[j + 1]);
-      if (lo < hi) fn(j, lo - off[j], hi - off[j]);
-    }
-  }, kRowAlign);
+  const int64_t T = pool.size();
+  pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; t++)
+      for (int j = 0; j < m; j++) {
+        const int64_t rows = Ws[j].rows, units = (rows + kRowAlign - 1) / kRowAlign;
+        const int64_t lo = std::min(rows, units * t / T * kRowAlign), hi = std::min(rows, units * (t + 1) / T * kRowAlign);
+        if (lo < hi) fn(j, lo, hi);
+      }
+  });
 }
 
 // Token blocks whose quantized activations fit in L2 next to the weight tile.
