@@ -10,9 +10,12 @@
 #include "core/error.h"
 #include "kernels/cpu/avx2.h"
 #include "kernels/cpu/ref.h"
+#include "kernels/cpu/scratch.h"
 
 namespace r1::cpu {
 namespace {
+
+using cpu_detail::Scratch;
 
 std::atomic<bool> g_force_ref{false};
 std::atomic<bool> g_no_vnni{false};
@@ -35,22 +38,6 @@ bool use_vnni() {
 // Rows per parallel chunk: keeps chunk borders on whole cache lines of output.
 constexpr int64_t kRowAlign = 16;
 
-// Grow-only 64-byte-aligned scratch; one per thread (thread_local), so no allocation once the
-// largest shape has been seen.
-struct Scratch {
-  void* p = nullptr;
-  size_t cap = 0;
-  ~Scratch() { std::free(p); }
-  template <class T>
-  T* get(size_t bytes) {
-    if (bytes > cap) {
-      std::free(p);
-      cap = (bytes + 63) / 64 * 64;
-      p = std::aligned_alloc(64, cap);
-    }
-    return static_cast<T*>(p);
-  }
-};
 
 void qmatmul_any(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
   if (use_vnni())

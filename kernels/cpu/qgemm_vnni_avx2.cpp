@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include "kernels/cpu/avx2.h"
+#include "kernels/cpu/scratch.h"
 #include "quant/formats.h"
 
 #if defined(__clang__)
@@ -26,6 +27,8 @@
 namespace r1::avx2 {
 namespace {
 
+using cpu_detail::Scratch;
+
 // --- Prefill / batched GEMM: weights unpacked once per row block, then a register tile ----------
 // Transposed chunk layout ("t-layout"), for weights and activations alike: 8 vectors of 32
 // bytes per 8-group chunk; int32 lane L of vector k holds bytes 4k..4k+3 of group P[L], with
@@ -34,20 +37,6 @@ namespace {
 // are the GEMV's, in the same order, so every (row, token) result is bitwise the GEMV's.
 constexpr int kP[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 
-struct Buf {  // grow-only, 64-byte aligned, one per thread
-  void* p = nullptr;
-  size_t cap = 0;
-  ~Buf() { std::free(p); }
-  template <class T>
-  T* get(size_t bytes) {
-    if (bytes > cap) {
-      std::free(p);
-      cap = (bytes + 63) / 64 * 64;
-      p = std::aligned_alloc(64, cap);
-    }
-    return static_cast<T*>(p);
-  }
-};
 
 inline void transpose8(__m256i r[8]) {  // 8x8 int32 transpose in registers
   __m256i t[8];
@@ -145,15 +134,7 @@ void tile_t(const K& k, const WeightView& W, int64_t r, const uint8_t* wt, const
       }
     }
   }
-  for (int i = 0; i < R; i++) {
-    const uint8_t* wc = W.codes + (r + i) * rb;
-    for (int t = 0; t < T; t++) {
-      float tail = 0;
-      for (int64_t g = G8 * 8; g < G; g++)
-        tail += (h2f(W.scales[(r + i) * G + g]) * A[t].dp[g]) * float(dot_group<Q4>(k, wc, g, A[t]));
-      Y[t * ldy + r + i] = hsum_ps(acc[i][t]) + tail;
-    }
-  }
+  finish_tile<Q4, R, T>(k, W, r, acc, A, Y, ldy);
 }
 
 template <bool Q4, int T>
@@ -174,7 +155,7 @@ void qgemm_t_impl(const WeightView& W, const uint8_t* act, int64_t n, float* Y, 
   const K k;
   const int64_t G8 = W.cols / kGroup / 8;
   const int64_t stride = int64_t(qact_t_stride(W.cols)), off = int64_t(qact_stride(W.cols));
-  thread_local Buf wbuf, sbuf;
+  thread_local Scratch wbuf, sbuf;
   uint8_t* wt = wbuf.get<uint8_t>(size_t(kRB * G8 * 256));
   float* sw = sbuf.get<float>(size_t(kRB * G8 * 8) * 4);
   for (int64_t rb = r0; rb < r1; rb += kRB) {

@@ -172,6 +172,23 @@ inline int dot_group(const K& k, const uint8_t* wc, int64_t g, const Act& a) {
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
+// The end of an R x T tile, shared by the GEMV and the GEMM so that both round alike: the
+// chunk accumulators summed, plus the tail groups (G % 8) one by one, in order.
+template <bool Q4, int R, int T>
+inline void finish_tile(const K& k, const WeightView& W, int64_t r, const __m256 (&acc)[R][T], const Act* A, float* Y,
+                        int64_t ldy) {
+  const int64_t G = W.cols / kGroup, G8 = G / 8, rb = Q4 ? W.cols / 2 : W.cols;
+  for (int i = 0; i < R; i++) {
+    const uint8_t* wc = W.codes + (r + i) * rb;
+    for (int t = 0; t < T; t++) {
+      float tail = 0;
+      for (int64_t g = G8 * 8; g < G; g++)
+        tail += (h2f(W.scales[(r + i) * G + g]) * A[t].dp[g]) * float(dot_group<Q4>(k, wc, g, A[t]));
+      Y[t * ldy + r + i] = hsum_ps(acc[i][t]) + tail;
+    }
+  }
+}
+
 // Software prefetch distance for streamed weights: DRAM latency needs several KB in flight per
 // core (measured best of 1-16 KB, q4 and q8, one thread).
 constexpr int64_t kPfBytes = 8192;
@@ -216,15 +233,7 @@ void tile(const K& k, const WeightView& W, int64_t r, const Act* A, float* Y, in
       }
     }
   }
-  for (int i = 0; i < R; i++) {
-    const uint8_t* wc = W.codes + (r + i) * rb;
-    for (int t = 0; t < T; t++) {
-      float tail = 0;
-      for (int64_t g = G8 * 8; g < G; g++)
-        tail += (h2f(W.scales[(r + i) * G + g]) * A[t].dp[g]) * float(dot_group<Q4>(k, wc, g, A[t]));
-      Y[t * ldy + r + i] = hsum_ps(acc[i][t]) + tail;
-    }
-  }
+  finish_tile<Q4, R, T>(k, W, r, acc, A, Y, ldy);
 }
 
 template <bool Q4, int T>
