@@ -8,6 +8,8 @@
 #include <tuple>
 
 #include "fixture_models.h"
+#include "kernels/cpu/avx2.h"
+#include "kernels/cpu/cpu.h"
 #include "models/transformer.h"
 #include "test_util.h"
 
@@ -341,4 +343,31 @@ TEST_CASE("batch: the many-slot forward pass gives each sequence the bits it get
     }
     for (size_t s = 0; s < seqs.size(); s++) CHECK(seen[s] == alone[s].size());
   }
+}
+
+// Without VNNI a batched q4/q8 step costs about as much per token as running alone, so the
+// default concurrency there is 1; an explicit --max-concurrent is obeyed. R1_KERNELS=avx2 picks
+// the plain AVX2 kernels on any AVX2 CPU (without AVX2 the kernels are "ref" and batching stays on).
+TEST_CASE("batch: default concurrency follows the kernel set", "[batch]") {
+  TempDir d("r1slots");
+  std::string model = r1test::packed("tiny-qwen2-py", "q4");
+  write_file(d / "in.txt", "def add(a, b):\nimport numpy as np\nclass Tree:\n");
+  auto slots = [&](std::vector<std::string> extra, const char* out) {
+    std::vector<std::string> args = {"batch", "-m", model, d / "in.txt", "-o", d / out, "--template", "raw", "-n", "3", "-v"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = run_r1(args);
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    const auto at = r.err.find("batch: ");
+    REQUIRE(at != std::string::npos);
+    return std::stoi(r.err.substr(at + 7));
+  };
+  ::setenv("R1_KERNELS", "avx2", 1);
+  const bool avx2 = r1::avx2::cpu_has_avx2();
+  const int by_default = slots({}, "a.jsonl"), asked = slots({"--max-concurrent", "3"}, "b.jsonl");
+  ::unsetenv("R1_KERNELS");
+  CHECK(by_default == (avx2 ? 1 : 3));
+  CHECK(asked == 3);
+  // default kernels: the same choice the binary makes on this CPU
+  CHECK(slots({}, "c.jsonl") == (std::strcmp(r1::cpu::kernel_set(), "avx2") == 0 ? 1 : 3));
 }
