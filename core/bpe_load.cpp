@@ -182,6 +182,13 @@ void Bpe::load(const std::string& text) {
     max_id = std::max(max_id, a["id"].get<int64_t>());
   }
 
+  // The tables below are sized by the largest id, so ids must be about as many as the tokens
+  // that name them (holes for reserved ids are fine): else a tiny file could ask for gigabytes.
+  const int64_t named = int64_t(sax.vocab.size() + added.size());
+  if (max_id >= 2 * named + 1024)
+    bad(origin_, "token ids go up to " + std::to_string(max_id) + " but only " + std::to_string(named) +
+                     " tokens are defined");
+
   // Per id: key span and decoded-bytes span (into a scratch buffer), then pack in id order.
   size_t n = size_t(max_id + 1);
   std::vector<Span> key_of_id(n, Span{0, 0});

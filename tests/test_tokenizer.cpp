@@ -330,6 +330,11 @@ TEST_CASE("loading errors are clean", "[tokenizer]") {
   CHECK_THROWS_AS(Tokenizer::load(bad), r1::Error);
   TokenizerSource empty_model{R"({"model": {"type": "WordPiece", "vocab": {}}})", "", "{}", "wp"};
   CHECK_THROWS_WITH(Tokenizer::load(empty_model), Catch::Contains("WordPiece"));
+  // Found by fuzzing: 80 tokens whose ids reach 666,666,665 made the loader size its tables
+  // (and 8 GB of memory) by the largest id.
+  TokenizerSource sparse{R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 666666665}, "merges": []}})", "", "{}",
+                         "sparse"};
+  CHECK_THROWS_WITH(Tokenizer::load(sparse), Catch::Contains("token ids go up to 666666665"));
 }
 
 TEST_CASE("SentencePiece model matches the Python sentencepiece library", "[tokenizer]") {
