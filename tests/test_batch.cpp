@@ -199,7 +199,8 @@ TEST_CASE("batch: greedy outputs at --max-concurrent 4 equal --max-concurrent 1 
   const int64_t n = 20;
   // The trained model with raw prompts, and a random Llama-3 with the R1 template (its prompt
   // opens <think>, so reasoning and answer are split as in r1 run).
-  for (auto [name, quant, raw] : {std::tuple{"tiny-qwen2-py", "q8", true}, std::tuple{"tiny-llama3", "q4", false}}) {
+  for (auto [name, quant, raw_] : {std::tuple{"tiny-qwen2-py", "q8", true}, std::tuple{"tiny-llama3", "q4", false}}) {
+    const bool raw = raw_;  // clang 14 cannot capture a structured binding in a lambda
     INFO(name << " " << quant);
     TempDir d("r1cb");
     std::string model = r1test::packed(name, quant);
