@@ -206,6 +206,7 @@ class Bpe final : public Backend {
 
  private:
   void load(const std::string& text);
+  void load_json(const std::string& text);
   void load_pre_tokenizer(const nlohmann::json& pt);
   void load_normalizer(const nlohmann::json& n);
   void add_split(const std::string& pattern, bool literal, Behavior b, bool invert);

@@ -146,7 +146,17 @@ class Sax : public nlohmann::json_sax<json> {
 
 }  // namespace
 
+// A field of the wrong JSON type (a number where a flag belongs) makes nlohmann throw its own
+// exceptions from anywhere below: one clean error instead.
 void Bpe::load(const std::string& text) {
+  try {
+    load_json(text);
+  } catch (const json::exception& e) {
+    bad(origin_, std::string("a field has the wrong type (") + e.what() + ")");
+  }
+}
+
+void Bpe::load_json(const std::string& text) {
   json j;
   Sax sax(j);
   if (!json::sax_parse(text, &sax) || !sax.error.empty())

@@ -335,6 +335,11 @@ TEST_CASE("loading errors are clean", "[tokenizer]") {
   TokenizerSource sparse{R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 666666665}, "merges": []}})", "", "{}",
                          "sparse"};
   CHECK_THROWS_WITH(Tokenizer::load(sparse), Catch::Contains("token ids go up to 666666665"));
+  // Also found by fuzzing: a number where a flag belongs escaped as a JSON library exception.
+  TokenizerSource wrong_type{R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+                                 "added_tokens": [{"id": 1, "content": "<x>", "special": 7}]})",
+                             "", "{}", "types"};
+  CHECK_THROWS_AS(Tokenizer::load(wrong_type), r1::Error);
 }
 
 TEST_CASE("SentencePiece model matches the Python sentencepiece library", "[tokenizer]") {
