@@ -197,8 +197,7 @@ R1_COMMAND("batch", "Generate for every prompt of a file into a JSONL file (resu
   sub.add_option("-n,--max-tokens", a->n, "Most tokens per record unless the record says (default 4096)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   add_sampling_flags(sub, a->sampling);
-  sub.add_option("--template", a->tmpl, "Chat template: r1, chatml, llama3 or raw (default: from the model)")
-      ->check(CLI::IsMember({"r1", "chatml", "llama3", "raw"}));
+  add_template_flag(sub, a->tmpl);
   sub.add_flag("--json-summary", a->json_summary, "Print a JSON summary on stdout at the end");
   sub.footer("Without a per-record \"seed\", each record's seed comes from --seed (default 0) and its id,\n"
              "so a resumed or sharded run gives the same results as one uninterrupted run, whatever\n"

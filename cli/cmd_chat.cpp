@@ -208,8 +208,7 @@ R1_COMMAND("chat", "Chat with a model interactively (or from a script on stdin)"
   sub.add_option("--think", a->think, "Reasoning: show (dimmed), fold (a live counter; /think last shows it) or hide "
                                       "(default: show on a terminal, hide in a script)")
       ->check(CLI::IsMember({"show", "hide", "fold"}));
-  sub.add_option("--template", a->tmpl, "Chat template: r1, chatml, llama3 or raw (default: from the model)")
-      ->check(CLI::IsMember({"r1", "chatml", "llama3", "raw"}));
+  add_template_flag(sub, a->tmpl);
   sub.add_flag("-q,--quiet", a->quiet, "No start-up line");
   sub.footer("In the chat: a line ending in \\ continues on the next; \"\"\" opens and closes a multi-line block.\n"
              "Ctrl-C stops an answer; Ctrl-D, /exit or Ctrl-C twice at an empty prompt leaves. /help lists the\n"

@@ -144,8 +144,7 @@ R1_COMMAND("run", "Answer one prompt (from -p or stdin); for pipelines", 1, [](C
   sub.add_option("--think", a->think, "Reasoning: show (inline, dimmed on a terminal), hide, or stderr "
                                       "(default: show on a terminal, hide in a pipeline)")
       ->check(CLI::IsMember({"show", "hide", "stderr"}));
-  sub.add_option("--template", a->tmpl, "Chat template: r1, chatml, llama3 or raw (default: from the model)")
-      ->check(CLI::IsMember({"r1", "chatml", "llama3", "raw"}));
+  add_template_flag(sub, a->tmpl);
   sub.add_flag("--json", a->json, "Print one JSON object: reasoning, answer, finish_reason, token counts, speeds");
   sub.add_flag("--raw", a->raw, "No chat template: the prompt text is the model's input");
   sub.add_flag("--bos", a->bos, "With --raw: start with the BOS token");

@@ -31,6 +31,11 @@ void add_model_flags(CLI::App& app, ModelArgs& a, bool model_required) {
   app.add_flag("-v,--verbose", a.verbose, "Print model, context and timing details on stderr");
 }
 
+void add_template_flag(CLI::App& app, std::string& tmpl) {
+  app.add_option("--template", tmpl, "Chat template: r1, chatml, llama3 or raw (default: from the model)")
+      ->check(CLI::IsMember({"r1", "chatml", "llama3", "raw"}));
+}
+
 void add_sampling_flags(CLI::App& app, SamplingArgs& s) {
   app.add_option("--temp", s.temp, "Temperature; 0 is greedy (default: the model's, R1: 0.6)");
   app.add_option("--top-p", s.top_p, "Nucleus sampling mass (default: the model's, R1: 0.95)");
