@@ -40,5 +40,18 @@ asan:
 	  ctest --output-on-failure -j$(JOBS)
 	./fuzz/run.sh build-asan $(FUZZ_SECONDS)
 
+# A CUDA build that runs on a machine without the Debian packages (the GPU machine): bundle/r1
+# and bundle/r1_cuda_tests, third-party libraries linked statically where Debian ships them
+# static, the rest copied into bundle/lib (found through the binaries' $$ORIGIN/lib rpath).
+BUNDLE_BUILD ?= build-bundle
+bundle:
+	@test -f $(BUNDLE_BUILD)/CMakeCache.txt || cmake -S . -B $(BUNDLE_BUILD) -DCMAKE_BUILD_TYPE=Release -DR1_CUDA=ON -DR1_STATIC=ON
+	cmake --build $(BUNDLE_BUILD) -j$(JOBS) --target r1 r1_cuda_tests
+	rm -rf bundle && mkdir -p bundle/lib
+	cp $(BUNDLE_BUILD)/r1 $(BUNDLE_BUILD)/r1_cuda_tests bundle/
+	ldd bundle/r1 bundle/r1_cuda_tests | awk '$$3 ~ /^\// {print $$3}' | sort -u | \
+	  grep -v -E '/(libc|libm|libpthread|libdl|librt|ld-linux-x86-64)\.so' | xargs -r -I{} cp -L {} bundle/lib/
+	@du -sh bundle
+
 clean:
 	rm -rf $(BUILD)

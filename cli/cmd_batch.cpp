@@ -118,10 +118,12 @@ int run(BatchArgs& a, bool concurrency_given) {
   // about as much per token as running alone (measured: 8 sequences at half the tok/s of one),
   // so by default such CPUs run one sequence at a time.
   int64_t want = a.max_concurrent;
-  if (!concurrency_given && is_quantized(L.rt.model->layers.at(0).gate.fmt) && std::string(cpu::kernel_set()) == "avx2")
+  if (!concurrency_given && is_quantized(L.rt.model->layers.at(0).gate.fmt) && L.device == "cpu" &&
+      std::string(cpu::kernel_set()) == "avx2")
     want = 1;
   const int64_t n_slots = choose_slots(L.rt.model->cfg, ctx, L.kv_f16, want, concurrency_given, runnable);
-  CpuBatch session(*L.rt.model, n_slots, ctx, L.kv_f16, *L.pool);
+  std::unique_ptr<BatchSession> batch = make_batch(L, n_slots, ctx);
+  BatchSession& session = *batch;
   if (a.model.verbose)
     std::fprintf(stderr, "%s | batch: %lld slots of %lld positions, KV %.2f GB\n", describe(L, a.model).c_str(),
                  (long long)n_slots, (long long)ctx, double(KVCache::bytes_for(L.rt.model->cfg, ctx, L.kv_f16, n_slots)) / 1e9);

@@ -16,9 +16,13 @@
 #include "core/error.h"
 #include "core/membench.h"
 #include "kernels/cpu/cpu.h"
+#include "models/cuda_batch.h"
 #include "models/synthetic.h"
 #include "models/transformer.h"
 #include "quant/half.h"
+#ifdef R1_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 
 namespace {
 
@@ -79,10 +83,11 @@ uint64_t peak_rss_bytes() {
 
 // One sequence in a CpuSession: a p-token prefill (one forward call), then n decode steps at
 // positions [depth, depth + n) over a cache filled with random values.
-void bench_single(const BenchArgs& a, const Model& model, ThreadPool& pool, int64_t ctx, int64_t warm, std::mt19937& g,
+// fill_kv(depth) puts random history at positions [0, depth) of the session's cache.
+template <class S, class FillKV>
+void bench_single(const BenchArgs& a, const Model& model, S& s, FillKV fill_kv, int64_t warm, std::mt19937& g,
                   std::vector<double>& prefill, std::vector<double>& decode) {
   const Config& c = model.cfg;
-  CpuSession s(model, ctx, /*kv_f16=*/true, pool);
   std::uniform_int_distribution<int32_t> tok(0, int32_t(c.vocab_size - 1));
 
   int32_t t = tok(g);
@@ -101,7 +106,7 @@ void bench_single(const BenchArgs& a, const Model& model, ThreadPool& pool, int6
   }
   if (a.n > 0) {
     s.truncate(0);
-    fill_kv(s.kv_mut(), a.depth, pool);
+    fill_kv(a.depth);
     s.set_n_past(a.depth);
     t = tok(g);
     for (int64_t i = 0; i < warm; i++) t = argmax(s.forward(&t, 1), c.vocab_size);
@@ -118,11 +123,10 @@ void bench_single(const BenchArgs& a, const Model& model, ThreadPool& pool, int6
 // p-token prompt (in chunks of kPrefillChunk, a pass per chunk); then every decode step is one
 // pass with one token of each sequence, so the weights are read once for B tokens. Rates are
 // aggregate: tokens of all sequences per second.
-void bench_batched(const BenchArgs& a, const Model& model, ThreadPool& pool, int64_t warm, std::mt19937& g,
+void bench_batched(const BenchArgs& a, const Model& model, BatchSession& s, int64_t warm, std::mt19937& g,
                    std::vector<double>& prefill, std::vector<double>& decode) {
   const Config& c = model.cfg;
   const int64_t B = a.batch, V = c.vocab_size;
-  CpuBatch s(model, B, std::max<int64_t>(a.p + std::max(warm, a.n), 1), /*kv_f16=*/true, pool);
   std::uniform_int_distribution<int32_t> tok(0, int32_t(V - 1));
   std::vector<float> logits(static_cast<size_t>(B * V));
   std::vector<int32_t> next(static_cast<size_t>(B));
@@ -160,7 +164,9 @@ void bench_batched(const BenchArgs& a, const Model& model, ThreadPool& pool, int
 }
 
 int run(const BenchArgs& a) {
-  if (a.device == "cuda") fail_usage("--device cuda: no CUDA backend in this build (use --device cpu)");
+  std::string why;
+  if (a.device == "cuda" && !cuda_available(&why)) fail_usage("--device cuda: " + why);
+  const bool gpu = a.device == "cuda";
   if (a.model.empty() == a.synthetic.empty()) fail_usage("give one of -m MODEL.r1m or --synthetic PRESET");
   if (!a.model.empty() && !a.quant.empty())
     fail_usage("--quant applies to --synthetic; a packed model's formats are fixed (r1 pack --quant)");
@@ -194,13 +200,33 @@ int run(const BenchArgs& a) {
   int64_t ctx;
   if (a.batch > 0) {
     ctx = std::max<int64_t>(a.p + std::max(warm, a.n), 1);
-    bench_batched(a, *model, pool, warm, g, prefill, decode);
+    std::unique_ptr<BatchSession> s;
+#ifdef R1_HAVE_CUDA
+    if (gpu) s = std::make_unique<CudaBatch>(*model, B, ctx);
+#endif
+    if (!s) s = std::make_unique<CpuBatch>(*model, B, ctx, /*kv_f16=*/true, pool);
+    bench_batched(a, *model, *s, warm, g, prefill, decode);
   } else {
     ctx = std::max<int64_t>({a.p, a.depth + warm + a.n, 1});
-    bench_single(a, *model, pool, ctx, warm, g, prefill, decode);
+#ifdef R1_HAVE_CUDA
+    if (gpu) {
+      CudaSession s(*model, ctx);
+      bench_single(a, *model, s, [&](int64_t depth) { s.batch().fill_kv_random(depth); }, warm, g, prefill, decode);
+    }
+#endif
+    if (!gpu) {
+      CpuSession s(*model, ctx, /*kv_f16=*/true, pool);
+      bench_single(a, *model, s, [&](int64_t depth) { fill_kv(s.kv_mut(), depth, pool); }, warm, g, prefill, decode);
+    }
   }
   const uint64_t rss = peak_rss_bytes();  // before the bandwidth buffer exists
+#ifdef R1_HAVE_CUDA
+  const double bw = gpu ? cuda::read_bandwidth_gbs(uint64_t(a.bw_mib) << 20) : measure_read_bandwidth(pool, uint64_t(a.bw_mib) << 20);
+  const std::string devname = gpu ? cuda::device_info().name : std::string("cpu ") + cpu::kernel_set();
+#else
   const double bw = measure_read_bandwidth(pool, uint64_t(a.bw_mib) << 20);
+  const std::string devname = std::string("cpu ") + cpu::kernel_set();
+#endif
 
   // Bytes per decode step: every matrix once, plus K and V of every cached position (f16) of each
   // sequence at the mean position of the timed tokens. A step makes B tokens.
@@ -216,8 +242,9 @@ int run(const BenchArgs& a) {
     nlohmann::json j = {{"model", name},
                         {"arch", c.arch_name()},
                         {"quant", quant},
-                        {"device", "cpu"},
-                        {"kernel_set", cpu::kernel_set()},
+                        {"device", gpu ? "cuda" : "cpu"},
+                        {"device_name", devname},
+                        {"kernel_set", gpu ? "cuda" : cpu::kernel_set()},
                         {"threads", pool.size()},
                         {"prompt_tokens", a.p},
                         {"gen_tokens", a.n},
@@ -248,8 +275,12 @@ int run(const BenchArgs& a) {
     std::snprintf(buf, sizeof buf, fmt, v...);
     o += buf;
   };
-  line("%s: %s, %lld layers, %s | cpu %s, %d threads | kv f16, ctx %lld\n", name.c_str(), c.arch_name(),
-       (long long)c.n_layers, quant.c_str(), cpu::kernel_set(), pool.size(), (long long)ctx);
+  if (gpu)
+    line("%s: %s, %lld layers, %s | cuda, %s | kv f16, ctx %lld\n", name.c_str(), c.arch_name(), (long long)c.n_layers,
+         quant.c_str(), devname.c_str(), (long long)ctx);
+  else
+    line("%s: %s, %lld layers, %s | %s, %d threads | kv f16, ctx %lld\n", name.c_str(), c.arch_name(),
+         (long long)c.n_layers, quant.c_str(), devname.c_str(), pool.size(), (long long)ctx);
   if (a.batch > 0) {
     line("batch   %5lld sequences, one pass per decode step; rates are aggregate\n", (long long)B);
     if (a.p > 0)

@@ -44,7 +44,6 @@ std::string read_all(const std::string& path) {
 }
 
 Runtime open_runtime(const ModelArgs& a, const std::string& path) {
-  if (a.device == "cuda") fail_usage("--device cuda: this build of r1 has no CUDA backend yet; use --device cpu");
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) fail_input(path + ": no such file");
   return Runtime::load(path);
@@ -53,10 +52,10 @@ Runtime open_runtime(const ModelArgs& a, const std::string& path) {
 // The session is sized by the caller (the window, or the longest record) rather than by the
 // generation default, so that no memory goes to cache positions that are never used.
 Loaded finish_load(Runtime rt, const ModelArgs& a, int64_t ctx) {
-  Loaded l{std::move(rt), nullptr, nullptr, 0, a.kv == "f16"};
+  Loaded l{std::move(rt), nullptr, nullptr, 0, a.kv == "f16", resolve_device(a)};
   l.pool = std::make_unique<ThreadPool>(a.threads > 0 ? a.threads : ThreadPool::default_threads());
   l.ctx = choose_ctx(l.rt.model->cfg, ctx, l.kv_f16);
-  l.session = std::make_unique<CpuSession>(*l.rt.model, l.ctx, l.kv_f16, *l.pool);
+  l.session = make_session(l);
   return l;
 }
 

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "models/cuda_batch.h"
 
 namespace r1::cli {
 
@@ -45,24 +46,53 @@ void add_sampling_flags(CLI::App& app, SamplingArgs& s) {
   app.add_option("--seed", s.seed, "Random seed (same seed, same output)");
 }
 
+std::string resolve_device(const ModelArgs& a) {
+  std::string why;
+  if (a.device == "cpu") return "cpu";
+  if (!cuda_available(&why)) {
+    if (a.device == "cuda") fail_usage("--device cuda: " + why + "; use --device cpu");
+    return "cpu";
+  }
+  if (a.kv != "f16") {
+    if (a.device == "cuda") fail_usage("--device cuda keeps an f16 KV cache; --kv f32 needs --device cpu");
+    return "cpu";
+  }
+  return "cuda";
+}
+
+std::unique_ptr<Session> make_session(const Loaded& l) {
+#ifdef R1_HAVE_CUDA
+  if (l.device == "cuda") return std::make_unique<CudaSession>(*l.rt.model, l.ctx);
+#endif
+  return std::make_unique<CpuSession>(*l.rt.model, l.ctx, l.kv_f16, *l.pool);
+}
+
+std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64_t ctx) {
+#ifdef R1_HAVE_CUDA
+  if (l.device == "cuda") return std::make_unique<CudaBatch>(*l.rt.model, n_slots, ctx);
+#endif
+  return std::make_unique<CpuBatch>(*l.rt.model, n_slots, ctx, l.kv_f16, *l.pool);
+}
+
 Loaded load_for_run(const ModelArgs& a, bool with_session) {
-  if (a.device == "cuda") fail_usage("--device cuda: this build of r1 has no CUDA backend yet; use --device cpu");
   std::error_code ec;
   if (!std::filesystem::exists(a.model, ec)) fail_input(a.model + ": no such file");
-  Loaded l{Runtime::load(a.model), nullptr, nullptr, 0, a.kv == "f16"};
+  const std::string device = resolve_device(a);
+  Loaded l{Runtime::load(a.model), nullptr, nullptr, 0, a.kv == "f16", device};
   int threads = a.threads > 0 ? a.threads : ThreadPool::default_threads();
   l.pool = std::make_unique<ThreadPool>(threads);
   l.ctx = choose_ctx(l.rt.model->cfg, a.ctx, l.kv_f16);
-  if (with_session) l.session = std::make_unique<CpuSession>(*l.rt.model, l.ctx, l.kv_f16, *l.pool);
+  if (with_session) l.session = make_session(l);
   return l;
 }
 
 std::string describe(const Loaded& l, const ModelArgs& a) {
   const Config& c = l.rt.model->cfg;
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%s: %s %lld layers, %.2f GB of weights | cpu, %d threads | ctx %lld (kv %s) | loaded in %.2fs",
+  const std::string dev = l.device == "cuda" ? std::string("cuda") : "cpu, " + std::to_string(l.pool->size()) + " threads";
+  std::snprintf(buf, sizeof buf, "%s: %s %lld layers, %.2f GB of weights | %s | ctx %lld (kv %s) | loaded in %.2fs",
                 std::filesystem::path(a.model).filename().c_str(), c.arch_name(), (long long)c.n_layers,
-                double(l.rt.model->file->size()) / 1e9, l.pool->size(), (long long)l.ctx, a.kv.c_str(), l.rt.load_s);
+                double(l.rt.model->file->size()) / 1e9, dev.c_str(), (long long)l.ctx, a.kv.c_str(), l.rt.load_s);
   return buf;
 }
 

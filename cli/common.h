@@ -42,8 +42,14 @@ struct Loaded {
   std::unique_ptr<Session> session;
   int64_t ctx = 0;
   bool kv_f16 = true;
+  std::string device = "cpu";  // what --device resolved to
 };
 Loaded load_for_run(const ModelArgs& a, bool with_session = true);
+// --device: "cuda" when asked (failing clearly if it cannot run) or when auto finds a usable GPU.
+std::string resolve_device(const ModelArgs& a);
+// A session or many-slot batch on the resolved device.
+std::unique_ptr<Session> make_session(const Loaded& l);
+std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64_t ctx);
 std::string describe(const Loaded& l, const ModelArgs& a);  // one line: model, device, ctx, load time
 
 // SIGINT/SIGTERM set this flag instead of killing the process (after install_interrupt()).

@@ -63,6 +63,33 @@ uint64_t Model::weight_bytes() const {
   return s;
 }
 
+static void check_tokens(const int32_t* tok, int64_t n, int64_t vocab) {
+  for (int64_t i = 0; i < n; i++)
+    if (tok[i] < 0 || tok[i] >= vocab)
+      fail_input("token id " + std::to_string(tok[i]) + " is outside the vocabulary (0.." + std::to_string(vocab - 1) + ")");
+}
+
+int64_t check_pass(const Config& c, const int32_t* tok, const SlotRun* runs, int64_t n_runs, int64_t slots, int64_t ctx) {
+  int64_t n = 0;
+  for (int64_t s = 0; s < n_runs; s++) {
+    const SlotRun& g = runs[s];
+    if (g.slot < 0 || g.slot >= slots || g.n <= 0 || g.pos0 < 0 || g.pos0 + g.n > ctx)
+      fail_input("internal: bad slot run (slot " + std::to_string(g.slot) + ", positions " + std::to_string(g.pos0) +
+                 "+" + std::to_string(g.n) + ")");
+    n += g.n;
+  }
+  if (n == 0) fail_input("internal: forward with no tokens");
+  check_tokens(tok, n, c.vocab_size);
+  return n;
+}
+
+void check_append(const int32_t* tokens, int64_t n, int64_t n_past, int64_t ctx, int64_t vocab) {
+  if (n <= 0) fail_input("internal: forward with no tokens");
+  if (n_past + n > ctx)
+    fail_input("context full: " + std::to_string(n_past + n) + " tokens do not fit in --ctx " + std::to_string(ctx));
+  check_tokens(tokens, n, vocab);  // all of them before any chunk runs: a refused prompt leaves the cache as it was
+}
+
 CpuBatch::CpuBatch(const Model& m, int64_t n_slots, int64_t ctx, bool kv_f16, ThreadPool& pool)
     : m_(m), pool_(pool), kv_(m.cfg, ctx, kv_f16, n_slots) {
   reserve(std::min<int64_t>(kPrefillChunk, ctx));
@@ -87,18 +114,7 @@ void CpuBatch::reserve(int64_t rows) {
 void CpuBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs, float* out) {
   const Config& c = m_.cfg;
   const int64_t H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), F = c.intermediate, hd = c.head_dim;
-  int64_t n = 0;  // rows in this pass
-  for (int64_t s = 0; s < n_runs; s++) {
-    const SlotRun& g = runs[s];
-    if (g.slot < 0 || g.slot >= slots() || g.n <= 0 || g.pos0 < 0 || g.pos0 + g.n > ctx())
-      fail_input("internal: bad slot run (slot " + std::to_string(g.slot) + ", positions " + std::to_string(g.pos0) +
-                 "+" + std::to_string(g.n) + ")");
-    n += g.n;
-  }
-  if (n == 0) fail_input("internal: forward with no tokens");
-  for (int64_t i = 0; i < n; i++)
-    if (tok[i] < 0 || tok[i] >= c.vocab_size)
-      fail_input("token id " + std::to_string(tok[i]) + " is outside the vocabulary (0.." + std::to_string(c.vocab_size - 1) + ")");
+  const int64_t n = check_pass(c, tok, runs, n_runs, slots(), ctx());  // rows in this pass
   reserve(n);
   float *x = x_.data(), *xb = xb_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data();
   float *att = att_.data(), *hb = hb_.data(), *hb2 = hb2_.data();
@@ -180,12 +196,7 @@ void CpuSession::truncate(int64_t n) {
 }
 
 const float* CpuSession::forward(const int32_t* tokens, int64_t n, bool all_logits) {
-  if (n <= 0) fail_input("internal: forward with no tokens");
-  if (n_past_ + n > ctx())
-    fail_input("context full: " + std::to_string(n_past_ + n) + " tokens do not fit in --ctx " + std::to_string(ctx()));
-  for (int64_t i = 0; i < n; i++)  // all of them before any chunk runs: a refused prompt leaves the cache as it was
-    if (tokens[i] < 0 || tokens[i] >= vocab())
-      fail_input("token id " + std::to_string(tokens[i]) + " is outside the vocabulary (0.." + std::to_string(vocab() - 1) + ")");
+  check_append(tokens, n, n_past_, ctx(), vocab());
   if (all_logits) logits_.resize(size_t(n * vocab()));
   for (int64_t done = 0; done < n; done += kPrefillChunk) {
     const int64_t len = std::min(kPrefillChunk, n - done);

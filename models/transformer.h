@@ -42,6 +42,11 @@ struct Model {
             const std::function<const float*(const std::string&)>& vec);          // bytes read per decoded token (all matrices)
 };
 
+// Checks of what a backend is asked to run, shared by CPU and CUDA: slot runs within the cache and
+// token ids within the vocabulary (returns the rows of the pass); n tokens appended after n_past.
+int64_t check_pass(const Config& c, const int32_t* tok, const SlotRun* runs, int64_t n_runs, int64_t slots, int64_t ctx);
+void check_append(const int32_t* tokens, int64_t n, int64_t n_past, int64_t ctx, int64_t vocab);
+
 // Many sequences on the CPU, each in a slot of one KV cache (slots x ctx positions, allocated up
 // front). A pass runs rows of any slots together: matrices see all rows at once ([rows, cols]
 // products, weights read once per pass), RoPE, KV stores and attention go by each row's slot and

@@ -15,7 +15,12 @@
 
 namespace r1test {
 
-inline std::string fixture_dir(const std::string& model) { return std::string(R1_FIXTURES) + "/models/" + model; }
+// R1_FIXTURES_DIR overrides the build tree's path (test binaries carried to another machine).
+inline std::string fixtures_root() {
+  const char* e = getenv("R1_FIXTURES_DIR");
+  return e && *e ? e : R1_FIXTURES;
+}
+inline std::string fixture_dir(const std::string& model) { return fixtures_root() + "/models/" + model; }
 
 inline const std::string& temp_root() {
   // Never destroyed: the atexit cleanup below runs after static destructors would have run.

@@ -1,0 +1,101 @@
+// The CUDA backend's entry points, callable from plain C++ (no CUDA headers here). Pointers are
+// device pointers unless named host_*; every launch goes on one stream and is checked, and a
+// CUDA failure becomes an r1::Error with the call that failed.
+//
+// Numerics follow the CPU reference: q4/q8 weights run on int8-quantized activations (per token,
+// per group of 32, exactly ref::quantize_act_q8), the group dot in integers (dp4a) and the
+// scales in float, as ref::matvec_q8act; float formats accumulate in f32. Activations are f32,
+// the KV cache f16 with the CPU's layout [slot, layer, kv head, ctx, head_dim].
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "quant/formats.h"
+
+namespace r1::cuda {
+
+// --- the device ---
+struct DeviceInfo {
+  std::string name;
+  int cc_major = 0, cc_minor = 0, sms = 0;
+  uint64_t total_bytes = 0, free_bytes = 0;
+};
+// Whether a CUDA device this build can run on is present; if not, why (one line).
+bool usable(std::string* why = nullptr);
+DeviceInfo device_info();
+
+void* alloc(uint64_t bytes, const std::string& what);  // fails with what and the sizes involved
+void release(void* p);
+void to_device(void* dst, const void* host_src, uint64_t bytes);  // synchronous
+void to_host(void* host_dst, const void* src, uint64_t bytes);    // synchronous (waits for the stream)
+void to_device_async(void* dst, const void* host_src, uint64_t bytes);  // host_src must outlive the copy
+void fill_bytes(void* p, int byte, uint64_t bytes);
+void synchronize();
+
+// A captured sequence of launches (one decode step), replayed with one launch.
+struct Graph;
+void begin_capture();
+Graph* end_capture();
+void replay(Graph* g);
+void destroy(Graph* g);
+
+// Device time of a region, for benchmarks: start(), then stop() returns milliseconds.
+struct Timer;
+Timer* timer_start();
+float timer_stop(Timer* t);  // waits for the stream; deletes t
+
+// Device memory read bandwidth in GB/s: the best of several passes over a buffer of `bytes`
+// (the ceiling a decode step, which reads every weight once, is measured against).
+double read_bandwidth_gbs(uint64_t bytes);
+
+// --- kernels ---
+// A batch of n token rows as the matrices see it: f32 rows, and (for q4/q8 weights) their
+// int8 codes and per-group scales from quantize().
+struct Act {
+  const float* x = nullptr;   // [n, cols]
+  const int8_t* q = nullptr;  // [n, cols]
+  const float* d = nullptr;   // [n, cols / 32]
+};
+
+// One matrix product of a launch: y[t, r] = (accumulate ? y[t, r] : 0) + bias[r] + W[r, :] . x[t, :]
+struct MatOut {
+  WeightView w;                 // device codes / scales
+  float* y = nullptr;           // [n, w.rows]
+  const float* bias = nullptr;  // [w.rows] or null
+  bool accumulate = false;      // residual add fused into the write
+};
+
+// Up to 3 products that read the same input in one launch (q/k/v), in any mix of formats (float
+// formats read a.x, q4/q8 read a.q and a.d). With glu, outs[0] and outs[1] are gate and up of one
+// shape and format, and outs[0].y gets silu(gate) * up (no bias or accumulate; outs[1].y is not
+// written).
+void matmul(const MatOut* outs, int n_outs, const Act& a, int64_t n, bool glu = false);
+
+// xq, xd = int8 codes and scales of each row of x, as ref::quantize_act_q8.   x: [n, cols]
+void quantize(const float* x, int64_t n, int64_t cols, int8_t* xq, float* xd);
+// out = rmsnorm(x) * w per row, and (xq non-null) its quantized form.   x, out: [n, dim]
+void rmsnorm(float* out, const float* x, const float* w, int64_t n, int64_t dim, float eps, int8_t* xq = nullptr,
+             float* xd = nullptr);
+// x[t, :] = E[tokens[t], :] as floats.    tokens: [n] (device)   x: [n, E.cols]
+void embed(const WeightView& E, const int32_t* tokens, int64_t n, float* x);
+
+// Where each row of a pass sits: its KV slot and position (device array, [n]).
+struct RowPos {
+  int32_t slot, pos;
+};
+struct KVLayout {
+  uint16_t *k = nullptr, *v = nullptr;  // f16 [slots, layers, n_kv, ctx, hd]
+  int64_t layers = 0, n_kv = 0, ctx = 0, hd = 0;
+};
+// RoPE (rotate-half, angle pos * inv_freq[i]) on q and k in place, then k and v of each row into
+// layer l of the cache at its slot and position.   q: [n, n_heads, hd]  k, v: [n, n_kv, hd]
+void rope_store(float* q, float* k, const float* v, const RowPos* rows, int64_t n, int n_heads,
+                const float* inv_freq, const KVLayout& kv, int64_t layer);
+// Causal attention for each row over its slot's positions [0, pos]; GQA as ref::attention.
+// max_pos: an upper bound of the rows' positions (sizes the split over positions).
+// out: [n, n_heads, hd]; work: attention_work_floats(n, n_heads, hd, max_pos) floats.
+void attention(float* out, const float* q, const RowPos* rows, int64_t n, int n_heads, const KVLayout& kv,
+               int64_t layer, int64_t max_pos, float* work);
+uint64_t attention_work_floats(int64_t n, int n_heads, int64_t hd, int64_t max_pos);
+
+}  // namespace r1::cuda

@@ -1,0 +1,276 @@
+// Everything on the GPU that is not a matrix product: RMSNorm (with the activation quantization
+// fused in), the embedding lookup, RoPE with the KV write, and attention over the f16 cache.
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda.h"
+
+namespace r1::cuda {
+namespace {
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Block-wide sum (or max) for blocks of up to 1024 threads; every thread gets the result.
+template <bool Max>
+__device__ float block_reduce(float v, float* red) {
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+  v = Max ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // red may still be read by an earlier reduction
+  if (lane == 0) red[w] = v;
+  __syncthreads();
+  float r = lane < nw ? red[lane] : (Max ? -INFINITY : 0.f);
+  r = Max ? warp_max(r) : warp_sum(r);
+  return r;
+}
+
+// One warp per group of 32: lane i quantizes element i, as ref::quantize_act_q8.
+__device__ __forceinline__ void quantize_group(float v, int8_t* q, float* d) {
+  const float amax = warp_max(fabsf(v));
+  const int lane = threadIdx.x & 31;
+  if (lane == 0) *d = amax / 127.0f;
+  const float id = amax != 0.f ? 127.0f / amax : 0.0f;
+  q[lane] = int8_t(rintf(v * id));
+}
+
+__global__ void k_quantize(const float* x, int64_t groups, int8_t* q, float* d) {
+  const int64_t g = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  if (g >= groups) return;  // whole warps leave together: groups are warp-aligned
+  quantize_group(x[g * 32 + (threadIdx.x & 31)], q + g * 32, d + g);
+}
+
+__global__ void k_rmsnorm(float* out, const float* x, const float* w, int dim, float eps, int8_t* xq, float* xd) {
+  __shared__ float red[32];
+  const int64_t row = blockIdx.x;
+  const float* xr = x + row * dim;
+  float* o = out + row * dim;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
+  ss = block_reduce<false>(ss, red);
+  const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = xr[i] * inv * w[i];
+  if (!xq) return;
+  __syncthreads();  // the row is written: warps now quantize it a group at a time
+  const int lane = threadIdx.x & 31;
+  for (int g = threadIdx.x >> 5; g < dim / 32; g += blockDim.x >> 5)
+    quantize_group(o[g * 32 + lane], xq + row * dim + g * 32, xd + row * (dim / 32) + g);
+}
+
+__global__ void k_embed(WeightView E, const int32_t* tokens, float* x) {
+  const int64_t t = blockIdx.x, n = E.cols, r = tokens[t];
+  float* o = x + t * n;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    float v;
+    switch (E.fmt) {
+      case Format::F32: v = reinterpret_cast<const float*>(E.codes)[r * n + i]; break;
+      case Format::F16: v = __half2float(__ushort_as_half(reinterpret_cast<const uint16_t*>(E.codes)[r * n + i])); break;
+      case Format::BF16: v = __uint_as_float(uint32_t(reinterpret_cast<const uint16_t*>(E.codes)[r * n + i]) << 16); break;
+      case Format::Q8:
+        v = __half2float(__ushort_as_half(E.scales[(r * n + i) / 32])) * float(reinterpret_cast<const int8_t*>(E.codes)[r * n + i]);
+        break;
+      default: {
+        const int64_t g = i / 32, j = i % 32;
+        const uint8_t b = E.codes[r * n / 2 + g * 16 + (j & 15)];
+        v = __half2float(__ushort_as_half(E.scales[r * (n / 32) + g])) * float(detail::q4_level(j < 16 ? b & 15 : b >> 4));
+      }
+    }
+    o[i] = v;
+  }
+}
+
+__device__ __forceinline__ int64_t kv_offset(const KVLayout& kv, int64_t slot, int64_t layer, int64_t h, int64_t pos) {
+  return (((slot * kv.layers + layer) * kv.n_kv + h) * kv.ctx + pos) * kv.hd;
+}
+
+// Block per row; thread per (head, pair) of q and k heads together.
+__global__ void k_rope_store(float* q, float* k, const float* v, const RowPos* rows, int n_heads, const float* inv_freq,
+                             KVLayout kv, int64_t layer) {
+  const int64_t t = blockIdx.x;
+  const int hd = int(kv.hd), half = hd / 2, nkv = int(kv.n_kv);
+  const RowPos rp = rows[t];
+  for (int u = threadIdx.x; u < (n_heads + nkv) * half; u += blockDim.x) {
+    const int h = u / half, i = u % half;
+    const float a = float(rp.pos) * inv_freq[i];
+    const float c = cosf(a), s = sinf(a);
+    float* p = h < n_heads ? q + (t * n_heads + h) * hd : k + (t * nkv + (h - n_heads)) * hd;
+    const float x0 = p[i], x1 = p[i + half];
+    const float y0 = x0 * c - x1 * s, y1 = x1 * c + x0 * s;
+    p[i] = y0;
+    p[i + half] = y1;
+    if (h >= n_heads) {
+      const int kh = h - n_heads;
+      const int64_t off = kv_offset(kv, rp.slot, layer, kh, rp.pos);
+      const float* vr = v + (t * nkv + kh) * hd;
+      kv.k[off + i] = __half_as_ushort(__float2half_rn(y0));
+      kv.k[off + i + half] = __half_as_ushort(__float2half_rn(y1));
+      kv.v[off + i] = __half_as_ushort(__float2half_rn(vr[i]));
+      kv.v[off + i + half] = __half_as_ushort(__float2half_rn(vr[i + half]));
+    }
+  }
+}
+
+// Attention, split over positions (flash-decoding): block (split, head, row) scores positions
+// [split * kChunk, ...) up to the row's own, and leaves (max, sum, unnormalized output) for the
+// combine step. Scores: a thread per position; output: a thread per dimension.
+constexpr int kChunk = 256, kAttnThreads = 128, kMaxHd = 256;
+
+__global__ void __launch_bounds__(kAttnThreads) k_attn_split(const float* q, const RowPos* rows, int n_heads, KVLayout kv,
+                                                             int64_t layer, int splits, float* work) {
+  __shared__ float qs[kMaxHd];
+  __shared__ float p[kChunk];
+  __shared__ float red[32];
+  const int split = blockIdx.x, h = blockIdx.y;
+  const int64_t t = blockIdx.z;
+  const RowPos rp = rows[t];
+  const int p0 = split * kChunk;
+  if (p0 > rp.pos) return;  // beyond this row: the combine step skips it
+  const int len = min(kChunk, rp.pos + 1 - p0);
+  const int hd = int(kv.hd), group = n_heads / int(kv.n_kv), kvh = h / group;
+  const float* qh = q + (t * n_heads + h) * hd;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
+  __syncthreads();
+  const int64_t base = kv_offset(kv, rp.slot, layer, kvh, p0);
+  const float scale = 1.0f / sqrtf(float(hd));
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j < len; j += blockDim.x) {
+    const uint4* kr = reinterpret_cast<const uint4*>(kv.k + base + int64_t(j) * hd);
+    float s = 0.f;
+    for (int c = 0; c < hd / 8; c++) {
+      const uint4 u = kr[c];
+      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[e]));
+        s += qs[c * 8 + 2 * e] * f.x;
+        s += qs[c * 8 + 2 * e + 1] * f.y;
+      }
+    }
+    s *= scale;
+    p[j] = s;
+    m = fmaxf(m, s);
+  }
+  m = block_reduce<true>(m, red);
+  float l = 0.f;
+  for (int j = threadIdx.x; j < len; j += blockDim.x) {
+    const float e = expf(p[j] - m);
+    p[j] = e;
+    l += e;
+  }
+  l = block_reduce<false>(l, red);  // its barriers also publish p[]
+  float* out = work + ((t * n_heads + h) * int64_t(splits) + split) * (hd + 2);
+  if (threadIdx.x == 0) out[0] = m, out[1] = l;
+  const uint16_t* vb = kv.v + base;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float a = 0.f;
+    for (int j = 0; j < len; j++) a += p[j] * __half2float(__ushort_as_half(vb[int64_t(j) * hd + d]));
+    out[2 + d] = a;
+  }
+}
+
+__global__ void k_attn_combine(float* out, const RowPos* rows, int n_heads, int hd, int splits, const float* work) {
+  const int h = blockIdx.x;
+  const int64_t t = blockIdx.y;
+  const int used = rows[t].pos / kChunk + 1;
+  const float* w = work + (t * n_heads + h) * int64_t(splits) * (hd + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < used; s++) M = fmaxf(M, w[s * (hd + 2)]);
+  float L = 0.f;
+  for (int s = 0; s < used; s++) L += w[s * (hd + 2) + 1] * expf(w[s * (hd + 2)] - M);
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float a = 0.f;
+    for (int s = 0; s < used; s++) a += w[s * (hd + 2) + 2 + d] * expf(w[s * (hd + 2)] - M);
+    out[(t * n_heads + h) * hd + d] = a / L;
+  }
+}
+
+__global__ void k_read(const uint4* p, uint64_t n, uint32_t* sink) {
+  uint32_t acc = 0;
+  for (uint64_t i = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += uint64_t(gridDim.x) * blockDim.x) {
+    const uint4 u = __ldcs(p + i);
+    acc ^= u.x ^ u.y ^ u.z ^ u.w;
+  }
+  if (acc == 0x9e3779b9u) *sink = acc;  // keeps the loads; practically never taken
+}
+
+}  // namespace
+
+double read_bandwidth_gbs(uint64_t bytes) {
+  bytes = bytes / 16 * 16;
+  auto* buf = static_cast<uint4*>(alloc(bytes + 16, "the bandwidth buffer"));
+  fill_bytes(buf, 0x5a, bytes + 16);
+  uint32_t* sink = reinterpret_cast<uint32_t*>(reinterpret_cast<uint8_t*>(buf) + bytes);
+  const DeviceInfo d = device_info();
+  double best = 0;
+  for (int i = 0; i < 6; i++) {
+    Timer* t = timer_start();
+    k_read<<<unsigned(d.sms * 8), 512, 0, detail::stream()>>>(buf, bytes / 16, sink);
+    R1_CUDA_LAUNCHED("read");
+    const float ms = timer_stop(t);
+    if (i > 0) best = std::max(best, double(bytes) / (double(ms) * 1e6));
+  }
+  release(buf);
+  return best;
+}
+
+void quantize(const float* x, int64_t n, int64_t cols, int8_t* xq, float* xd) {
+  if (cols % 32) fail_input("internal: cuda::quantize width not a multiple of 32");
+  const int64_t groups = n * cols / 32;
+  if (groups == 0) return;
+  const int threads = 256;
+  k_quantize<<<unsigned((groups * 32 + threads - 1) / threads), threads, 0, detail::stream()>>>(x, groups, xq, xd);
+  R1_CUDA_LAUNCHED("quantize");
+}
+
+void rmsnorm(float* out, const float* x, const float* w, int64_t n, int64_t dim, float eps, int8_t* xq, float* xd) {
+  if (n <= 0) return;
+  if (xq && dim % 32) fail_input("internal: cuda::rmsnorm quantized width not a multiple of 32");
+  const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 128;
+  k_rmsnorm<<<unsigned(n), threads, 0, detail::stream()>>>(out, x, w, int(dim), eps, xq, xd);
+  R1_CUDA_LAUNCHED("rmsnorm");
+}
+
+void embed(const WeightView& E, const int32_t* tokens, int64_t n, float* x) {
+  if (n <= 0) return;
+  k_embed<<<unsigned(n), 256, 0, detail::stream()>>>(E, tokens, x);
+  R1_CUDA_LAUNCHED("embed");
+}
+
+void rope_store(float* q, float* k, const float* v, const RowPos* rows, int64_t n, int n_heads, const float* inv_freq,
+                const KVLayout& kv, int64_t layer) {
+  if (n <= 0) return;
+  if (kv.hd % 2) fail_input("internal: odd head_dim");
+  k_rope_store<<<unsigned(n), 256, 0, detail::stream()>>>(q, k, v, rows, n_heads, inv_freq, kv, layer);
+  R1_CUDA_LAUNCHED("rope_store");
+}
+
+static int attn_splits(int64_t max_pos) { return int(max_pos / kChunk + 1); }
+
+uint64_t attention_work_floats(int64_t n, int n_heads, int64_t hd, int64_t max_pos) {
+  return uint64_t(n) * uint64_t(n_heads) * uint64_t(attn_splits(max_pos)) * uint64_t(hd + 2);
+}
+
+void attention(float* out, const float* q, const RowPos* rows, int64_t n, int n_heads, const KVLayout& kv, int64_t layer,
+               int64_t max_pos, float* work) {
+  if (n <= 0) return;
+  if (kv.hd % 8 || kv.hd > kMaxHd) fail_input("cuda: head_dim " + std::to_string(kv.hd) + " not supported (multiple of 8, at most 256)");
+  if (kv.n_kv <= 0 || n_heads % kv.n_kv) fail_input("internal: heads not a multiple of kv heads");
+  const int splits = attn_splits(max_pos);
+  k_attn_split<<<dim3(unsigned(splits), unsigned(n_heads), unsigned(n)), kAttnThreads, 0, detail::stream()>>>(
+      q, rows, n_heads, kv, layer, splits, work);
+  R1_CUDA_LAUNCHED("attention");
+  k_attn_combine<<<dim3(unsigned(n_heads), unsigned(n)), 128, 0, detail::stream()>>>(out, rows, n_heads, int(kv.hd), splits,
+                                                                                      work);
+  R1_CUDA_LAUNCHED("attention combine");
+}
+
+}  // namespace r1::cuda

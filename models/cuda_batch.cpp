@@ -1,0 +1,323 @@
+#include "models/cuda_batch.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "core/error.h"
+#include "core/kv_cache.h"
+
+#ifdef R1_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
+
+namespace r1 {
+
+namespace {
+// Per-pass device buffers for `rows` tokens, in floats (int8 codes counted as floats / 4).
+struct PassShape {
+  int64_t H, Q, KV, F, V, wide;
+  explicit PassShape(const Config& c)
+      : H(c.hidden), Q(c.q_dim()), KV(c.kv_dim()), F(c.intermediate), V(c.vocab_size),
+        wide(std::max({c.hidden, c.q_dim(), c.intermediate})) {}
+  // x, xb, q, k, v, att, hb, logits, quantized codes (1 byte each) and scales
+  uint64_t bytes(int64_t rows) const {
+    const uint64_t floats = uint64_t(rows) * uint64_t(H + std::max(H, Q) + Q + 2 * KV + Q + F + V + wide / 32);
+    return floats * 4 + uint64_t(rows) * uint64_t(wide) + uint64_t(rows) * 16;
+  }
+};
+}  // namespace
+
+uint64_t cuda_bytes_needed(const Model& m, int64_t slots, int64_t ctx, int64_t rows) {
+  const Config& c = m.cfg;
+#ifdef R1_HAVE_CUDA
+  const uint64_t work = cuda::attention_work_floats(rows, int(c.n_heads), c.head_dim, ctx - 1) * 4;
+#else
+  const uint64_t work = 0;
+#endif
+  return KVCache::bytes_for(c, ctx, /*f16=*/true, slots) + PassShape(c).bytes(rows) + work;
+}
+
+#ifndef R1_HAVE_CUDA
+bool cuda_available(std::string* why) {
+  if (why) *why = "this build of r1 has no CUDA backend (configure with nvcc present, or -DR1_CUDA=ON)";
+  return false;
+}
+#else
+
+bool cuda_available(std::string* why) { return cuda::usable(why); }
+
+// The device copy of the weights: one allocation, each tensor at a 256-byte boundary, views
+// with the file's formats pointing into it.
+struct CudaWeights {
+  uint8_t* base = nullptr;
+  uint64_t bytes = 0;
+  WeightView embed, lm_head;
+  const float* final_norm = nullptr;
+  float* inv_freq = nullptr;
+  std::vector<LayerWeights> layers;
+
+  ~CudaWeights() { cuda::release(base); }
+
+  static uint64_t mat_bytes(const WeightView& w) {
+    return align_up(tensor_bytes(w.fmt, uint64_t(w.rows), uint64_t(w.cols)), 256);
+  }
+  static uint64_t vec_bytes(int64_t n) { return align_up(uint64_t(n) * 4, 256); }
+
+  static uint64_t total(const Model& m) {
+    const Config& c = m.cfg;
+    uint64_t s = mat_bytes(m.embed) + (c.tied_embeddings ? 0 : mat_bytes(m.lm_head)) + vec_bytes(c.hidden) +
+                 vec_bytes(c.head_dim / 2);
+    for (const LayerWeights& L : m.layers) {
+      s += mat_bytes(L.wq) + mat_bytes(L.wk) + mat_bytes(L.wv) + mat_bytes(L.wo) + mat_bytes(L.gate) + mat_bytes(L.up) +
+           mat_bytes(L.down) + 2 * vec_bytes(c.hidden);
+      if (L.bq) s += vec_bytes(c.q_dim()) + 2 * vec_bytes(c.kv_dim());
+    }
+    return s;
+  }
+
+  explicit CudaWeights(const Model& m) {
+    const Config& c = m.cfg;
+    bytes = total(m);
+    base = static_cast<uint8_t*>(cuda::alloc(bytes, "the weights"));
+    uint64_t off = 0, shown = 0;
+    const bool progress = bytes > (4ull << 30);
+    auto copy = [&](const void* src, uint64_t n, uint64_t padded) {
+      uint8_t* dst = base + off;
+      cuda::to_device(dst, src, n);
+      off += padded;
+      if (progress && off - shown > bytes / 20) {
+        shown = off;
+        std::fprintf(stderr, "\ruploading weights: %.1f / %.1f GB", double(off) / 1e9, double(bytes) / 1e9);
+      }
+      return dst;
+    };
+    auto mat = [&](const WeightView& w) {
+      const uint64_t n = tensor_bytes(w.fmt, uint64_t(w.rows), uint64_t(w.cols));
+      return make_view(w.fmt, uint64_t(w.rows), uint64_t(w.cols), copy(w.codes, n, align_up(n, 256)));
+    };
+    auto vec = [&](const float* v, int64_t n) {
+      return reinterpret_cast<const float*>(copy(v, uint64_t(n) * 4, vec_bytes(n)));
+    };
+    embed = mat(m.embed);
+    lm_head = c.tied_embeddings ? embed : mat(m.lm_head);
+    final_norm = vec(m.final_norm, c.hidden);
+    inv_freq = const_cast<float*>(vec(m.inv_freq.data(), c.head_dim / 2));
+    for (const LayerWeights& L : m.layers) {
+      LayerWeights d;
+      d.attn_norm = vec(L.attn_norm, c.hidden);
+      d.wq = mat(L.wq), d.wk = mat(L.wk), d.wv = mat(L.wv), d.wo = mat(L.wo);
+      if (L.bq) d.bq = vec(L.bq, c.q_dim()), d.bk = vec(L.bk, c.kv_dim()), d.bv = vec(L.bv, c.kv_dim());
+      d.ffn_norm = vec(L.ffn_norm, c.hidden);
+      d.gate = mat(L.gate), d.up = mat(L.up), d.down = mat(L.down);
+      layers.push_back(d);
+    }
+    if (progress) std::fprintf(stderr, "\ruploading weights: %.1f GB done%20s\n", double(bytes) / 1e9, "");
+  }
+};
+
+struct CudaBatch::Buffers {
+  int64_t rows = 0;
+  uint8_t* mem = nullptr;  // one allocation for the pass buffers
+  float *x, *xb, *q, *k, *v, *att, *hb, *logits, *xd, *work;
+  int8_t* xq;
+  int32_t* tokens;
+  cuda::RowPos* rowpos;
+  cuda::KVLayout kv;
+  ~Buffers() {
+    cuda::release(mem);
+    cuda::release(kv.k);
+    cuda::release(kv.v);
+  }
+};
+
+CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx) : m_(m), slots_(n_slots), ctx_(ctx) {
+  std::string why;
+  if (!cuda::usable(&why)) fail_input("--device cuda: " + why);
+  const Config& c = m.cfg;
+  // Everything up front, before the first big allocation: weights, cache, workspace.
+  const int64_t rows = std::min<int64_t>(kPrefillChunk, ctx) + n_slots;
+  const uint64_t wb = CudaWeights::total(m), kvb = KVCache::bytes_for(c, ctx, true, n_slots);
+  const uint64_t need = wb + cuda_bytes_needed(m, n_slots, ctx, rows);
+  const cuda::DeviceInfo d = cuda::device_info();
+  const uint64_t headroom = 512ull << 20;  // CUDA context, graphs, fragmentation
+  if (need + headroom > d.free_bytes) {
+    char buf[512];
+    const uint64_t per_pos = KVCache::bytes_for(c, 1, true, n_slots);
+    const int64_t fits_ctx = d.free_bytes > wb + headroom + (need - wb - kvb)
+                                 ? int64_t((d.free_bytes - wb - headroom - (need - wb - kvb)) / per_pos)
+                                 : 0;
+    std::snprintf(buf, sizeof buf,
+                  "does not fit on %s: weights %.2f GB + KV cache %.2f GB (ctx %lld) + workspace %.2f GB > %.2f GB free; "
+                  "%s",
+                  d.name.c_str(), double(wb) / 1e9, double(kvb) / 1e9, (long long)ctx, double(need - wb - kvb) / 1e9,
+                  double(d.free_bytes) / 1e9,
+                  fits_ctx >= 256 ? ("try --ctx " + std::to_string(fits_ctx / 256 * 256)).c_str()
+                                  : "try a q4 file, or --device cpu");
+    fail_input(buf);
+  }
+  w_ = std::make_unique<CudaWeights>(m);
+  b_ = std::make_unique<Buffers>();
+  b_->kv = {nullptr, nullptr, c.n_layers, c.n_kv_heads, ctx, c.head_dim};
+  b_->kv.k = static_cast<uint16_t*>(cuda::alloc(kvb / 2, "the KV cache (keys)"));
+  b_->kv.v = static_cast<uint16_t*>(cuda::alloc(kvb / 2, "the KV cache (values)"));
+  reserve(rows);
+}
+
+CudaBatch::~CudaBatch() { cuda::destroy(static_cast<cuda::Graph*>(graph_)); }
+
+void CudaBatch::reserve(int64_t rows) {
+  if (b_->rows >= rows) return;
+  const Config& c = m_.cfg;
+  cuda::destroy(static_cast<cuda::Graph*>(graph_));  // it points at the old buffers
+  graph_ = nullptr;
+  cuda::release(b_->mem);
+  b_->mem = nullptr;
+  const PassShape s(c);
+  const uint64_t work = cuda::attention_work_floats(rows, int(c.n_heads), c.head_dim, ctx_ - 1);
+  uint64_t off = 0;
+  std::vector<std::pair<void**, uint64_t>> parts = {
+      {(void**)&b_->x, uint64_t(rows * s.H) * 4},           {(void**)&b_->xb, uint64_t(rows * std::max(s.H, s.Q)) * 4},
+      {(void**)&b_->q, uint64_t(rows * s.Q) * 4},           {(void**)&b_->k, uint64_t(rows * s.KV) * 4},
+      {(void**)&b_->v, uint64_t(rows * s.KV) * 4},          {(void**)&b_->att, uint64_t(rows * s.Q) * 4},
+      {(void**)&b_->hb, uint64_t(rows * s.F) * 4},          {(void**)&b_->logits, uint64_t(rows * s.V) * 4},
+      {(void**)&b_->xd, uint64_t(rows * (s.wide / 32)) * 4}, {(void**)&b_->work, work * 4},
+      {(void**)&b_->xq, uint64_t(rows * s.wide)},           {(void**)&b_->tokens, uint64_t(rows) * 4},
+      {(void**)&b_->rowpos, uint64_t(rows) * 8}};
+  for (auto& p : parts) off += align_up(p.second, 256);
+  b_->mem = static_cast<uint8_t*>(cuda::alloc(off, "the pass buffers"));
+  off = 0;
+  for (auto& p : parts) {
+    *p.first = b_->mem + off;
+    off += align_up(p.second, 256);
+  }
+  b_->rows = rows;
+}
+
+void CudaBatch::enqueue(int64_t n, const std::vector<SlotRun>& runs, int64_t max_pos) {
+  const Config& c = m_.cfg;
+  const int64_t H = c.hidden, Q = c.q_dim(), F = c.intermediate;
+  Buffers& b = *b_;
+  const cuda::Act act{b.xb, b.xq, b.xd};
+  auto quantized = [](const WeightView& w) { return is_quantized(w.fmt); };
+  cuda::embed(w_->embed, b.tokens, n, b.x);  // x: [n, H]
+  for (int64_t l = 0; l < c.n_layers; l++) {
+    const LayerWeights& L = w_->layers[size_t(l)];
+    // attention block: xb = norm(x) (and its int8 form), q/k/v in one launch
+    const bool qa = quantized(L.wq) || quantized(L.wk) || quantized(L.wv);
+    cuda::rmsnorm(b.xb, b.x, L.attn_norm, n, H, c.norm_eps, qa ? b.xq : nullptr, b.xd);
+    const cuda::MatOut qkv[3] = {{L.wq, b.q, L.bq, false}, {L.wk, b.k, L.bk, false}, {L.wv, b.v, L.bv, false}};
+    cuda::matmul(qkv, 3, act, n);
+    cuda::rope_store(b.q, b.k, b.v, b.rowpos, n, int(c.n_heads), w_->inv_freq, b.kv, l);
+    cuda::attention(b.att, b.q, b.rowpos, n, int(c.n_heads), b.kv, l, max_pos, b.work);  // att: [n, Q]
+    if (quantized(L.wo)) cuda::quantize(b.att, n, Q, b.xq, b.xd);
+    const cuda::MatOut o{L.wo, b.x, nullptr, true};  // x += att Wo^T
+    cuda::matmul(&o, 1, cuda::Act{b.att, b.xq, b.xd}, n);
+    // MLP block: hb = silu(xb Wg^T) * (xb Wu^T) in one launch, x += hb Wd^T
+    cuda::rmsnorm(b.xb, b.x, L.ffn_norm, n, H, c.norm_eps, quantized(L.gate) ? b.xq : nullptr, b.xd);
+    const cuda::MatOut gu[2] = {{L.gate, b.hb, nullptr, false}, {L.up, nullptr, nullptr, false}};
+    cuda::matmul(gu, 2, act, n, /*glu=*/true);
+    if (quantized(L.down)) cuda::quantize(b.hb, n, F, b.xq, b.xd);
+    const cuda::MatOut dn{L.down, b.x, nullptr, true};
+    cuda::matmul(&dn, 1, cuda::Act{b.hb, b.xq, b.xd}, n);
+  }
+  // Final norm and lm_head for the rows whose logits are wanted, gathered in xb.
+  int64_t rows = 0;
+  for (int64_t s = 0, r0 = 0; s < int64_t(runs.size()); r0 += runs[size_t(s)].n, s++) {
+    const SlotRun& g = runs[size_t(s)];
+    if (g.logits == SlotRun::None) continue;
+    const int64_t first = g.logits == SlotRun::All ? r0 : r0 + g.n - 1, cnt = r0 + g.n - first;
+    cuda::rmsnorm(b.xb + rows * H, b.x + first * H, w_->final_norm, cnt, H, c.norm_eps,
+                  quantized(w_->lm_head) ? b.xq + rows * H : nullptr, b.xd + rows * (H / 32));
+    rows += cnt;
+  }
+  if (rows > 0) {
+    const cuda::MatOut lm{w_->lm_head, b.logits, nullptr, false};
+    cuda::matmul(&lm, 1, act, rows);
+  }
+}
+
+static int64_t wanted_rows(const SlotRun* runs, int64_t n_runs) {
+  int64_t rows = 0;
+  for (int64_t s = 0; s < n_runs; s++)
+    rows += runs[s].logits == SlotRun::All ? runs[s].n : runs[s].logits == SlotRun::Last ? 1 : 0;
+  return rows;
+}
+
+void CudaBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs, float* out) {
+  const int64_t n = check_pass(m_.cfg, tok, runs, n_runs, slots_, ctx_);
+  reserve(n);
+  // tokens, then (slot, pos) per row, staged on the host and sent in one copy each
+  h_rows_.assign(size_t(n * 3), 0);
+  int64_t max_pos = 0;
+  for (int64_t s = 0, t = 0; s < n_runs; s++)
+    for (int64_t j = 0; j < runs[s].n; j++, t++) {
+      h_rows_[size_t(t)] = tok[t];
+      h_rows_[size_t(n + 2 * t)] = int32_t(runs[s].slot);
+      h_rows_[size_t(n + 2 * t + 1)] = int32_t(runs[s].pos0 + j);
+      max_pos = std::max(max_pos, runs[s].pos0 + j);
+    }
+  cuda::to_device_async(b_->tokens, h_rows_.data(), uint64_t(n) * 4);
+  cuda::to_device_async(b_->rowpos, h_rows_.data() + n, uint64_t(n) * 8);
+  enqueue(n, std::vector<SlotRun>(runs, runs + n_runs), max_pos);
+  const int64_t rows = wanted_rows(runs, n_runs);
+  if (rows > 0) cuda::to_host(out, b_->logits, uint64_t(rows * m_.cfg.vocab_size) * 4);
+  else cuda::synchronize();
+}
+
+void CudaBatch::decode_one(int32_t token, int64_t pos, float* out) {
+  const SlotRun run{0, pos, 1, SlotRun::Last};
+  check_pass(m_.cfg, &token, &run, 1, slots_, ctx_);
+  h_rows_ = {token, 0, int32_t(pos)};
+  cuda::to_device_async(b_->tokens, h_rows_.data(), 4);
+  cuda::to_device_async(b_->rowpos, h_rows_.data() + 1, 8);
+  if (!graph_) {  // attention sized for any position: the graph serves every step
+    cuda::begin_capture();
+    enqueue(1, {run}, ctx_ - 1);
+    graph_ = cuda::end_capture();
+  }
+  cuda::replay(static_cast<cuda::Graph*>(graph_));
+  cuda::to_host(out, b_->logits, uint64_t(m_.cfg.vocab_size) * 4);
+}
+
+void CudaBatch::fill_kv_random(int64_t depth) {
+  std::vector<uint16_t> row(size_t(depth * b_->kv.hd));
+  uint32_t st = 12345;
+  for (auto& h : row) {
+    st = st * 1664525u + 1013904223u;
+    h = uint16_t(((st >> 8) & 0x83ffu) | 0x3800u);
+  }
+  // every (slot, layer, kv head) block gets the same random history: only the traffic matters
+  const int64_t blocks = slots_ * b_->kv.layers * b_->kv.n_kv, stride = ctx_ * b_->kv.hd;
+  for (int64_t i = 0; i < blocks; i++) {
+    cuda::to_device(b_->kv.k + i * stride, row.data(), row.size() * 2);
+    cuda::to_device(b_->kv.v + i * stride, row.data(), row.size() * 2);
+  }
+}
+
+CudaSession::CudaSession(const Model& m, int64_t ctx) : batch_(m, 1, ctx), logits_(size_t(m.cfg.vocab_size)) {}
+
+void CudaSession::truncate(int64_t n) {
+  if (n < 0 || n > n_past_) fail_input("internal: bad KV truncation");
+  n_past_ = n;
+}
+
+const float* CudaSession::forward(const int32_t* tokens, int64_t n, bool all_logits) {
+  check_append(tokens, n, n_past_, ctx(), vocab());
+  if (n == 1 && !all_logits) {
+    batch_.decode_one(tokens[0], n_past_, logits_.data());
+    n_past_ += 1;
+    return logits_.data();
+  }
+  if (all_logits) logits_.resize(size_t(n * vocab()));
+  for (int64_t done = 0; done < n; done += kPrefillChunk) {
+    const int64_t len = std::min(kPrefillChunk, n - done);
+    SlotRun seg{0, n_past_, len, all_logits ? SlotRun::All : done + len == n ? SlotRun::Last : SlotRun::None};
+    batch_.forward(tokens + done, &seg, 1, logits_.data() + (all_logits ? done * vocab() : 0));
+    n_past_ += len;
+  }
+  return logits_.data();
+}
+
+#endif  // R1_HAVE_CUDA
+
+}  // namespace r1

@@ -1,0 +1,711 @@
+// CUDA kernels (kernels/cuda/cuda.h) against the scalar CPU reference (kernels/cpu/ref.h), on
+// fresh random data and random shapes with odd sizes. Every output is poisoned before a launch
+// (0xFF bytes: each f32 a NaN; 0x80 for int8 codes: -128, which quantization never produces), so
+// an element a kernel does not write fails; any NaN/inf fails; float results are compared by
+// relative L2 error ||out - ref|| / ||ref|| in double, with the max abs error in the report.
+// Seeds are fixed (plus Catch's --rng-seed when given) and printed with every check.
+// This binary runs on GPU machines only: a missing device is a failure, not a skip.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/config.h"
+#include "kernels/cpu/ref.h"
+#include "kernels/cuda/cuda.h"
+#include "quant/formats.h"
+#include "quant/half.h"
+#include "quant/quantize.h"
+
+using namespace r1;
+
+#define R1_REQUIRE_GPU()                                                  \
+  do {                                                                    \
+    std::string why;                                                      \
+    if (!r1::cuda::usable(&why)) FAIL("no usable CUDA device: " << why);  \
+  } while (0)
+
+namespace {
+
+using Rng = std::mt19937;
+const Format kFormats[] = {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4};
+
+uint32_t seed_for(uint32_t test) { return 0x5eed0000u + 7919u * test + Catch::rngSeed(); }
+
+std::vector<float> randn(Rng& g, size_t n, float s = 1.0f) {
+  std::normal_distribution<float> d(0.0f, s);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+int64_t rand_in(Rng& g, int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(g); }
+template <class T>
+T pick(Rng& g, const std::vector<T>& v) { return v[size_t(rand_in(g, 0, int64_t(v.size()) - 1))]; }
+
+// Halves uniform in [-1, 1) (splitmix64: fast enough for caches of tens of millions of entries).
+std::vector<uint16_t> rand_f16_pm1(uint64_t seed, size_t n) {
+  std::vector<uint16_t> v(n);
+  for (auto& h : v) {
+    uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    h = f32_to_f16(float(z >> 40) * (2.0f / 16777216.0f) - 1.0f);
+  }
+  return v;
+}
+
+// A device buffer that frees itself.
+class DevBuf {
+ public:
+  DevBuf() = default;
+  explicit DevBuf(uint64_t bytes) : p_(cuda::alloc(bytes, "test buffer")), bytes_(bytes) {}
+  ~DevBuf() { cuda::release(p_); }
+  DevBuf(DevBuf&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  DevBuf& operator=(DevBuf&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  template <class T>
+  T* as() const { return static_cast<T*>(p_); }
+  uint64_t bytes() const { return bytes_; }
+  void poison(int byte = 0xFF) { cuda::fill_bytes(p_, byte, bytes_); }
+
+ private:
+  void* p_ = nullptr;
+  uint64_t bytes_ = 0;
+};
+
+template <class T>
+DevBuf upload(const std::vector<T>& v) {
+  DevBuf b(std::max<uint64_t>(1, v.size() * sizeof(T)));
+  if (!v.empty()) cuda::to_device(b.as<void>(), v.data(), v.size() * sizeof(T));
+  return b;
+}
+template <class T>
+std::vector<T> download(const DevBuf& b, size_t n) {
+  REQUIRE(n * sizeof(T) <= b.bytes());
+  std::vector<T> v(n);
+  cuda::to_host(v.data(), b.as<void>(), n * sizeof(T));
+  return v;
+}
+
+// out against ref: every output finite, the reference non-zero, and the relative L2 error within
+// bound; with seg > 0 the bound holds for each run of seg values (one row) on its own. norm_floor:
+// a lower bound for ||ref|| where a few outputs may all cancel by chance (see dot_scale).
+void check_close(const std::vector<float>& out, const std::vector<float>& ref, double bound, size_t seg = 0,
+                 double norm_floor = 0) {
+  REQUIRE(out.size() == ref.size());
+  REQUIRE(!ref.empty());
+  if (seg == 0) seg = ref.size();
+  double worst_rel = 0, max_abs = 0, min_norm = INFINITY;
+  size_t worst_seg = 0, nonfinite = 0, first_nonfinite = 0, ref_nonfinite = 0;
+  for (size_t s0 = 0; s0 < ref.size(); s0 += seg) {
+    double num = 0, den = 0;
+    for (size_t i = s0; i < std::min(ref.size(), s0 + seg); i++) {
+      if (!std::isfinite(ref[i])) ref_nonfinite++;
+      den += double(ref[i]) * double(ref[i]);
+      if (!std::isfinite(out[i])) {
+        if (nonfinite++ == 0) first_nonfinite = i;
+        continue;
+      }
+      const double d = double(out[i]) - double(ref[i]);
+      num += d * d;
+      max_abs = std::max(max_abs, std::fabs(d));
+    }
+    min_norm = std::min(min_norm, std::sqrt(den));
+    den = std::max(den, norm_floor * norm_floor);
+    const double rel = den > 0 ? std::sqrt(num / den) : INFINITY;
+    if (rel > worst_rel || s0 == 0) worst_rel = rel, worst_seg = s0 / seg;
+  }
+  INFO("relative L2 error " << worst_rel << " (bound " << bound << ", worst row " << worst_seg << " of rows of "
+                            << seg << "), max abs error " << max_abs << ", smallest |ref| " << min_norm
+                            << (norm_floor > 0 ? ", |ref| floor " + std::to_string(norm_floor) : ""));
+  INFO("non-finite outputs: " << nonfinite << (nonfinite ? " (first at " + std::to_string(first_nonfinite) + ")" : ""));
+  REQUIRE(ref_nonfinite == 0);  // a broken reference is the test's bug
+  CHECK(nonfinite == 0);
+  CHECK(min_norm > 0);
+  CHECK(worst_rel <= bound);
+}
+
+// Element-wise bitwise equality; reports the count and the first mismatch.
+template <class T>
+void check_bits(const std::vector<T>& out, const std::vector<T>& ref, const char* what) {
+  REQUIRE(out.size() == ref.size());
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < ref.size(); i++)
+    if (std::memcmp(&out[i], &ref[i], sizeof(T)) != 0 && bad++ == 0) first = i;
+  std::ostringstream os;
+  if (bad) os << " (first at " << first << ": got " << +out[first] << ", want " << +ref[first] << ")";
+  INFO(what << ": " << bad << " of " << ref.size() << " differ" << os.str());
+  CHECK(bad == 0);
+}
+
+// A random [rows, cols] matrix in format f: host bytes and view, and a device copy.
+struct Mat {
+  std::vector<uint8_t> host;
+  WeightView hv, dv;
+  DevBuf dev;
+  Mat(Rng& g, Format f, int64_t rows, int64_t cols) {
+    const auto w = randn(g, size_t(rows * cols), 0.1f);
+    host.resize(tensor_bytes(f, uint64_t(rows), uint64_t(cols)));
+    quantize_matrix(f, w.data(), rows, cols, host.data());
+    hv = make_view(f, uint64_t(rows), uint64_t(cols), host.data());
+    dev = upload(host);
+    dv = make_view(f, uint64_t(rows), uint64_t(cols), dev.as<uint8_t>());
+  }
+};
+
+// Y = W X as the GPU should compute it: q4/q8 on int8 activations, float formats in f32.
+std::vector<float> ref_matmul(const WeightView& W, const std::vector<float>& x, int64_t n) {
+  std::vector<float> y(size_t(n * W.rows));
+  if (is_quantized(W.fmt))
+    ref::matmul_q8act(W, x.data(), n, y.data(), 0, W.rows);
+  else
+    ref::matmul(W, x.data(), n, y.data(), 0, W.rows);
+  return y;
+}
+
+// Half the typical size of one output of W x when its terms do not cancel: sqrt(mean over outputs
+// of (sum_i |W[r, i] x[i]|)^2 / cols). Rounding errors scale with it, so where a launch has only a
+// few outputs (which may all be near zero by chance) it floors ||ref|| in the relative error.
+double dot_scale(const WeightView& W, const std::vector<float>& x, int64_t n) {
+  std::vector<float> row(size_t(W.cols));
+  double s2 = 0;
+  for (int64_t r = 0; r < W.rows; r++) {
+    ref::dequant_row(W, r, row.data());
+    for (int64_t t = 0; t < n; t++) {
+      double m = 0;
+      for (int64_t i = 0; i < W.cols; i++) m += std::fabs(double(row[size_t(i)]) * double(x[size_t(t * W.cols + i)]));
+      s2 += m * m;
+    }
+  }
+  return 0.5 * std::sqrt(s2 / double(W.cols));
+}
+
+void ref_quantize_rows(const std::vector<float>& x, int64_t n, int64_t cols, std::vector<int8_t>& q,
+                       std::vector<float>& d) {
+  q.assign(size_t(n * cols), 0);
+  d.assign(size_t(n * cols / kGroup), 0.0f);
+  for (int64_t t = 0; t < n; t++)
+    ref::quantize_act_q8(x.data() + t * cols, cols, q.data() + t * cols, d.data() + t * (cols / kGroup));
+}
+
+// n rows of activations on the device: x, and (cols % 32 == 0) their int8 codes and scales, from
+// cuda::quantize or from ref::quantize_act_q8 uploaded.
+struct DevAct {
+  std::vector<float> x;
+  DevBuf dx, dq, dd;
+  cuda::Act a;
+  DevAct(Rng& g, int64_t n, int64_t cols, bool gpu_quantize) : x(randn(g, size_t(n * cols))) {
+    dx = upload(x);
+    a.x = dx.as<float>();
+    if (cols % kGroup) return;
+    if (gpu_quantize) {
+      dq = DevBuf(uint64_t(n * cols));
+      dd = DevBuf(uint64_t(n * cols / kGroup) * sizeof(float));
+      dq.poison(0x80);
+      dd.poison(0xFF);
+      cuda::quantize(a.x, n, cols, dq.as<int8_t>(), dd.as<float>());
+    } else {
+      std::vector<int8_t> q;
+      std::vector<float> d;
+      ref_quantize_rows(x, n, cols, q, d);
+      dq = upload(q);
+      dd = upload(d);
+    }
+    a.q = dq.as<int8_t>();
+    a.d = dd.as<float>();
+  }
+};
+
+// One product of a matmul launch: its matrix, bias, output and what the output must become.
+struct OutSpec {
+  Format fmt;
+  int64_t rows;
+  bool bias, accumulate;
+};
+std::string describe(const OutSpec& s) {
+  return std::string(format_name(s.fmt)) + " rows " + std::to_string(s.rows) + (s.bias ? " +bias" : "") +
+         (s.accumulate ? " +accumulate" : "");
+}
+
+// One matmul launch of specs (same cols) on n random tokens, each output against its reference:
+// y = (accumulate ? y0 : 0) + bias + W x.
+void run_matmul(Rng& g, const std::vector<OutSpec>& specs, int64_t cols, int64_t n, bool gpu_quantize) {
+  INFO("matmul cols " << cols << ", n " << n << ", activations quantized on the " << (gpu_quantize ? "GPU" : "host"));
+  const DevAct act(g, n, cols, gpu_quantize);
+  std::vector<Mat> mats;
+  std::vector<std::vector<float>> bias(specs.size()), y0(specs.size());
+  std::vector<DevBuf> dbias(specs.size()), dy(specs.size());
+  std::vector<cuda::MatOut> outs(specs.size());
+  mats.reserve(specs.size());
+  for (size_t o = 0; o < specs.size(); o++) {
+    const OutSpec& s = specs[o];
+    mats.emplace_back(g, s.fmt, s.rows, cols);
+    outs[o].w = mats[o].dv;
+    dy[o] = DevBuf(uint64_t(n * s.rows) * sizeof(float));
+    if (s.accumulate) {
+      y0[o] = randn(g, size_t(n * s.rows));
+      cuda::to_device(dy[o].as<void>(), y0[o].data(), dy[o].bytes());
+    } else {
+      dy[o].poison();
+    }
+    outs[o].y = dy[o].as<float>();
+    outs[o].accumulate = s.accumulate;
+    if (s.bias) {
+      bias[o] = randn(g, size_t(s.rows));
+      dbias[o] = upload(bias[o]);
+      outs[o].bias = dbias[o].as<float>();
+    }
+  }
+  cuda::matmul(outs.data(), int(outs.size()), act.a, n, false);
+  for (size_t o = 0; o < specs.size(); o++) {
+    const OutSpec& s = specs[o];
+    INFO("output " << o << " of " << specs.size() << ": " << describe(s));
+    std::vector<float> want = ref_matmul(mats[o].hv, act.x, n);
+    for (int64_t t = 0; t < n; t++)
+      for (int64_t r = 0; r < s.rows; r++) {
+        const size_t i = size_t(t * s.rows + r);
+        want[i] = (s.accumulate ? y0[o][i] : 0.0f) + (s.bias ? bias[o][size_t(r)] : 0.0f) + want[i];
+      }
+    const double ref_floor = n * s.rows < 16 ? dot_scale(mats[o].hv, act.x, n) : 0.0;
+    check_close(download<float>(dy[o], want.size()), want, 1e-5, 0, ref_floor);
+  }
+}
+
+struct MatShape {
+  int64_t rows, cols, n;
+};
+// The edges of the shape grid, then a seeded random sample of the rest. min_rows: 7 for glu, whose
+// output has no floor for ||ref|| (rows = 7 already makes an all-cancelling output improbable).
+std::vector<MatShape> matmul_shapes(Rng& g, int samples, int64_t min_rows = 1) {
+  const std::vector<int64_t> rows = {min_rows, 7, 33, 129, 1000}, cols = {32, 96, 160, 1536, 2080},
+                             ns = {1, 2, 3, 5, 8, 9, 17, 64};
+  std::vector<MatShape> v = {{min_rows, 32, 1}, {1000, 2080, 64}, {min_rows, 2080, 64}, {1000, 32, 1}, {129, 160, 17},
+                             {7, 96, 9}};
+  for (int i = 0; i < samples; i++) v.push_back({pick(g, rows), pick(g, cols), pick(g, ns)});
+  return v;
+}
+
+// Rows of a pass with distinct (slot, pos): the positions in `want` first, then random ones.
+std::vector<cuda::RowPos> make_rows(Rng& g, int64_t n, int64_t slots, int64_t ctx, const std::vector<int64_t>& want) {
+  std::vector<cuda::RowPos> rows;
+  std::set<std::pair<int64_t, int64_t>> used;
+  for (int64_t t = 0; t < n; t++) {
+    int64_t slot = rand_in(g, 0, slots - 1);
+    int64_t pos = size_t(t) < want.size() ? std::min(want[size_t(t)], ctx - 1) : rand_in(g, 0, ctx - 1);
+    while (!used.insert({slot, pos}).second) slot = rand_in(g, 0, slots - 1), pos = rand_in(g, 0, ctx - 1);
+    rows.push_back({int32_t(slot), int32_t(pos)});
+  }
+  return rows;
+}
+std::string describe(const std::vector<cuda::RowPos>& rows) {
+  std::ostringstream os;
+  os << "rows (slot:pos)";
+  for (const auto& r : rows) os << ' ' << r.slot << ':' << r.pos;
+  return os.str();
+}
+
+int f16_order(uint16_t h) { return (h & 0x8000) ? -int(h & 0x7fff) : int(h); }  // monotone in the value
+bool f16_finite(uint16_t h) { return (h & 0x7c00) != 0x7c00; }
+
+}  // namespace
+
+TEST_CASE("cuda quantize matches ref::quantize_act_q8 bit for bit", "[cuda]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(1);
+  Rng g(seed);
+  INFO("seed " << seed);
+  for (int64_t n : {1, 3, 9})
+    for (int64_t cols : {32, 96, 1536, 4096 + 32}) {
+      INFO("n " << n << ", cols " << cols);
+      const int64_t G = cols / kGroup;
+      std::vector<float> x = randn(g, size_t(n * cols));
+      for (int64_t t = 0; t < n; t++) {
+        const float scale = std::exp(std::normal_distribution<float>(0.0f, 2.0f)(g));  // rows of any magnitude
+        for (int64_t i = 0; i < cols; i++) x[size_t(t * cols + i)] *= scale;
+        for (int64_t grp = 0; grp < G; grp++) {
+          float* xg = x.data() + t * cols + grp * kGroup;
+          const int64_t k = (t * G + grp) % 5;
+          if (k == 2) {  // an all-zero group: d = 0, codes 0
+            std::fill(xg, xg + kGroup, 0.0f);
+          } else if (k == 3) {  // amax = 127 * 2^e, so x * (127 / amax) lands on exact .5 ties
+            const float s = std::ldexp(1.0f, int(rand_in(g, -8, 8)));
+            for (int i = 0; i < kGroup; i++) xg[i] = (float(rand_in(g, -126, 125)) + 0.5f) * s;
+            xg[rand_in(g, 0, kGroup - 1)] = (rand_in(g, 0, 1) ? 127.0f : -127.0f) * s;
+          }
+        }
+      }
+      std::vector<int8_t> q;
+      std::vector<float> d;
+      ref_quantize_rows(x, n, cols, q, d);
+      const DevBuf dx = upload(x);
+      DevBuf dq(uint64_t(n * cols)), dd(uint64_t(n * G) * sizeof(float));
+      dq.poison(0x80);
+      dd.poison(0xFF);
+      cuda::quantize(dx.as<float>(), n, cols, dq.as<int8_t>(), dd.as<float>());
+      check_bits(download<int8_t>(dq, q.size()), q, "codes");
+      check_bits(download<float>(dd, d.size()), d, "scales");
+    }
+}
+
+TEST_CASE("cuda rmsnorm matches ref::rmsnorm, and its quantized form quantize_act_q8 of its output", "[cuda]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(2);
+  Rng g(seed);
+  INFO("seed " << seed);
+  for (bool quantized : {false, true})
+    for (int64_t dim : {1, 7, 32, 33, 96, 100, 896, 1536, 4096 + 32})
+      for (int64_t n : {1, 3, 9}) {
+        if (quantized && dim % kGroup) continue;
+        const float eps = pick(g, std::vector<float>{1e-6f, 1e-5f});
+        INFO("rmsnorm n " << n << ", dim " << dim << ", eps " << eps << (quantized ? ", with xq/xd" : ""));
+        std::vector<float> x = randn(g, size_t(n * dim)), w = randn(g, size_t(dim));
+        for (int64_t t = 0; t < n; t++) {  // rows of any magnitude, and one small enough that eps matters
+          const float scale = t == 1 ? 1e-3f : std::exp(std::normal_distribution<float>(0.0f, 2.0f)(g));
+          for (int64_t i = 0; i < dim; i++) x[size_t(t * dim + i)] *= scale;
+        }
+        std::vector<float> want(x.size());
+        std::vector<double> exact(x.size());
+        for (int64_t t = 0; t < n; t++) {
+          const float* xt = x.data() + t * dim;
+          ref::rmsnorm(want.data() + t * dim, xt, w.data(), dim, eps);
+          double ss = 0;
+          for (int64_t i = 0; i < dim; i++) ss += double(xt[i]) * xt[i];
+          const double inv = 1.0 / std::sqrt(ss / double(dim) + double(eps));
+          for (int64_t i = 0; i < dim; i++) exact[size_t(t * dim + i)] = double(xt[i]) * inv * double(w[size_t(i)]);
+        }
+        const DevBuf dx = upload(x), dw = upload(w);
+        DevBuf dout(x.size() * sizeof(float)), dq, dd;
+        dout.poison();
+        if (quantized) {
+          dq = DevBuf(x.size());
+          dd = DevBuf(x.size() / kGroup * sizeof(float));
+          dq.poison(0x80);
+          dd.poison(0xFF);
+        }
+        cuda::rmsnorm(dout.as<float>(), dx.as<float>(), dw.as<float>(), n, dim, eps, dq.as<int8_t>(), dd.as<float>());
+        const std::vector<float> out = download<float>(dout, x.size());
+        // ref::rmsnorm's serial float sum of squares is itself off by up to ~2e-6 at dim 4128
+        // (measured against double): the GPU is held to 1e-6 of the exact value and 5e-6 of ref.
+        {
+          INFO("against ref::rmsnorm");
+          check_close(out, want, 5e-6, size_t(dim));
+        }
+        {
+          INFO("against the exact (double) rmsnorm");
+          check_close(out, std::vector<float>(exact.begin(), exact.end()), 1e-6, size_t(dim));
+        }
+        if (quantized) {
+          std::vector<int8_t> q;
+          std::vector<float> d;
+          ref_quantize_rows(out, n, dim, q, d);  // of the GPU's own floats: must be exact
+          check_bits(download<int8_t>(dq, q.size()), q, "codes");
+          check_bits(download<float>(dd, d.size()), d, "scales");
+        }
+      }
+}
+
+TEST_CASE("cuda embed matches ref::dequant_row exactly for every format", "[cuda]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(3);
+  Rng g(seed);
+  INFO("seed " << seed);
+  struct Shape {
+    int64_t rows, cols;
+  };
+  const std::vector<Shape> shapes = {{1, 32}, {5, 96}, {1000, 896}, {3001, 1536}, {17, 4096 + 32}, {13, 7}, {100, 33}, {50, 1001}};
+  for (Format f : kFormats)
+    for (const Shape& sh : shapes) {
+      if (!format_fits(f, uint64_t(sh.cols))) continue;
+      const Mat E(g, f, sh.rows, sh.cols);
+      for (int64_t n : {1, 4, 37}) {
+        std::vector<int32_t> tok(static_cast<size_t>(n));
+        for (auto& t : tok) t = int32_t(rand_in(g, 0, sh.rows - 1));
+        tok[0] = 0;
+        if (n > 1) tok[1] = int32_t(sh.rows - 1);
+        std::shuffle(tok.begin(), tok.end(), g);
+        INFO("embed " << format_name(f) << " [" << sh.rows << ", " << sh.cols << "], n " << n);
+        std::vector<float> want(size_t(n * sh.cols));
+        for (int64_t t = 0; t < n; t++) ref::dequant_row(E.hv, tok[size_t(t)], want.data() + t * sh.cols);
+        const DevBuf dtok = upload(tok);
+        DevBuf dx(want.size() * sizeof(float));
+        dx.poison();
+        cuda::embed(E.dv, dtok.as<int32_t>(), n, dx.as<float>());
+        check_bits(download<float>(dx, want.size()), want, "embedding values");
+      }
+    }
+}
+
+TEST_CASE("cuda matmul with one output matches the reference for every format", "[cuda]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(4);
+  Rng g(seed);
+  INFO("seed " << seed);
+  for (Format f : kFormats) {
+    const std::vector<MatShape> shapes = matmul_shapes(g, 40);
+    for (size_t i = 0; i < shapes.size(); i++) {
+      const MatShape& s = shapes[i];
+      // plain, +bias, +accumulate, both; activations from cuda::quantize or from the host
+      const OutSpec spec{f, s.rows, i % 4 == 1 || i % 4 == 3, i % 4 >= 2};
+      INFO("combo " << i << ": " << describe(spec));
+      run_matmul(g, {spec}, s.cols, s.n, i % 2 == 0);
+    }
+  }
+}
+
+TEST_CASE("cuda matmul with two or three outputs in one launch matches each reference", "[cuda]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(5);
+  Rng g(seed);
+  INFO("seed " << seed);
+  const std::vector<std::vector<Format>> sets = {
+      {Format::Q4, Format::Q8, Format::Q8}, {Format::Q8, Format::Q8, Format::Q8}, {Format::Q4, Format::Q4, Format::Q4},
+      {Format::BF16, Format::BF16, Format::BF16}, {Format::F16, Format::F16, Format::F16},
+      {Format::F32, Format::F32, Format::F32}, {Format::Q4, Format::Q8}, {Format::BF16, Format::BF16}};
+  for (size_t k = 0; k < sets.size(); k++)
+    for (int rep = 0; rep < 3; rep++) {
+      const int64_t cols = pick(g, std::vector<int64_t>{32, 96, 160, 1536, 2080});
+      const int64_t n = pick(g, std::vector<int64_t>{1, 2, 3, 5, 8, 9, 17, 64});
+      std::vector<OutSpec> specs;
+      for (Format f : sets[k])  // different rows (q, k, v), random bias / accumulate each
+        specs.push_back({f, pick(g, std::vector<int64_t>{1, 7, 33, 129, 1000}), rand_in(g, 0, 1) == 1, rand_in(g, 0, 2) == 0});
+      INFO("set " << k << ", repetition " << rep);
+      run_matmul(g, specs, cols, n, rep % 2 == 0);
+    }
+}
+
+// GGUF imports can keep some of q/k/v in bf16 and quantize others: one launch must mix them.
+TEST_CASE("cuda matmul mixing float and quantized formats in one launch", "[cuda]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(6);
+  Rng g(seed);
+  INFO("seed " << seed);
+  const std::vector<std::vector<Format>> sets = {{Format::Q4, Format::BF16, Format::BF16},
+                                                 {Format::F16, Format::Q8, Format::F32},
+                                                 {Format::BF16, Format::Q4}};
+  for (size_t k = 0; k < sets.size(); k++)
+    for (int rep = 0; rep < 4; rep++) {
+      const int64_t cols = pick(g, std::vector<int64_t>{32, 96, 160, 1536, 2080});
+      const int64_t n = pick(g, std::vector<int64_t>{1, 2, 3, 5, 8, 9, 17, 64});
+      std::vector<OutSpec> specs;
+      for (Format f : sets[k])
+        specs.push_back({f, pick(g, std::vector<int64_t>{1, 7, 33, 129, 1000}), rand_in(g, 0, 1) == 1, rand_in(g, 0, 2) == 0});
+      INFO("set " << k << ", repetition " << rep);
+      run_matmul(g, specs, cols, n, rep % 2 == 0);
+    }
+}
+
+// Float matrices whose cols are no multiple of 32 exist (pack falls back to bf16 for them).
+TEST_CASE("cuda matmul of float formats with cols not a multiple of 32", "[cuda]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(7);
+  Rng g(seed);
+  INFO("seed " << seed);
+  for (Format f : {Format::F32, Format::F16, Format::BF16})
+    for (int i = 0; i < 12; i++) {
+      const int64_t cols = pick(g, std::vector<int64_t>{1, 7, 33, 100, 1001});
+      const OutSpec spec{f, pick(g, std::vector<int64_t>{1, 7, 129}), i % 2 == 1, i % 3 == 2};
+      INFO("combo " << i << ": " << describe(spec));
+      run_matmul(g, {spec}, cols, pick(g, std::vector<int64_t>{1, 3, 17}), false);
+    }
+}
+
+TEST_CASE("cuda matmul with glu writes silu(gate) * up to the gate output only", "[cuda]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(8);
+  Rng g(seed);
+  INFO("seed " << seed);
+  for (Format f : kFormats) {
+    const std::vector<MatShape> shapes = matmul_shapes(g, 8, 7);
+    for (size_t i = 0; i < shapes.size(); i++) {
+      const MatShape& s = shapes[i];
+      INFO("glu " << format_name(f) << " combo " << i << ": rows " << s.rows << ", cols " << s.cols << ", n " << s.n);
+      const DevAct act(g, s.n, s.cols, i % 2 == 0);
+      const Mat gate(g, f, s.rows, s.cols), up(g, f, s.rows, s.cols);
+      const uint64_t ybytes = uint64_t(s.n * s.rows) * sizeof(float);
+      DevBuf dg(ybytes), du(ybytes);
+      dg.poison();
+      du.poison();
+      cuda::MatOut outs[2];
+      outs[0].w = gate.dv;
+      outs[0].y = dg.as<float>();
+      outs[1].w = up.dv;
+      outs[1].y = du.as<float>();
+      cuda::matmul(outs, 2, act.a, s.n, true);
+      const std::vector<float> gr = ref_matmul(gate.hv, act.x, s.n), ur = ref_matmul(up.hv, act.x, s.n);
+      std::vector<float> want(gr.size());
+      for (size_t k = 0; k < want.size(); k++) want[k] = gr[k] / (1.0f + std::exp(-gr[k])) * ur[k];
+      check_close(download<float>(dg, want.size()), want, 1e-5);
+      const std::vector<uint8_t> ub = download<uint8_t>(du, size_t(ybytes));
+      const size_t touched = size_t(std::count_if(ub.begin(), ub.end(), [](uint8_t b) { return b != 0xFF; }));
+      INFO("bytes of the up output written: " << touched << " of " << ub.size());
+      CHECK(touched == 0);
+    }
+  }
+}
+
+TEST_CASE("cuda rope_store rotates q and k like ref::rope and writes only its rows' cache entries", "[cuda]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(9);
+  Rng g(seed);
+  INFO("seed " << seed);
+  struct Shape {
+    int n_heads, n_kv, hd;
+    int64_t ctx;
+  };
+  const Shape shapes[] = {{4, 1, 64, 100003}, {12, 2, 128, 4099}, {28, 4, 128, 300}, {8, 8, 64, 777}, {32, 8, 128, 1031}};
+  const int64_t S = 3, L = 2, layer = 1;
+  for (const Shape& sh : shapes) {
+    const int64_t hd = sh.hd, n_kv = sh.n_kv, ctx = sh.ctx, Q = sh.n_heads * hd, KV = n_kv * hd;
+    Config c;
+    c.head_dim = hd;
+    c.rope_theta = 1e6;
+    const std::vector<float> inv_freq = rope_inv_freq(c);
+    const DevBuf dfreq = upload(inv_freq);
+    const std::vector<uint16_t> K0 = rand_f16_pm1(g(), size_t(S * L * KV * ctx)), V0 = rand_f16_pm1(g(), K0.size());
+    auto at = [&](int64_t slot, int64_t h, int64_t pos) { return size_t((((slot * L + layer) * n_kv + h) * ctx + pos) * hd); };
+    for (int64_t n : {1, 5, 16}) {
+      std::vector<cuda::RowPos> rows = make_rows(g, n, S, ctx, {ctx - 1, 0, 1, 99991, 65536});
+      INFO("rope_store n_heads " << sh.n_heads << ", n_kv " << n_kv << ", hd " << hd << ", ctx " << ctx << ", n " << n
+                                 << ", " << describe(rows));
+      const std::vector<float> q = randn(g, size_t(n * Q)), k = randn(g, size_t(n * KV)), v = randn(g, size_t(n * KV));
+      // the reference: angles in float like models/transformer.cpp, then ref::rope
+      std::vector<float> qr = q, kr = k, cs(size_t(hd / 2)), sn(size_t(hd / 2));
+      for (int64_t t = 0; t < n; t++) {
+        for (int64_t i = 0; i < hd / 2; i++) {
+          const float a = float(rows[size_t(t)].pos) * inv_freq[size_t(i)];
+          cs[size_t(i)] = std::cos(a);
+          sn[size_t(i)] = std::sin(a);
+        }
+        ref::rope(qr.data() + t * Q, sh.n_heads, hd, cs.data(), sn.data());
+        ref::rope(kr.data() + t * KV, n_kv, hd, cs.data(), sn.data());
+      }
+      // the cache: random everywhere, NaN halves where the rows go (so a missing write shows)
+      std::vector<uint16_t> Kin = K0, Vin = V0;
+      for (int64_t t = 0; t < n; t++)
+        for (int64_t h = 0; h < n_kv; h++) {
+          std::fill_n(Kin.begin() + ptrdiff_t(at(rows[size_t(t)].slot, h, rows[size_t(t)].pos)), hd, uint16_t(0xFFFF));
+          std::fill_n(Vin.begin() + ptrdiff_t(at(rows[size_t(t)].slot, h, rows[size_t(t)].pos)), hd, uint16_t(0xFFFF));
+        }
+      DevBuf dq = upload(q), dk = upload(k), dK = upload(Kin), dV = upload(Vin);
+      const DevBuf dv = upload(v), drows = upload(rows);
+      cuda::KVLayout kv;
+      kv.k = dK.as<uint16_t>();
+      kv.v = dV.as<uint16_t>();
+      kv.layers = L;
+      kv.n_kv = n_kv;
+      kv.ctx = ctx;
+      kv.hd = hd;
+      cuda::rope_store(dq.as<float>(), dk.as<float>(), dv.as<float>(), drows.as<cuda::RowPos>(), n, sh.n_heads,
+                       dfreq.as<float>(), kv, layer);
+      {
+        INFO("q");
+        check_close(download<float>(dq, q.size()), qr, 1e-5);
+      }
+      {
+        INFO("k");
+        check_close(download<float>(dk, k.size()), kr, 1e-5);
+      }
+      check_bits(download<float>(dv, v.size()), v, "v (an input)");
+      // the rows' entries: k within one f16 ulp of the reference's, v exact; then put the
+      // initial contents back there and require the whole cache unchanged
+      std::vector<uint16_t> Kout = download<uint16_t>(dK, K0.size()), Vout = download<uint16_t>(dV, V0.size());
+      size_t k_bad = 0, v_bad = 0;
+      for (int64_t t = 0; t < n; t++)
+        for (int64_t h = 0; h < n_kv; h++) {
+          const size_t base = at(rows[size_t(t)].slot, h, rows[size_t(t)].pos);
+          for (int64_t i = 0; i < hd; i++) {
+            const uint16_t kw = f32_to_f16(kr[size_t(t * KV + h * hd + i)]), vw = f32_to_f16(v[size_t(t * KV + h * hd + i)]);
+            const uint16_t kg = Kout[base + size_t(i)], vg = Vout[base + size_t(i)];
+            if (!f16_finite(kg) || std::abs(f16_order(kg) - f16_order(kw)) > 1) k_bad++;
+            if (vg != vw) v_bad++;
+            Kout[base + size_t(i)] = Kin[base + size_t(i)];
+            Vout[base + size_t(i)] = Vin[base + size_t(i)];
+          }
+        }
+      INFO("cache entries of the rows: " << k_bad << " k halves off by more than one ulp, " << v_bad << " v halves wrong, of "
+                                          << n * KV);
+      CHECK(k_bad == 0);
+      CHECK(v_bad == 0);
+      check_bits(Kout, Kin, "K cache outside the rows' entries");
+      check_bits(Vout, Vin, "V cache outside the rows' entries");
+    }
+  }
+}
+
+TEST_CASE("cuda attention matches ref::attention for each row's slot and positions", "[cuda]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(10);
+  Rng g(seed);
+  INFO("seed " << seed);
+  const int64_t S = 3, L = 2, layer = 1;
+  const int heads[][2] = {{4, 4}, {12, 2}, {28, 4}, {32, 8}};
+  for (int hd : {64, 128})
+    for (const auto& nh : heads) {
+      const int n_heads = nh[0], n_kv = nh[1];
+      const int64_t ctx = 4101 + rand_in(g, 0, 60), Q = int64_t(n_heads) * hd;
+      const std::vector<uint16_t> K = rand_f16_pm1(g(), size_t(S * L * n_kv * ctx * hd)), V = rand_f16_pm1(g(), K.size());
+      const DevBuf dK = upload(K), dV = upload(V);
+      cuda::KVLayout kv;
+      kv.k = dK.as<uint16_t>();
+      kv.v = dV.as<uint16_t>();
+      kv.layers = L;
+      kv.n_kv = n_kv;
+      kv.ctx = ctx;
+      kv.hd = hd;
+      // positions around any split boundary: each appears in one of the row sets below
+      std::vector<int64_t> special = {0, 1, 255, 256, 257, 1000, 4100};
+      std::shuffle(special.begin(), special.end(), g);
+      std::vector<std::vector<cuda::RowPos>> sets;
+      sets.push_back(make_rows(g, 1, S, ctx, {special[0]}));
+      sets.push_back(make_rows(g, 2, S, ctx, {special[1], special[2]}));
+      sets.push_back(make_rows(g, 5, S, ctx, {special[3], special[4], special[5], special[6]}));
+      {  // a prefill: one slot, consecutive positions across 256
+        const int32_t slot = int32_t(rand_in(g, 0, S - 1));
+        std::vector<cuda::RowPos> pre;
+        for (int32_t p = 250; p < 259; p++) pre.push_back({slot, p});
+        sets.push_back(pre);
+      }
+      for (const auto& rows : sets) {
+        const int64_t n = int64_t(rows.size());
+        int64_t true_max = 0;
+        for (const auto& r : rows) true_max = std::max<int64_t>(true_max, r.pos);
+        std::vector<float> q = randn(g, size_t(n * Q));
+        for (int64_t t = 0; t < n; t++) {  // sharper and flatter softmaxes
+          const float s = pick(g, std::vector<float>{0.5f, 2.0f, 4.0f});
+          for (int64_t i = 0; i < Q; i++) q[size_t(t * Q + i)] *= s;
+        }
+        std::vector<float> want(q.size()), scores(static_cast<size_t>(ctx));
+        for (int64_t t = 0; t < n; t++) {
+          const size_t base = size_t((rows[size_t(t)].slot * L + layer) * n_kv * ctx * hd);
+          ref::attention(want.data() + t * Q, q.data() + t * Q, K.data() + base, V.data() + base, true, ctx,
+                         rows[size_t(t)].pos + 1, n_heads, n_kv, hd, scores.data());
+        }
+        const DevBuf dq = upload(q), drows = upload(rows);
+        for (int64_t max_pos : {true_max, ctx - 1}) {
+          INFO("attention hd " << hd << ", n_heads " << n_heads << ", n_kv " << n_kv << ", ctx " << ctx << ", n " << n
+                               << ", max_pos " << max_pos << ", " << describe(rows));
+          DevBuf work(std::max<uint64_t>(1, cuda::attention_work_floats(n, n_heads, hd, max_pos)) * sizeof(float));
+          DevBuf dout(q.size() * sizeof(float));
+          work.poison();
+          dout.poison();
+          cuda::attention(dout.as<float>(), dq.as<float>(), drows.as<cuda::RowPos>(), n, n_heads, kv, layer, max_pos,
+                          work.as<float>());
+          check_close(download<float>(dout, want.size()), want, 1e-5, size_t(Q));  // each row on its own
+        }
+      }
+    }
+}
