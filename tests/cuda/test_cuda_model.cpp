@@ -45,6 +45,18 @@ double top2_margin(const float* x, int64_t n) {
   return double(a - b) / double(mx);
 }
 
+// The fixture models to run: all three, or those R1_CUDA_FIXTURES names (the GPU machine takes
+// only so many megabytes per call).
+std::vector<std::string> fixtures() {
+  std::vector<std::string> models = {"tiny-qwen2", "tiny-llama3", "tiny-qwen2-py"};
+  if (const char* e = getenv("R1_CUDA_FIXTURES")) {
+    std::istringstream in(e);
+    models.assign(std::istream_iterator<std::string>(in), {});
+  }
+  if (models.empty()) throw std::runtime_error("R1_CUDA_FIXTURES names no model");
+  return models;
+}
+
 void require_gpu() {
   std::string why;
   if (!cuda_available(&why)) FAIL("no usable CUDA device: " << why);
@@ -57,12 +69,13 @@ void check_model(const std::string& name, const std::string& quant) {
   ThreadPool pool(2);
   const int64_t V = model->cfg.vocab_size;
   const bool exact_format = quant == "f32" || quant == "bf16";
-  // f32/bf16: the two backends differ only in float summation order (~1e-7 measured). q4/q8
-  // quantize every activation to int8; a sum-order difference that moves one value across a
-  // rounding boundary changes one code, and the random-weight fixtures (random norm weights)
-  // amplify that through the layers: measured up to 3.3e-2 there, where a broken kernel gives
-  // O(1). The trained model is the tight check.
-  const double bound = exact_format ? 1e-4 : name == "tiny-qwen2-py" ? 1e-2 : 5e-2;
+  // The two backends sum in different orders (~1e-7 apart). With the f16 KV cache, a key or
+  // value that lands on the other side of an f16 rounding boundary moves by 5e-4 of itself:
+  // measured 2.1e-4 of the largest logit on the trained model in f32/bf16. q4/q8 also quantize
+  // every activation to int8, where the same boundary effect changes whole codes: measured
+  // 1.9e-2 (trained model, q8) and 3.3e-2 (random fixtures, whose random norm weights amplify
+  // it). A broken kernel gives O(1); the kernel parity tests are the tight check.
+  const double bound = exact_format ? 1e-3 : 5e-2;
   for (auto& cs : ref["cases"]) {
     auto ids = cs["prompt_ids"].get<std::vector<int32_t>>();
     auto argmax_ref = cs["argmax_every_position"].get<std::vector<int32_t>>();
@@ -118,14 +131,7 @@ void check_model(const std::string& name, const std::string& quant) {
 
 TEST_CASE("cuda: fixture models give the cpu's logits and greedy ids", "[cuda][model]") {
   require_gpu();
-  // R1_CUDA_FIXTURES narrows the list (the GPU machine takes only so many megabytes per call)
-  std::vector<std::string> models = {"tiny-qwen2", "tiny-llama3", "tiny-qwen2-py"};
-  if (const char* e = getenv("R1_CUDA_FIXTURES")) {
-    std::istringstream in(e);
-    models.assign(std::istream_iterator<std::string>(in), {});
-  }
-  REQUIRE(!models.empty());
-  for (const std::string& m : models) {
+  for (const std::string& m : fixtures()) {
     if (!std::filesystem::exists(r1test::fixture_dir(m) + "/config.json")) FAIL("fixture " << m << " missing");
     for (const char* q : {"f32", "bf16", "q8", "q4"}) check_model(m, q);
   }
@@ -136,7 +142,7 @@ TEST_CASE("cuda: fixture models give the cpu's logits and greedy ids", "[cuda][m
 // other rows of its pass.
 TEST_CASE("cuda: a batch of slots equals sequences run alone", "[cuda][model]") {
   require_gpu();
-  auto model = Model::load(r1test::packed("tiny-qwen2", "q4"));
+  auto model = Model::load(r1test::packed(fixtures().front(), "q4"));
   const int64_t V = model->cfg.vocab_size;
   std::vector<std::vector<int32_t>> prompts = {{1, 2, 3, 4, 5, 6, 7}, {100, 200, 300}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11}};
   // alone: each prompt in one pass, then 5 greedy steps (logits of each step kept)
@@ -222,7 +228,7 @@ TEST_CASE("cuda: a batch of slots equals sequences run alone", "[cuda][model]") 
 
 TEST_CASE("cuda: a model that does not fit is refused before allocating", "[cuda][model]") {
   require_gpu();
-  auto model = Model::load(r1test::packed("tiny-qwen2", "q8"));
+  auto model = Model::load(r1test::packed(fixtures().front(), "q8"));
   // 2^40 positions of KV cache cannot fit any GPU: the error names the cache and a way out
   try {
     CudaBatch b(*model, 1, int64_t(1) << 33);
