@@ -193,12 +193,51 @@ void CudaBatch::reserve(int64_t rows) {
   b_->rows = rows;
 }
 
+namespace {
+// Rows of a pass that share a matrix-product path: a run of kMmaMinTokens rows or more goes alone
+// (tensor cores), consecutive shorter runs go together (the one-token kernel, whose result per
+// row does not depend on the other rows). A run's rows thus get the same bits whatever else is
+// in the pass, as they would alone.
+struct Segment {
+  int64_t r0, n;
+  bool tensor_cores;
+};
+std::vector<Segment> segments(const std::vector<SlotRun>& runs) {
+  std::vector<Segment> out;
+  int64_t r0 = 0;
+  for (const SlotRun& g : runs) {
+    const bool big = g.n >= cuda::kMmaMinTokens;
+    if (!big && !out.empty() && !out.back().tensor_cores) out.back().n += g.n;
+    else out.push_back({r0, g.n, big});
+    r0 += g.n;
+  }
+  return out;
+}
+
+// cuda::matmul over each segment: outputs and activations offset to the segment's rows.
+void matmul_rows(const std::vector<Segment>& segs, const cuda::MatOut* outs, int n_outs, const cuda::Act& a,
+                 bool glu = false) {
+  for (const Segment& s : segs) {
+    cuda::MatOut o[3];
+    for (int k = 0; k < n_outs; k++) {
+      o[k] = outs[k];
+      if (o[k].y) o[k].y += s.r0 * outs[k].w.rows;
+    }
+    const int64_t cols = outs[0].w.cols;
+    const cuda::Act as{a.x ? a.x + s.r0 * cols : nullptr, a.q ? a.q + s.r0 * cols : nullptr,
+                       a.d ? a.d + s.r0 * (cols / 32) : nullptr};
+    cuda::matmul(o, n_outs, as, s.n, glu, s.tensor_cores);
+  }
+}
+}  // namespace
+
 void CudaBatch::enqueue(int64_t n, const std::vector<SlotRun>& runs, int64_t max_pos) {
   const Config& c = m_.cfg;
-  const int64_t H = c.hidden, Q = c.q_dim(), F = c.intermediate;
+  const int64_t H = c.hidden, F = c.intermediate;
   Buffers& b = *b_;
   const cuda::Act act{b.xb, b.xq, b.xd};
   auto quantized = [](const WeightView& w) { return is_quantized(w.fmt); };
+  const std::vector<Segment> segs = segments(runs);
   cuda::embed(w_->embed, b.tokens, n, b.x);  // x: [n, H]
   for (int64_t l = 0; l < c.n_layers; l++) {
     const LayerWeights& L = w_->layers[size_t(l)];
@@ -206,19 +245,19 @@ void CudaBatch::enqueue(int64_t n, const std::vector<SlotRun>& runs, int64_t max
     const bool qa = quantized(L.wq) || quantized(L.wk) || quantized(L.wv);
     cuda::rmsnorm(b.xb, b.x, L.attn_norm, n, H, c.norm_eps, qa ? b.xq : nullptr, b.xd);
     const cuda::MatOut qkv[3] = {{L.wq, b.q, L.bq, false}, {L.wk, b.k, L.bk, false}, {L.wv, b.v, L.bv, false}};
-    cuda::matmul(qkv, 3, act, n);
+    matmul_rows(segs, qkv, 3, act);
     cuda::rope_store(b.q, b.k, b.v, b.rowpos, n, int(c.n_heads), w_->inv_freq, b.kv, l);
-    cuda::attention(b.att, b.q, b.rowpos, n, int(c.n_heads), b.kv, l, max_pos, b.work);  // att: [n, Q]
-    if (quantized(L.wo)) cuda::quantize(b.att, n, Q, b.xq, b.xd);
+    const bool qo = quantized(L.wo);  // att: [n, Q], and its int8 form for a q4/q8 o_proj
+    cuda::attention(b.att, b.q, b.rowpos, n, int(c.n_heads), b.kv, l, max_pos, b.work, qo ? b.xq : nullptr, b.xd);
     const cuda::MatOut o{L.wo, b.x, nullptr, true};  // x += att Wo^T
-    cuda::matmul(&o, 1, cuda::Act{b.att, b.xq, b.xd}, n);
+    matmul_rows(segs, &o, 1, cuda::Act{b.att, b.xq, b.xd});
     // MLP block: hb = silu(xb Wg^T) * (xb Wu^T) in one launch, x += hb Wd^T
     cuda::rmsnorm(b.xb, b.x, L.ffn_norm, n, H, c.norm_eps, quantized(L.gate) ? b.xq : nullptr, b.xd);
     const cuda::MatOut gu[2] = {{L.gate, b.hb, nullptr, false}, {L.up, nullptr, nullptr, false}};
-    cuda::matmul(gu, 2, act, n, /*glu=*/true);
+    matmul_rows(segs, gu, 2, act, /*glu=*/true);
     if (quantized(L.down)) cuda::quantize(b.hb, n, F, b.xq, b.xd);
     const cuda::MatOut dn{L.down, b.x, nullptr, true};
-    cuda::matmul(&dn, 1, cuda::Act{b.hb, b.xq, b.xd}, n);
+    matmul_rows(segs, &dn, 1, cuda::Act{b.hb, b.xq, b.xd});
   }
   // Final norm and lm_head for the rows whose logits are wanted, gathered in xb.
   int64_t rows = 0;
@@ -232,7 +271,7 @@ void CudaBatch::enqueue(int64_t n, const std::vector<SlotRun>& runs, int64_t max
   }
   if (rows > 0) {
     const cuda::MatOut lm{w_->lm_head, b.logits, nullptr, false};
-    cuda::matmul(&lm, 1, act, rows);
+    cuda::matmul(&lm, 1, act, rows, false, /*tensor_cores=*/false);  // at most a few rows per run
   }
 }
 

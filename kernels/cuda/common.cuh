@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "kernels/cuda/cuda.h"
 #include "quant/formats.h"
 
 namespace r1::cuda::detail {
@@ -27,6 +28,9 @@ __device__ __forceinline__ int q4_level(int code) {
   const uint32_t w = code < 8 ? (code < 4 ? kT0 : kT1) : (code < 12 ? kT2 : kT3);
   return int(int8_t(uint8_t(w >> (8 * (code & 3)))));
 }
+
+// Tensor-core product of q4/q8 weights of one format (qgemm.cu); false if the outputs are not.
+bool qgemm(const MatOut* outs, int n_outs, const Act& a, int64_t n, bool glu);
 
 }  // namespace r1::cuda::detail
 

@@ -69,7 +69,11 @@ struct MatOut {
 // formats read a.x, q4/q8 read a.q and a.d). With glu, outs[0] and outs[1] are gate and up of one
 // shape and format, and outs[0].y gets silu(gate) * up (no bias or accumulate; outs[1].y is not
 // written).
-void matmul(const MatOut* outs, int n_outs, const Act& a, int64_t n, bool glu = false);
+// From kMmaMinTokens tokens on (unless tensor_cores is false), q4/q8 products run on the int8
+// tensor cores: exact integer group sums, scales in float group by group, so a row's result
+// differs from the one-token kernel's only in float summation order.
+constexpr int64_t kMmaMinTokens = 16;
+void matmul(const MatOut* outs, int n_outs, const Act& a, int64_t n, bool glu = false, bool tensor_cores = true);
 
 // xq, xd = int8 codes and scales of each row of x, as ref::quantize_act_q8.   x: [n, cols]
 void quantize(const float* x, int64_t n, int64_t cols, int8_t* xq, float* xd);
@@ -93,9 +97,10 @@ void rope_store(float* q, float* k, const float* v, const RowPos* rows, int64_t 
                 const float* inv_freq, const KVLayout& kv, int64_t layer);
 // Causal attention for each row over its slot's positions [0, pos]; GQA as ref::attention.
 // max_pos: an upper bound of the rows' positions (sizes the split over positions).
-// out: [n, n_heads, hd]; work: attention_work_floats(n, n_heads, hd, max_pos) floats.
+// out: [n, n_heads, hd]; work: attention_work_floats(n, n_heads, hd, max_pos) floats. With xq,
+// out is also quantized there (and xd) as quantize() would (for a q4/q8 o_proj).
 void attention(float* out, const float* q, const RowPos* rows, int64_t n, int n_heads, const KVLayout& kv,
-               int64_t layer, int64_t max_pos, float* work);
+               int64_t layer, int64_t max_pos, float* work, int8_t* xq = nullptr, float* xd = nullptr);
 uint64_t attention_work_floats(int64_t n, int n_heads, int64_t hd, int64_t max_pos);
 
 }  // namespace r1::cuda

@@ -283,9 +283,26 @@ __global__ void __launch_bounds__(kWarps * 32) k_matmul(const Jobs J, const Act 
 
 }  // namespace
 
-void matmul(const MatOut* outs, int n_outs, const Act& a, int64_t n, bool glu) {
+void matmul(const MatOut* outs, int n_outs, const Act& a, int64_t n, bool glu, bool tensor_cores) {
   if (n_outs < 1 || n_outs > 3 || (glu && n_outs != 2)) fail_input("internal: cuda::matmul takes 1-3 outputs (2 with glu)");
   if (n <= 0) return;
+  if (tensor_cores && n >= kMmaMinTokens) {
+    bool all_q = a.q && a.d;
+    for (int k = 0; k < n_outs; k++) all_q = all_q && is_quantized(outs[k].w.fmt);
+    if (all_q && (glu || n_outs == 1)) {
+      if (detail::qgemm(outs, n_outs, a, n, glu)) return;
+    } else if (all_q) {
+      // a launch per format: outputs of one format go together (q4 recipe: q alone, k and v)
+      MatOut group[3];
+      for (Format f : {Format::Q4, Format::Q8}) {
+        int m = 0;
+        for (int k = 0; k < n_outs; k++)
+          if (outs[k].w.fmt == f) group[m++] = outs[k];
+        if (m) detail::qgemm(group, m, a, n, false);
+      }
+      return;
+    }
+  }
   Jobs J;
   J.n_jobs = glu ? 1 : n_outs;
   J.glu = glu;

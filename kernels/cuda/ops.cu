@@ -49,6 +49,7 @@ __global__ void k_quantize(const float* x, int64_t groups, int8_t* q, float* d) 
   quantize_group(x[g * 32 + (threadIdx.x & 31)], q + g * 32, d + g);
 }
 
+// Any width: a thread per element, the row read back from memory to quantize it.
 __global__ void k_rmsnorm(float* out, const float* x, const float* w, int dim, float eps, int8_t* xq, float* xd) {
   __shared__ float red[32];
   const int64_t row = blockIdx.x;
@@ -64,6 +65,45 @@ __global__ void k_rmsnorm(float* out, const float* x, const float* w, int dim, f
   const int lane = threadIdx.x & 31;
   for (int g = threadIdx.x >> 5; g < dim / 32; g += blockDim.x >> 5)
     quantize_group(o[g * 32 + lane], xq + row * dim + g * 32, xd + row * (dim / 32) + g);
+}
+
+// Widths that are a multiple of 32 (every model's): a thread holds 4 consecutive elements
+// (chunk c = thread + k * blockDim) in registers, so a group of 32 is 8 neighbouring lanes and
+// quantizes with shuffles, without reading the row back.
+constexpr int kNormChunks = 4;  // per thread: widths up to 4 * 4 * blockDim
+__global__ void k_rmsnorm4(float* out, const float* x, const float* w, int dim, float eps, int8_t* xq, float* xd) {
+  __shared__ float red[32];
+  const int64_t row = blockIdx.x;
+  const int chunks = dim / 4;
+  float4 v[kNormChunks];
+  float ss = 0.f;
+#pragma unroll
+  for (int k = 0; k < kNormChunks; k++) {
+    const int c = threadIdx.x + k * blockDim.x;
+    v[k] = c < chunks ? reinterpret_cast<const float4*>(x + row * dim)[c] : make_float4(0.f, 0.f, 0.f, 0.f);
+    ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+  }
+  ss = block_reduce<false>(ss, red);
+  const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
+#pragma unroll
+  for (int k = 0; k < kNormChunks; k++) {
+    const int c = threadIdx.x + k * blockDim.x;
+    if (k * blockDim.x >= chunks) break;  // uniform over the block: the shuffles below stay full-warp
+    const bool live = c < chunks;
+    const float4 wv = live ? reinterpret_cast<const float4*>(w)[c] : make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4 o = make_float4(v[k].x * inv * wv.x, v[k].y * inv * wv.y, v[k].z * inv * wv.z, v[k].w * inv * wv.w);
+    if (live) reinterpret_cast<float4*>(out + row * dim)[c] = o;
+    if (!xq) continue;
+    float amax = fmaxf(fmaxf(fabsf(o.x), fabsf(o.y)), fmaxf(fabsf(o.z), fabsf(o.w)));
+#pragma unroll
+    for (int m = 1; m < 8; m <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, m));
+    if (!live) continue;
+    const float id = amax != 0.f ? 127.0f / amax : 0.0f;
+    const char4 q = make_char4(int8_t(rintf(o.x * id)), int8_t(rintf(o.y * id)), int8_t(rintf(o.z * id)),
+                               int8_t(rintf(o.w * id)));
+    reinterpret_cast<char4*>(xq + row * dim)[c] = q;
+    if ((c & 7) == 0) xd[row * (dim / 32) + c / 8] = amax / 127.0f;
+  }
 }
 
 __global__ void k_embed(WeightView E, const int32_t* tokens, float* x) {
@@ -92,16 +132,16 @@ __device__ __forceinline__ int64_t kv_offset(const KVLayout& kv, int64_t slot, i
   return (((slot * kv.layers + layer) * kv.n_kv + h) * kv.ctx + pos) * kv.hd;
 }
 
-// Block per row; thread per (head, pair) of q and k heads together.
+// Block per (row, head) of q and k together, thread per rotated pair.
 __global__ void k_rope_store(float* q, float* k, const float* v, const RowPos* rows, int n_heads, const float* inv_freq,
                              KVLayout kv, int64_t layer) {
   const int64_t t = blockIdx.x;
-  const int hd = int(kv.hd), half = hd / 2, nkv = int(kv.n_kv);
+  const int h = blockIdx.y, hd = int(kv.hd), half = hd / 2, nkv = int(kv.n_kv);
   const RowPos rp = rows[t];
-  for (int u = threadIdx.x; u < (n_heads + nkv) * half; u += blockDim.x) {
-    const int h = u / half, i = u % half;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
     const float a = float(rp.pos) * inv_freq[i];
-    const float c = cosf(a), s = sinf(a);
+    float s, c;
+    sincosf(a, &s, &c);
     float* p = h < n_heads ? q + (t * n_heads + h) * hd : k + (t * nkv + (h - n_heads)) * hd;
     const float x0 = p[i], x1 = p[i + half];
     const float y0 = x0 * c - x1 * s, y1 = x1 * c + x0 * s;
@@ -177,7 +217,10 @@ __global__ void __launch_bounds__(kAttnThreads) k_attn_split(const float* q, con
   }
 }
 
-__global__ void k_attn_combine(float* out, const RowPos* rows, int n_heads, int hd, int splits, const float* work) {
+// Merges the splits of (head, row). With xq, also quantizes the row's output for o_proj: a
+// thread per dimension (hd a multiple of 32), so each warp holds one group of 32.
+__global__ void k_attn_combine(float* out, const RowPos* rows, int n_heads, int hd, int splits, const float* work,
+                               int8_t* xq, float* xd) {
   const int h = blockIdx.x;
   const int64_t t = blockIdx.y;
   const int used = rows[t].pos / kChunk + 1;
@@ -186,10 +229,13 @@ __global__ void k_attn_combine(float* out, const RowPos* rows, int n_heads, int 
   for (int s = 0; s < used; s++) M = fmaxf(M, w[s * (hd + 2)]);
   float L = 0.f;
   for (int s = 0; s < used; s++) L += w[s * (hd + 2) + 1] * expf(w[s * (hd + 2)] - M);
+  const int64_t row0 = (t * n_heads + h) * hd;  // this head's first element in out [n, n_heads * hd]
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float a = 0.f;
     for (int s = 0; s < used; s++) a += w[s * (hd + 2) + 2 + d] * expf(w[s * (hd + 2)] - M);
-    out[(t * n_heads + h) * hd + d] = a / L;
+    const float o = a / L;
+    out[row0 + d] = o;
+    if (xq) quantize_group(o, xq + row0 + (d & ~31), xd + (row0 + d) / 32);
   }
 }
 
@@ -234,8 +280,13 @@ void quantize(const float* x, int64_t n, int64_t cols, int8_t* xq, float* xd) {
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, int64_t dim, float eps, int8_t* xq, float* xd) {
   if (n <= 0) return;
   if (xq && dim % 32) fail_input("internal: cuda::rmsnorm quantized width not a multiple of 32");
-  const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 128;
-  k_rmsnorm<<<unsigned(n), threads, 0, detail::stream()>>>(out, x, w, int(dim), eps, xq, xd);
+  if (dim % 32 == 0 && dim <= 4 * kNormChunks * 1024) {
+    const int chunks = int(dim / 4), threads = std::min(1024, (chunks + 32 * kNormChunks - 1) / (32 * kNormChunks) * 32);
+    k_rmsnorm4<<<unsigned(n), std::max(threads, 32), 0, detail::stream()>>>(out, x, w, int(dim), eps, xq, xd);
+  } else {
+    const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 128;
+    k_rmsnorm<<<unsigned(n), threads, 0, detail::stream()>>>(out, x, w, int(dim), eps, xq, xd);
+  }
   R1_CUDA_LAUNCHED("rmsnorm");
 }
 
@@ -249,7 +300,9 @@ void rope_store(float* q, float* k, const float* v, const RowPos* rows, int64_t 
                 const KVLayout& kv, int64_t layer) {
   if (n <= 0) return;
   if (kv.hd % 2) fail_input("internal: odd head_dim");
-  k_rope_store<<<unsigned(n), 256, 0, detail::stream()>>>(q, k, v, rows, n_heads, inv_freq, kv, layer);
+  const int threads = std::min(256, int((kv.hd / 2 + 31) / 32 * 32));
+  k_rope_store<<<dim3(unsigned(n), unsigned(n_heads + kv.n_kv)), threads, 0, detail::stream()>>>(q, k, v, rows, n_heads,
+                                                                                                 inv_freq, kv, layer);
   R1_CUDA_LAUNCHED("rope_store");
 }
 
@@ -260,7 +313,7 @@ uint64_t attention_work_floats(int64_t n, int n_heads, int64_t hd, int64_t max_p
 }
 
 void attention(float* out, const float* q, const RowPos* rows, int64_t n, int n_heads, const KVLayout& kv, int64_t layer,
-               int64_t max_pos, float* work) {
+               int64_t max_pos, float* work, int8_t* xq, float* xd) {
   if (n <= 0) return;
   if (kv.hd % 8 || kv.hd > kMaxHd) fail_input("cuda: head_dim " + std::to_string(kv.hd) + " not supported (multiple of 8, at most 256)");
   if (kv.n_kv <= 0 || n_heads % kv.n_kv) fail_input("internal: heads not a multiple of kv heads");
@@ -268,8 +321,9 @@ void attention(float* out, const float* q, const RowPos* rows, int64_t n, int n_
   k_attn_split<<<dim3(unsigned(splits), unsigned(n_heads), unsigned(n)), kAttnThreads, 0, detail::stream()>>>(
       q, rows, n_heads, kv, layer, splits, work);
   R1_CUDA_LAUNCHED("attention");
-  k_attn_combine<<<dim3(unsigned(n_heads), unsigned(n)), 128, 0, detail::stream()>>>(out, rows, n_heads, int(kv.hd), splits,
-                                                                                      work);
+  if (xq && kv.hd % 32) fail_input("internal: quantized attention output needs head_dim a multiple of 32");
+  k_attn_combine<<<dim3(unsigned(n_heads), unsigned(n)), unsigned(kv.hd), 0, detail::stream()>>>(
+      out, rows, n_heads, int(kv.hd), splits, work, xq, xd);
   R1_CUDA_LAUNCHED("attention combine");
 }
 

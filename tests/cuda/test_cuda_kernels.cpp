@@ -704,7 +704,22 @@ TEST_CASE("cuda attention matches ref::attention for each row's slot and positio
           dout.poison();
           cuda::attention(dout.as<float>(), dq.as<float>(), drows.as<cuda::RowPos>(), n, n_heads, kv, layer, max_pos,
                           work.as<float>());
-          check_close(download<float>(dout, want.size()), want, 1e-5, size_t(Q));  // each row on its own
+          const std::vector<float> got = download<float>(dout, want.size());
+          check_close(got, want, 1e-5, size_t(Q));  // each row on its own
+          // with xq/xd: the same output, and its int8 form bit for bit what quantize_act_q8 makes of it
+          DevBuf dxq(q.size()), dxd(q.size() / 32 * sizeof(float));
+          dxq.poison();
+          dxd.poison();
+          dout.poison();
+          cuda::attention(dout.as<float>(), dq.as<float>(), drows.as<cuda::RowPos>(), n, n_heads, kv, layer, max_pos,
+                          work.as<float>(), dxq.as<int8_t>(), dxd.as<float>());
+          CHECK(download<float>(dout, want.size()) == got);
+          std::vector<int8_t> wq(q.size());
+          std::vector<float> wd(q.size() / 32);
+          ref::quantize_act_q8(got.data(), int64_t(got.size()), wq.data(), wd.data());
+          CHECK(download<int8_t>(dxq, wq.size()) == wq);
+          const std::vector<float> gd = download<float>(dxd, wd.size());
+          CHECK(std::memcmp(gd.data(), wd.data(), wd.size() * sizeof(float)) == 0);
         }
       }
     }

@@ -9,6 +9,7 @@
 
 #include "fixture_models.h"
 #include "core/error.h"
+#include "kernels/cuda/cuda.h"
 #include "models/cuda_batch.h"
 #include "models/transformer.h"
 
@@ -137,14 +138,17 @@ TEST_CASE("cuda: fixture models give the cpu's logits and greedy ids", "[cuda][m
   }
 }
 
-// Three sequences in the slots of one CudaBatch, prompts in uneven chunks and decode steps
-// interleaved, give bit for bit what each gives alone: a row's result does not depend on the
-// other rows of its pass.
+// Three sequences in the slots of one CudaBatch, prompts and decode steps interleaved, give bit
+// for bit what each gives alone: a row's result does not depend on the other rows of its pass
+// (short runs share the one-token kernel, a long one takes the tensor cores alone either way).
 TEST_CASE("cuda: a batch of slots equals sequences run alone", "[cuda][model]") {
   require_gpu();
   auto model = Model::load(r1test::packed(fixtures().front(), "q4"));
   const int64_t V = model->cfg.vocab_size;
-  std::vector<std::vector<int32_t>> prompts = {{1, 2, 3, 4, 5, 6, 7}, {100, 200, 300}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11}};
+  // sequence 0's prompt is long enough for the tensor-core path, in its own segment of a pass
+  std::vector<int32_t> p0;
+  for (int32_t i = 1; i <= int32_t(cuda::kMmaMinTokens) + 4; i++) p0.push_back(i * 37 % 8000);
+  std::vector<std::vector<int32_t>> prompts = {p0, {100, 200, 300}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11}};
   // alone: each prompt in one pass, then 5 greedy steps (logits of each step kept)
   std::vector<std::vector<float>> alone(3);
   std::vector<std::vector<int32_t>> alone_ids(3);
@@ -171,7 +175,7 @@ TEST_CASE("cuda: a batch of slots equals sequences run alone", "[cuda][model]") 
   {
     std::vector<int32_t> toks = prompts[0];
     toks.insert(toks.end(), prompts[1].begin(), prompts[1].end());
-    SlotRun rs[2] = {{0, 0, 7, SlotRun::Last}, {1, 0, 3, SlotRun::Last}};
+    SlotRun rs[2] = {{0, 0, int64_t(p0.size()), SlotRun::Last}, {1, 0, 3, SlotRun::Last}};
     b.forward(toks.data(), rs, 2, out.data());
     for (int i = 0; i < 2; i++) {
       got[size_t(i)].insert(got[size_t(i)].end(), out.begin() + i * V, out.begin() + (i + 1) * V);
