@@ -341,20 +341,13 @@ void CudaSession::truncate(int64_t n) {
 }
 
 const float* CudaSession::forward(const int32_t* tokens, int64_t n, bool all_logits) {
-  check_append(tokens, n, n_past_, ctx(), vocab());
-  if (n == 1 && !all_logits) {
+  if (n == 1 && !all_logits) {  // a decode step: the captured graph
+    check_append(tokens, n, n_past_, ctx(), vocab());
     batch_.decode_one(tokens[0], n_past_, logits_.data());
     n_past_ += 1;
     return logits_.data();
   }
-  if (all_logits) logits_.resize(size_t(n * vocab()));
-  for (int64_t done = 0; done < n; done += kPrefillChunk) {
-    const int64_t len = std::min(kPrefillChunk, n - done);
-    SlotRun seg{0, n_past_, len, all_logits ? SlotRun::All : done + len == n ? SlotRun::Last : SlotRun::None};
-    batch_.forward(tokens + done, &seg, 1, logits_.data() + (all_logits ? done * vocab() : 0));
-    n_past_ += len;
-  }
-  return logits_.data();
+  return append_in_chunks(batch_, tokens, n, all_logits, n_past_, logits_);
 }
 
 #endif  // R1_HAVE_CUDA

@@ -195,16 +195,21 @@ void CpuSession::truncate(int64_t n) {
   n_past_ = n;
 }
 
-const float* CpuSession::forward(const int32_t* tokens, int64_t n, bool all_logits) {
-  check_append(tokens, n, n_past_, ctx(), vocab());
-  if (all_logits) logits_.resize(size_t(n * vocab()));
+const float* append_in_chunks(BatchSession& b, const int32_t* tokens, int64_t n, bool all_logits, int64_t& n_past,
+                              std::vector<float>& logits) {
+  check_append(tokens, n, n_past, b.ctx(), b.vocab());
+  if (all_logits) logits.resize(size_t(n * b.vocab()));
   for (int64_t done = 0; done < n; done += kPrefillChunk) {
     const int64_t len = std::min(kPrefillChunk, n - done);
-    SlotRun seg{0, n_past_, len, all_logits ? SlotRun::All : done + len == n ? SlotRun::Last : SlotRun::None};
-    batch_.forward(tokens + done, &seg, 1, logits_.data() + (all_logits ? done * vocab() : 0));
-    n_past_ += len;
+    SlotRun seg{0, n_past, len, all_logits ? SlotRun::All : done + len == n ? SlotRun::Last : SlotRun::None};
+    b.forward(tokens + done, &seg, 1, logits.data() + (all_logits ? done * b.vocab() : 0));
+    n_past += len;
   }
-  return logits_.data();
+  return logits.data();
+}
+
+const float* CpuSession::forward(const int32_t* tokens, int64_t n, bool all_logits) {
+  return append_in_chunks(batch_, tokens, n, all_logits, n_past_, logits_);
 }
 
 }  // namespace r1

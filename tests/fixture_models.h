@@ -51,6 +51,14 @@ inline std::string packed(const std::string& model, const std::string& quant) {
   return o.out;
 }
 
+// Index of the largest logit (the first on ties).
+inline int32_t argmax(const float* x, int64_t n) {
+  int64_t b = 0;
+  for (int64_t i = 1; i < n; i++)
+    if (x[i] > x[b]) b = i;
+  return int32_t(b);
+}
+
 inline nlohmann::json reference(const std::string& model) {
   std::ifstream f(fixture_dir(model) + "/reference.json");
   return nlohmann::json::parse(f);

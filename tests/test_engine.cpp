@@ -12,12 +12,7 @@ using namespace r1;
 
 namespace {
 
-int32_t argmax(const float* x, int64_t n) {
-  int64_t b = 0;
-  for (int64_t i = 1; i < n; i++)
-    if (x[i] > x[b]) b = i;
-  return int32_t(b);
-}
+using r1test::argmax;
 
 void check_model(const std::string& name, const std::string& quant, bool kv_f16) {
   auto ref = r1test::reference(name);

@@ -57,12 +57,7 @@ std::string pack(const std::string& src, const std::string& tag, const char* qua
   return o.out;
 }
 
-int32_t argmax(const float* x, int64_t n) {
-  int64_t b = 0;
-  for (int64_t i = 1; i < n; i++)
-    if (x[i] > x[b]) b = i;
-  return int32_t(b);
-}
+using r1test::argmax;
 
 struct LogitStats {
   double worst = 0;         // max over rows of max|err| / max|logit|

@@ -30,12 +30,7 @@ double log_softmax_at(const float* x, int64_t n, int32_t t) {
   return double(x[t]) - m - std::log(s);
 }
 
-int32_t argmax(const float* x, int64_t n) {
-  int64_t b = 0;
-  for (int64_t i = 1; i < n; i++)
-    if (x[i] > x[b]) b = i;
-  return int32_t(b);
-}
+using r1test::argmax;
 
 std::string heldout_head(size_t bytes) {
   std::string t = r1::test::slurp(std::string(R1_FIXTURES) + "/heldout.py.txt");

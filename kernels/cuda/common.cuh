@@ -29,6 +29,19 @@ __device__ __forceinline__ int q4_level(int code) {
   return int(int8_t(uint8_t(w >> (8 * (code & 3)))));
 }
 
+// One matrix of a product launch, as kernels take it (MatOut flattened).
+struct MatJob {
+  int fmt = 0, rows = 0;
+  const uint8_t* codes = nullptr;
+  const uint16_t* scales = nullptr;
+  float* y = nullptr;
+  const float* bias = nullptr;
+  int accumulate = 0;
+};
+inline MatJob mat_job(const MatOut& o) {
+  return MatJob{int(o.w.fmt), int(o.w.rows), o.w.codes, o.w.scales, o.y, o.bias, o.accumulate ? 1 : 0};
+}
+
 // Tensor-core product of q4/q8 weights of one format (qgemm.cu); false if the outputs are not.
 bool qgemm(const MatOut* outs, int n_outs, const Act& a, int64_t n, bool glu);
 

@@ -22,15 +22,7 @@ namespace {
 constexpr int kWarps = 4;        // per block
 constexpr int kRowsPerWarp = 2;
 
-struct Job {
-  int fmt = 0;
-  int rows = 0;
-  const uint8_t* codes = nullptr;
-  const uint16_t* scales = nullptr;
-  float* y = nullptr;
-  const float* bias = nullptr;
-  int accumulate = 0;
-};
+using Job = detail::MatJob;
 struct Jobs {
   Job job[3];
   int n_jobs = 0;
@@ -315,12 +307,12 @@ void matmul(const MatOut* outs, int n_outs, const Act& a, int64_t n, bool glu, b
     if (w.rows > (int64_t(1) << 30)) fail_input("cuda: matrix too large");
     if (is_quantized(w.fmt) && (!a.q || !a.d)) fail_input("internal: cuda::matmul on q4/q8 needs quantized activations");
     if (!is_quantized(w.fmt) && !a.x) fail_input("internal: cuda::matmul on float weights needs f32 activations");
-    J.job[k] = Job{int(w.fmt), int(w.rows), w.codes, w.scales, outs[k].y, outs[k].bias, outs[k].accumulate ? 1 : 0};
+    J.job[k] = detail::mat_job(outs[k]);
   }
   if (glu) {
     if (outs[1].w.rows != outs[0].w.rows) fail_input("internal: gate and up of different shapes");
     if (outs[0].w.fmt != outs[1].w.fmt) fail_input("internal: gate and up in different formats");
-    J.job[1] = Job{int(outs[1].w.fmt), int(outs[1].w.rows), outs[1].w.codes, outs[1].w.scales, nullptr, nullptr, 0};
+    J.job[1] = detail::mat_job(outs[1]);
     tasks = int(outs[0].w.rows);
     J.task_end[0] = tasks;
   } else {

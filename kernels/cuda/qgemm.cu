@@ -19,14 +19,7 @@ namespace {
 constexpr int kBM = 32, kBN = 64, kStageGroups = 4, kThreads = 128;
 constexpr int kWordStride = 12;  // 8 words of a group's codes + 4 pad: conflict-free fragment loads
 
-struct QJob {
-  int fmt = 0, rows = 0;
-  const uint8_t* codes = nullptr;
-  const uint16_t* scales = nullptr;
-  float* y = nullptr;
-  const float* bias = nullptr;
-  int accumulate = 0;
-};
+using QJob = MatJob;
 struct QJobs {
   QJob job[3];
   int tile_end[3] = {0, 0, 0};  // cumulative row tiles
@@ -223,7 +216,7 @@ bool qgemm(const MatOut* outs, int n_outs, const Act& a, int64_t n, bool glu) {
   int tiles = 0;
   for (int k = 0; k < n_outs; k++) {
     const WeightView& w = outs[k].w;
-    J.job[k] = QJob{int(w.fmt), int(w.rows), w.codes, w.scales, outs[k].y, outs[k].bias, outs[k].accumulate ? 1 : 0};
+    J.job[k] = mat_job(outs[k]);
     if (glu && k == 1) break;
     tiles += int((w.rows + kBM - 1) / kBM);
     J.tile_end[k] = tiles;

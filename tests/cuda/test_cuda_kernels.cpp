@@ -323,6 +323,15 @@ bool f16_finite(uint16_t h) { return (h & 0x7c00) != 0x7c00; }
 
 }  // namespace
 
+// The device's codes and scales against ref::quantize_act_q8 of the host floats x: bit for bit.
+void check_quantized(const DevBuf& dq, const DevBuf& dd, const std::vector<float>& x, int64_t n, int64_t cols) {
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  ref_quantize_rows(x, n, cols, q, d);
+  check_bits(download<int8_t>(dq, q.size()), q, "codes");
+  check_bits(download<float>(dd, d.size()), d, "scales");
+}
+
 TEST_CASE("cuda quantize matches ref::quantize_act_q8 bit for bit", "[cuda]") {
   R1_REQUIRE_GPU();
   const uint32_t seed = seed_for(1);
@@ -348,16 +357,12 @@ TEST_CASE("cuda quantize matches ref::quantize_act_q8 bit for bit", "[cuda]") {
           }
         }
       }
-      std::vector<int8_t> q;
-      std::vector<float> d;
-      ref_quantize_rows(x, n, cols, q, d);
       const DevBuf dx = upload(x);
       DevBuf dq(uint64_t(n * cols)), dd(uint64_t(n * G) * sizeof(float));
       dq.poison(0x80);
       dd.poison(0xFF);
       cuda::quantize(dx.as<float>(), n, cols, dq.as<int8_t>(), dd.as<float>());
-      check_bits(download<int8_t>(dq, q.size()), q, "codes");
-      check_bits(download<float>(dd, d.size()), d, "scales");
+      check_quantized(dq, dd, x, n, cols);
     }
 }
 
@@ -409,11 +414,7 @@ TEST_CASE("cuda rmsnorm matches ref::rmsnorm, and its quantized form quantize_ac
           check_close(out, std::vector<float>(exact.begin(), exact.end()), 1e-6, size_t(dim));
         }
         if (quantized) {
-          std::vector<int8_t> q;
-          std::vector<float> d;
-          ref_quantize_rows(out, n, dim, q, d);  // of the GPU's own floats: must be exact
-          check_bits(download<int8_t>(dq, q.size()), q, "codes");
-          check_bits(download<float>(dd, d.size()), d, "scales");
+          check_quantized(dq, dd, out, n, dim);  // of the GPU's own floats: must be exact
         }
       }
 }
@@ -466,38 +467,14 @@ TEST_CASE("cuda matmul with one output matches the reference for every format", 
   }
 }
 
-TEST_CASE("cuda matmul with two or three outputs in one launch matches each reference", "[cuda]") {
-  R1_REQUIRE_GPU();
-  const uint32_t seed = seed_for(5);
+// Launches of several outputs, each set of formats `reps` times at a random shape: different
+// rows per output (q, k, v), random bias / accumulate each, every output against its reference.
+void run_launch_sets(int seed_index, const std::vector<std::vector<Format>>& sets, int reps) {
+  const uint32_t seed = seed_for(seed_index);
   Rng g(seed);
   INFO("seed " << seed);
-  const std::vector<std::vector<Format>> sets = {
-      {Format::Q4, Format::Q8, Format::Q8}, {Format::Q8, Format::Q8, Format::Q8}, {Format::Q4, Format::Q4, Format::Q4},
-      {Format::BF16, Format::BF16, Format::BF16}, {Format::F16, Format::F16, Format::F16},
-      {Format::F32, Format::F32, Format::F32}, {Format::Q4, Format::Q8}, {Format::BF16, Format::BF16}};
   for (size_t k = 0; k < sets.size(); k++)
-    for (int rep = 0; rep < 3; rep++) {
-      const int64_t cols = pick(g, std::vector<int64_t>{32, 96, 160, 1536, 2080});
-      const int64_t n = pick(g, std::vector<int64_t>{1, 2, 3, 5, 8, 9, 17, 64});
-      std::vector<OutSpec> specs;
-      for (Format f : sets[k])  // different rows (q, k, v), random bias / accumulate each
-        specs.push_back({f, pick(g, std::vector<int64_t>{1, 7, 33, 129, 1000}), rand_in(g, 0, 1) == 1, rand_in(g, 0, 2) == 0});
-      INFO("set " << k << ", repetition " << rep);
-      run_matmul(g, specs, cols, n, rep % 2 == 0);
-    }
-}
-
-// GGUF imports can keep some of q/k/v in bf16 and quantize others: one launch must mix them.
-TEST_CASE("cuda matmul mixing float and quantized formats in one launch", "[cuda]") {
-  R1_REQUIRE_GPU();
-  const uint32_t seed = seed_for(6);
-  Rng g(seed);
-  INFO("seed " << seed);
-  const std::vector<std::vector<Format>> sets = {{Format::Q4, Format::BF16, Format::BF16},
-                                                 {Format::F16, Format::Q8, Format::F32},
-                                                 {Format::BF16, Format::Q4}};
-  for (size_t k = 0; k < sets.size(); k++)
-    for (int rep = 0; rep < 4; rep++) {
+    for (int rep = 0; rep < reps; rep++) {
       const int64_t cols = pick(g, std::vector<int64_t>{32, 96, 160, 1536, 2080});
       const int64_t n = pick(g, std::vector<int64_t>{1, 2, 3, 5, 8, 9, 17, 64});
       std::vector<OutSpec> specs;
@@ -506,6 +483,22 @@ TEST_CASE("cuda matmul mixing float and quantized formats in one launch", "[cuda
       INFO("set " << k << ", repetition " << rep);
       run_matmul(g, specs, cols, n, rep % 2 == 0);
     }
+}
+
+TEST_CASE("cuda matmul with two or three outputs in one launch matches each reference", "[cuda]") {
+  R1_REQUIRE_GPU();
+  run_launch_sets(5,
+                  {{Format::Q4, Format::Q8, Format::Q8}, {Format::Q8, Format::Q8, Format::Q8}, {Format::Q4, Format::Q4, Format::Q4},
+                   {Format::BF16, Format::BF16, Format::BF16}, {Format::F16, Format::F16, Format::F16},
+                   {Format::F32, Format::F32, Format::F32}, {Format::Q4, Format::Q8}, {Format::BF16, Format::BF16}},
+                  3);
+}
+
+// GGUF imports can keep some of q/k/v in bf16 and quantize others: one launch must mix them.
+TEST_CASE("cuda matmul mixing float and quantized formats in one launch", "[cuda]") {
+  R1_REQUIRE_GPU();
+  run_launch_sets(6, {{Format::Q4, Format::BF16, Format::BF16}, {Format::F16, Format::Q8, Format::F32}, {Format::BF16, Format::Q4}},
+                  4);
 }
 
 // Float matrices whose cols are no multiple of 32 exist (pack falls back to bf16 for them).

@@ -17,12 +17,7 @@ using namespace r1;
 
 namespace {
 
-int32_t argmax(const float* x, int64_t n) {
-  int64_t b = 0;
-  for (int64_t i = 1; i < n; i++)
-    if (x[i] > x[b]) b = i;
-  return int32_t(b);
-}
+using r1test::argmax;
 
 // Largest |a - b| over the row, relative to the row's largest |b|.
 double rel_max_err(const float* a, const float* b, int64_t n) {
