@@ -6,9 +6,7 @@
 #include "core/error.h"
 #include "core/kv_cache.h"
 
-#ifdef R1_HAVE_CUDA
-#include "kernels/cuda/cuda.h"
-#endif
+#include "kernels/cuda/cuda.h"  // plain C++: sizes and the API (the kernels only with CUDA)
 
 namespace r1 {
 
@@ -29,12 +27,47 @@ struct PassShape {
 
 uint64_t cuda_bytes_needed(const Model& m, int64_t slots, int64_t ctx, int64_t rows) {
   const Config& c = m.cfg;
-#ifdef R1_HAVE_CUDA
   const uint64_t work = cuda::attention_work_floats(rows, int(c.n_heads), c.head_dim, ctx - 1) * 4;
-#else
-  const uint64_t work = 0;
-#endif
   return KVCache::bytes_for(c, ctx, /*f16=*/true, slots) + PassShape(c).bytes(rows) + work;
+}
+
+static uint64_t mat_bytes(const WeightView& w) { return align_up(tensor_bytes(w.fmt, uint64_t(w.rows), uint64_t(w.cols)), 256); }
+static uint64_t vec_bytes(int64_t n) { return align_up(uint64_t(n) * 4, 256); }
+
+uint64_t cuda_weight_bytes(const Model& m) {
+  const Config& c = m.cfg;
+  uint64_t s = mat_bytes(m.embed) + (c.tied_embeddings ? 0 : mat_bytes(m.lm_head)) + vec_bytes(c.hidden) +
+               vec_bytes(c.head_dim / 2);
+  for (const LayerWeights& L : m.layers) {
+    s += mat_bytes(L.wq) + mat_bytes(L.wk) + mat_bytes(L.wv) + mat_bytes(L.wo) + mat_bytes(L.gate) + mat_bytes(L.up) +
+         mat_bytes(L.down) + 2 * vec_bytes(c.hidden);
+    if (L.bq) s += vec_bytes(c.q_dim()) + 2 * vec_bytes(c.kv_dim());
+  }
+  return s;
+}
+
+std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_t free_bytes, const std::string& device) {
+  const Config& c = m.cfg;
+  const uint64_t headroom = 512ull << 20;  // CUDA context, graphs, fragmentation
+  const uint64_t wb = cuda_weight_bytes(m), kvb = KVCache::bytes_for(c, ctx, true, slots);
+  const uint64_t work = cuda_bytes_needed(m, slots, ctx, cuda_pass_rows(slots, ctx)) - kvb;
+  if (wb + kvb + work + headroom <= free_bytes) return "";
+  // the longest context (a multiple of 256) that would fit: the need grows with ctx
+  auto need = [&](int64_t t) { return wb + cuda_bytes_needed(m, slots, t, cuda_pass_rows(slots, t)) + headroom; };
+  int64_t lo = 0, hi = ctx / 256 + 1;  // lo * 256 fits (or lo == 0); hi * 256 > ctx does not
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    (need(mid * 256) <= free_bytes ? lo : hi) = mid;
+  }
+  const int64_t fits = lo * 256;
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "does not fit on %s: weights %.2f GB + KV cache %.2f GB (ctx %lld) + workspace %.2f GB > %.2f GB free; %s",
+                device.c_str(), double(wb) / 1e9, double(kvb) / 1e9, (long long)ctx, double(work) / 1e9,
+                double(free_bytes) / 1e9,
+                fits > 0 ? ("try --ctx " + std::to_string(fits)).c_str()
+                         : "try a smaller (q4) file, or --device cpu");
+  return buf;
 }
 
 #ifndef R1_HAVE_CUDA
@@ -58,26 +91,9 @@ struct CudaWeights {
 
   ~CudaWeights() { cuda::release(base); }
 
-  static uint64_t mat_bytes(const WeightView& w) {
-    return align_up(tensor_bytes(w.fmt, uint64_t(w.rows), uint64_t(w.cols)), 256);
-  }
-  static uint64_t vec_bytes(int64_t n) { return align_up(uint64_t(n) * 4, 256); }
-
-  static uint64_t total(const Model& m) {
-    const Config& c = m.cfg;
-    uint64_t s = mat_bytes(m.embed) + (c.tied_embeddings ? 0 : mat_bytes(m.lm_head)) + vec_bytes(c.hidden) +
-                 vec_bytes(c.head_dim / 2);
-    for (const LayerWeights& L : m.layers) {
-      s += mat_bytes(L.wq) + mat_bytes(L.wk) + mat_bytes(L.wv) + mat_bytes(L.wo) + mat_bytes(L.gate) + mat_bytes(L.up) +
-           mat_bytes(L.down) + 2 * vec_bytes(c.hidden);
-      if (L.bq) s += vec_bytes(c.q_dim()) + 2 * vec_bytes(c.kv_dim());
-    }
-    return s;
-  }
-
   explicit CudaWeights(const Model& m) {
     const Config& c = m.cfg;
-    bytes = total(m);
+    bytes = cuda_weight_bytes(m);
     base = static_cast<uint8_t*>(cuda::alloc(bytes, "the weights"));
     uint64_t off = 0, shown = 0;
     const bool progress = bytes > (4ull << 30);
@@ -135,32 +151,15 @@ CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx) : m_(m), slot
   if (!cuda::usable(&why)) fail_input("--device cuda: " + why);
   const Config& c = m.cfg;
   // Everything up front, before the first big allocation: weights, cache, workspace.
-  const int64_t rows = std::min<int64_t>(kPrefillChunk, ctx) + n_slots;
-  const uint64_t wb = CudaWeights::total(m), kvb = KVCache::bytes_for(c, ctx, true, n_slots);
-  const uint64_t need = wb + cuda_bytes_needed(m, n_slots, ctx, rows);
-  const cuda::DeviceInfo d = cuda::device_info();
-  const uint64_t headroom = 512ull << 20;  // CUDA context, graphs, fragmentation
-  if (need + headroom > d.free_bytes) {
-    char buf[512];
-    const uint64_t per_pos = KVCache::bytes_for(c, 1, true, n_slots);
-    const int64_t fits_ctx = d.free_bytes > wb + headroom + (need - wb - kvb)
-                                 ? int64_t((d.free_bytes - wb - headroom - (need - wb - kvb)) / per_pos)
-                                 : 0;
-    std::snprintf(buf, sizeof buf,
-                  "does not fit on %s: weights %.2f GB + KV cache %.2f GB (ctx %lld) + workspace %.2f GB > %.2f GB free; "
-                  "%s",
-                  d.name.c_str(), double(wb) / 1e9, double(kvb) / 1e9, (long long)ctx, double(need - wb - kvb) / 1e9,
-                  double(d.free_bytes) / 1e9,
-                  fits_ctx >= 256 ? ("try --ctx " + std::to_string(fits_ctx / 256 * 256)).c_str()
-                                  : "try a q4 file, or --device cpu");
-    fail_input(buf);
-  }
+  const std::string problem = cuda_fit_problem(m, n_slots, ctx, cuda::device_info().free_bytes, cuda::device_info().name);
+  if (!problem.empty()) fail_input(problem);
+  const uint64_t kvb = KVCache::bytes_for(c, ctx, true, n_slots);
   w_ = std::make_unique<CudaWeights>(m);
   b_ = std::make_unique<Buffers>();
   b_->kv = {nullptr, nullptr, c.n_layers, c.n_kv_heads, ctx, c.head_dim};
   b_->kv.k = static_cast<uint16_t*>(cuda::alloc(kvb / 2, "the KV cache (keys)"));
   b_->kv.v = static_cast<uint16_t*>(cuda::alloc(kvb / 2, "the KV cache (values)"));
-  reserve(rows);
+  reserve(cuda_pass_rows(n_slots, ctx));
 }
 
 CudaBatch::~CudaBatch() { cuda::destroy(static_cast<cuda::Graph*>(graph_)); }

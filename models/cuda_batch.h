@@ -2,6 +2,7 @@
 // with weights uploaded once and everything but the logits kept on the device. Built only with
 // CUDA (R1_HAVE_CUDA); cuda_available() says whether this binary and machine can run it.
 #pragma once
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,14 @@ bool cuda_available(std::string* why = nullptr);
 // Device bytes a model needs besides its weights: KV cache for slots x ctx, workspace for `rows`
 // tokens per pass. Used to refuse up front what would not fit.
 uint64_t cuda_bytes_needed(const Model& m, int64_t slots, int64_t ctx, int64_t rows);
+// The weights as uploaded (each tensor 256-byte aligned).
+uint64_t cuda_weight_bytes(const Model& m);
+// The device-memory plan, checked before anything big is allocated: "" if weights + KV cache +
+// workspace (+ headroom for the CUDA context) fit in free_bytes, else a one-line error saying
+// what does not fit and what would (a shorter --ctx, a q4 file, --device cpu).
+std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_t free_bytes, const std::string& device);
+// Rows per pass a CudaBatch is first sized for.
+inline int64_t cuda_pass_rows(int64_t slots, int64_t ctx) { return std::min<int64_t>(kPrefillChunk, ctx) + slots; }
 
 #ifdef R1_HAVE_CUDA
 struct CudaWeights;  // the device copy of a Model's weights

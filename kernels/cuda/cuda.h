@@ -101,6 +101,9 @@ void rope_store(float* q, float* k, const float* v, const RowPos* rows, int64_t 
 // out is also quantized there (and xd) as quantize() would (for a q4/q8 o_proj).
 void attention(float* out, const float* q, const RowPos* rows, int64_t n, int n_heads, const KVLayout& kv,
                int64_t layer, int64_t max_pos, float* work, int8_t* xq = nullptr, float* xd = nullptr);
-uint64_t attention_work_floats(int64_t n, int n_heads, int64_t hd, int64_t max_pos);
+constexpr int64_t kAttnChunk = 256;  // positions per split
+inline uint64_t attention_work_floats(int64_t n, int n_heads, int64_t hd, int64_t max_pos) {
+  return uint64_t(n) * uint64_t(n_heads) * uint64_t(max_pos / kAttnChunk + 1) * uint64_t(hd + 2);
+}
 
 }  // namespace r1::cuda

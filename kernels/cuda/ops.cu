@@ -307,10 +307,7 @@ void rope_store(float* q, float* k, const float* v, const RowPos* rows, int64_t 
 }
 
 static int attn_splits(int64_t max_pos) { return int(max_pos / kChunk + 1); }
-
-uint64_t attention_work_floats(int64_t n, int n_heads, int64_t hd, int64_t max_pos) {
-  return uint64_t(n) * uint64_t(n_heads) * uint64_t(attn_splits(max_pos)) * uint64_t(hd + 2);
-}
+static_assert(kChunk == kAttnChunk, "the work-size formula in cuda.h");
 
 void attention(float* out, const float* q, const RowPos* rows, int64_t n, int n_heads, const KVLayout& kv, int64_t layer,
                int64_t max_pos, float* work, int8_t* xq, float* xd) {
