@@ -80,7 +80,9 @@ TEST_CASE("r1 bench --json reports speeds, bytes and bandwidth", "[synthetic][cl
 
   auto u = test::run_r1({"bench", "--synthetic", "tiny", "--device", "cuda"});
   CHECK(u.code == 1);
-  CHECK(u.err.find("no CUDA backend") != std::string::npos);
+  // a build without CUDA, or one with CUDA on a machine without a GPU (CI)
+  INFO(u.err);
+  CHECK((u.err.find("no CUDA backend") != std::string::npos || u.err.find("no NVIDIA GPU or driver") != std::string::npos));
   CHECK(test::run_r1({"bench", "--synthetic", "nope"}).code == 1);
   CHECK(test::run_r1({"bench"}).code == 1);
 }

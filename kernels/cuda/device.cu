@@ -33,7 +33,11 @@ bool usable(std::string* why) {
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {
-    if (why) *why = e != cudaSuccess ? std::string("no CUDA device (") + cudaGetErrorString(e) + ")" : "no CUDA device";
+    // without a driver the runtime says "driver version is insufficient": say what is missing
+    if (why)
+      *why = e == cudaSuccess || e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver
+                 ? std::string("no NVIDIA GPU or driver found")
+                 : std::string("no usable CUDA device (") + cudaGetErrorString(e) + ")";
     cudaGetLastError();  // clear it
     return false;
   }
