@@ -151,7 +151,8 @@ CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx) : m_(m), slot
   if (!cuda::usable(&why)) fail_input("--device cuda: " + why);
   const Config& c = m.cfg;
   // Everything up front, before the first big allocation: weights, cache, workspace.
-  const std::string problem = cuda_fit_problem(m, n_slots, ctx, cuda::device_info().free_bytes, cuda::device_info().name);
+  const cuda::DeviceInfo dev = cuda::device_info();
+  const std::string problem = cuda_fit_problem(m, n_slots, ctx, dev.free_bytes, dev.name);
   if (!problem.empty()) fail_input(problem);
   const uint64_t kvb = KVCache::bytes_for(c, ctx, true, n_slots);
   w_ = std::make_unique<CudaWeights>(m);

@@ -44,7 +44,6 @@ class CudaBatch : public BatchSession {
   void decode_one(int32_t token, int64_t pos, float* out);
   // Random f16 in +-[0.5, 1) at positions [0, depth) of every slot (benchmarks at depth).
   void fill_kv_random(int64_t depth);
-  const Model& model() const { return m_; }
 
  private:
   struct Buffers;
