@@ -179,7 +179,7 @@ int run(const BenchArgs& a) {
   std::string name, quant = a.quant.empty() ? "q4" : a.quant;
   if (!a.synthetic.empty()) {
     Format f;
-    if (!parse_format(quant, &f)) fail_usage("--quant: unknown format '" + quant + "' (q4, q8, bf16, f16, f32)");
+    if (!parse_format(quant, &f)) fail_usage("--quant: unknown format '" + quant + "' (q4, q5, q8, bf16, f16, f32)");
     model = make_synthetic_model(synthetic_config(a.synthetic), f);
     name = "synthetic " + a.synthetic;
   } else {
@@ -318,7 +318,7 @@ R1_COMMAND("bench", "Measure prefill and decode speed (of a model file or a synt
   sub.add_option("--synthetic", a->synthetic,
                  "Random weights in memory at a real model's shapes: qwen-1.5b, qwen-7b, llama-8b, qwen-14b, "
                  "qwen-32b, llama-70b, tiny");
-  sub.add_option("--quant", a->quant, "Weight format of a synthetic model: q4, q8, bf16 (also f16, f32); "
+  sub.add_option("--quant", a->quant, "Weight format of a synthetic model: q4, q5, q8, bf16 (also f16, f32); "
                                       "default q4, tensors as `r1 pack --quant` lays them out");
   sub.add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   sub.add_option("-p,--prompt-tokens", a->p, "Prompt length for prefill, one batched forward (0: skip)")

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/kv_cache.h"
 
+#include "quant/quantize.h"
 #include "kernels/cuda/cuda.h"  // plain C++: sizes and the API (the kernels only with CUDA)
 
 namespace r1 {
@@ -31,7 +32,12 @@ uint64_t cuda_bytes_needed(const Model& m, int64_t slots, int64_t ctx, int64_t r
   return KVCache::bytes_for(c, ctx, /*f16=*/true, slots) + PassShape(c).bytes(rows) + work;
 }
 
-static uint64_t mat_bytes(const WeightView& w) { return align_up(tensor_bytes(w.fmt, uint64_t(w.rows), uint64_t(w.cols)), 256); }
+// The GPU kernels have no q5 path: a q5 matrix goes up as the q8 matrix of the same values
+// (exact; it costs q8's bandwidth on the GPU).
+static Format device_format(Format f) { return f == Format::Q5 ? Format::Q8 : f; }
+static uint64_t mat_bytes(const WeightView& w) {
+  return align_up(tensor_bytes(device_format(w.fmt), uint64_t(w.rows), uint64_t(w.cols)), 256);
+}
 static uint64_t vec_bytes(int64_t n) { return align_up(uint64_t(n) * 4, 256); }
 
 uint64_t cuda_weight_bytes(const Model& m) {
@@ -107,9 +113,17 @@ struct CudaWeights {
       }
       return dst;
     };
+    std::vector<uint8_t> q8;  // a q5 matrix converted for upload
     auto mat = [&](const WeightView& w) {
-      const uint64_t n = tensor_bytes(w.fmt, uint64_t(w.rows), uint64_t(w.cols));
-      return make_view(w.fmt, uint64_t(w.rows), uint64_t(w.cols), copy(w.codes, n, align_up(n, 256)));
+      const Format f = device_format(w.fmt);
+      const uint64_t n = tensor_bytes(f, uint64_t(w.rows), uint64_t(w.cols));
+      const void* src = w.codes;
+      if (f != w.fmt) {
+        q8.resize(n);
+        q5_to_q8(w, q8.data());
+        src = q8.data();
+      }
+      return make_view(f, uint64_t(w.rows), uint64_t(w.cols), copy(src, n, align_up(n, 256)));
     };
     auto vec = [&](const float* v, int64_t n) {
       return reinterpret_cast<const float*>(copy(v, uint64_t(n) * 4, vec_bytes(n)));

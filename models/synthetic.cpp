@@ -91,7 +91,7 @@ inline uint64_t shape_word(uint64_t r, Fill k) {
       const uint64_t zero = ~(((y & lo) + lo) | y | lo);  // 0x80 in each byte where y == 0
       return r ^ (zero >> 7);
     }
-    case Fill::Codes4: return r;  // every nibble is a valid code
+    case Fill::Codes4: return r;  // every nibble (and q5 high bit) is a valid code
     case Fill::Scales: {
       // f16 scales near 2.5e-4 (codes of std ~70 -> weights of std ~0.02), low mantissa bits random
       const uint64_t base = f32_to_f16(2.2e-4f);
@@ -197,6 +197,7 @@ std::unique_ptr<Model> make_synthetic_model(const Config& c, Format quant, uint6
     const bool bias = t.name.size() > 5 && t.name.compare(t.name.size() - 5, 5, ".bias") == 0;
     switch (t.fmt) {
       case Format::Q8:
+      case Format::Q5:
       case Format::Q4: {
         const uint64_t cb = codes_bytes(t.fmt, t.rows, t.cols), sb = t.rows * (t.cols / kGroup) * 2;
         segs.push_back({p, cb, t.fmt == Format::Q8 ? Fill::Codes8 : Fill::Codes4});

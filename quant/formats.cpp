@@ -2,7 +2,7 @@
 
 namespace r1 {
 
-static const char* kNames[kFormatCount] = {"f32", "f16", "bf16", "q8", "q4"};
+static const char* kNames[kFormatCount] = {"f32", "f16", "bf16", "q8", "q4", "q5"};
 
 const char* format_name(Format f) {
   auto i = uint32_t(f);
@@ -15,7 +15,7 @@ bool parse_format(const std::string& s, Format* out) {
   return false;
 }
 
-bool is_quantized(Format f) { return f == Format::Q8 || f == Format::Q4; }
+bool is_quantized(Format f) { return f == Format::Q8 || f == Format::Q4 || f == Format::Q5; }
 
 bool format_fits(Format f, uint64_t cols) { return !is_quantized(f) || cols % kGroup == 0; }
 
@@ -26,6 +26,7 @@ uint64_t codes_bytes(Format f, uint64_t rows, uint64_t cols) {
     case Format::F16: case Format::BF16: return n * 2;
     case Format::Q8: return n;
     case Format::Q4: return n / 2;
+    case Format::Q5: return n / 8 * 5;
   }
   return 0;
 }
@@ -42,6 +43,7 @@ double bits_per_weight(Format f) {
     case Format::F16: case Format::BF16: return 16;
     case Format::Q8: return 8 + 16.0 / kGroup;
     case Format::Q4: return 4 + 16.0 / kGroup;
+    case Format::Q5: return 5 + 16.0 / kGroup;
   }
   return 0;
 }

@@ -3,7 +3,8 @@
 // Matrices are [rows, cols] row-major (y = W x, x of length cols). Quantized formats store two
 // separate streams so that SIMD and GPU loads stay aligned whatever the group size:
 //
-//   codes  : rows * cols bytes (q8) or rows * cols / 2 bytes (q4), row-major, 64-byte aligned
+//   codes  : rows * cols bytes (q8), rows * cols / 2 (q4) or rows * cols * 5 / 8 (q5), row-major,
+//            64-byte aligned
 //   scales : rows * (cols / 32) IEEE halves, row-major, starting at align64(codes bytes)
 //
 // Groups are 32 consecutive weights of one row; each has one f16 scale.
@@ -11,6 +12,13 @@
 //   q4: w = scale * kQ4Levels[code],      code in [0, 15], a 16-entry   (4.5 bits per weight)
 //       non-uniform codebook fitted to weight statistics (scripts/fit_q4_codebook.py), so the
 //       16 levels sit where trained weights are dense instead of evenly spread.
+//   q5: w = scale * (code - 16),          code in [0, 31], uniform      (5.5 bits per weight)
+//       A row of q5 is the row's q4-style nibbles (cols / 2 bytes, Q4Group layout: the low four
+//       bits of each code) followed by its high bits (cols / 8 bytes, one little-endian 32-bit
+//       word per group, bit j = bit 4 of weight j's code). So a kernel finds a group's nibbles
+//       where a q4 kernel would, and its fifth bits in one word; the level, code - 16, is the
+//       int8 that integer-dot kernels multiply. It is the step between q4 and q8 that small
+//       models need (see quant/pack.cpp), and GGUF's Q5_0 has the same values.
 // 1-D tensors (norm weights, biases) are always f32.
 #pragma once
 #include <cstdint>
@@ -19,9 +27,9 @@
 
 namespace r1 {
 
-enum class Format : uint32_t { F32 = 0, F16 = 1, BF16 = 2, Q8 = 3, Q4 = 4 };
-constexpr uint32_t kFormatCount = 5;
-constexpr int kGroup = 32;  // weights per scale in q8 and q4
+enum class Format : uint32_t { F32 = 0, F16 = 1, BF16 = 2, Q8 = 3, Q4 = 4, Q5 = 5 };
+constexpr uint32_t kFormatCount = 6;
+constexpr int kGroup = 32;  // weights per scale in q8, q5 and q4
 
 // One group of q4 codes. Bit layout: byte j (0..15) holds the code of weight j in its low
 // nibble and the code of weight j + 16 in its high nibble, so one 16-byte load and a shift
@@ -36,6 +44,10 @@ static_assert(sizeof(Q8Group) == 32, "q8 group is 32 bytes");
 // turns codes into int8 weights); the float weight is scale * level.
 inline constexpr int8_t kQ4Levels[16] = {-127, -89, -69, -53, -40, -28, -17, -7,
                                          3,    13,  24,  36,  50,  66,  87,  112};
+
+// Where the high-bit words of a q5 row start (the nibbles come first), and the level of a code.
+constexpr int64_t q5_hbits_offset(int64_t cols) { return cols / 2; }
+constexpr int q5_level(int code) { return code - 16; }
 
 constexpr uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 

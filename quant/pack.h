@@ -21,6 +21,7 @@ struct PackOptions {
 Format recipe_format(Format quant, const std::string& name, uint64_t ndim, uint64_t cols, bool tied);
 // What the q4 recipe keeps in q8, in words, for the file's provenance.
 extern const char* const kQ4RecipeQ8;
+extern const char* const kQ5RecipeQ8;  // the same for q5 (every other matrix q5)
 
 void pack_checkpoint(const PackOptions& opt);
 

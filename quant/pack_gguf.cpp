@@ -276,7 +276,8 @@ void pack_gguf(const PackOptions& opt_in, bool quant_given) {
         {"group_size", kGroup},
         {"q4_scale", "per-group f16, least-squares search over the codebook"}}},
   };
-  if (opt.quant == Format::Q4) meta["provenance"]["recipe"]["q8"] = kQ4RecipeQ8;
+  if (opt.quant == Format::Q4 || opt.quant == Format::Q5)
+    meta["provenance"]["recipe"]["q8"] = opt.quant == Format::Q4 ? kQ4RecipeQ8 : kQ5RecipeQ8;
 
   write_packed(
       opt, specs, std::move(meta),

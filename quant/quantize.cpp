@@ -75,14 +75,31 @@ uint16_t quantize_q8_group(const float* x, int8_t* q) {
   return sh;
 }
 
+// The two codebooks the scale search runs over: q4's fitted levels and q5's uniform ones.
+struct Q4Book {
+  static constexpr float lo = -127.0f, hi = 112.0f;  // end levels
+  static int nearest(float v) { return kNearest.fast(v); }
+  static float level(int c) { return kQ4Levels[c]; }
+};
+struct Q5Book {
+  static constexpr float lo = -16.0f, hi = 15.0f;
+  static int nearest(float v) {
+    float r = std::nearbyint(v);
+    r = r < lo ? lo : r > hi ? hi : r;
+    return int(r) + 16;
+  }
+  static float level(int c) { return float(q5_level(c)); }
+};
+
 // Codes for x at inverse scale inv, and the two sums that give the least-squares scale for them:
 // xl = sum x * level, ll = sum level^2 (then s = xl / ll and the error is sum x^2 - xl^2 / ll).
-inline void q4_assign(const float* x, float inv, uint8_t* codes, float* xl, float* ll) {
+template <class B>
+inline void assign(const float* x, float inv, uint8_t* codes, float* xl, float* ll) {
   float a = 0, b = 0;
   for (int i = 0; i < kGroup; i++) {
-    const int c = kNearest.fast(x[i] * inv);
+    const int c = B::nearest(x[i] * inv);
     codes[i] = uint8_t(c);
-    const float l = kQ4Levels[c];
+    const float l = B::level(c);
     a += x[i] * l;
     b += l * l;
   }
@@ -90,44 +107,37 @@ inline void q4_assign(const float* x, float inv, uint8_t* codes, float* xl, floa
   *ll = b;
 }
 
-}  // namespace
-
-uint16_t quantize_q4_group(const float* x, uint8_t* nib16) {
-  float amax = 0, vmax = 0;
+// The group's f16 scale and its codes under codebook B. Both codebooks are asymmetric: put the
+// extreme weight on either end level, over a short sweep of scales. Each candidate's codes are
+// scored at their own least-squares scale (error = sum x^2 - xl^2 / ll, so maximize xl^2 / ll):
+// one pass per candidate instead of the assign / refit / re-assign of a plain sweep. The two
+// best are then refined by two rounds of re-assign + refit.
+template <class B>
+uint16_t search_scale(const float* x, uint8_t* codes) {
+  float vmax = 0;
   for (int i = 0; i < kGroup; i++)
-    if (std::fabs(x[i]) > amax) { amax = std::fabs(x[i]); vmax = x[i]; }
-  uint8_t codes[kGroup];
-  if (amax == 0) {
-    std::memset(nib16, 0x88, 16);  // code 8 is the level nearest zero
-    return 0;
-  }
-  // The codebook is asymmetric (-127 .. 118): put the extreme weight on either end level, over a
-  // short sweep of scales. Each candidate's codes are scored at their own least-squares scale
-  // (error = sum x^2 - xl^2 / ll, so maximize xl^2 / ll): one pass per candidate instead of the
-  // assign / refit / re-assign of a plain sweep. The winner is then refined by two rounds of
-  // re-assign + refit.
+    if (std::fabs(x[i]) > std::fabs(vmax)) vmax = x[i];
   // factors > 1 clip the extreme weight, which pays for Gaussian-like groups
   static constexpr float kLo[] = {1.15f, 1.11f, 1.08f, 1.05f, 1.03f, 1.01f, 0.99f, 0.97f, 0.94f, 0.91f, 0.88f};
   static constexpr float kHi[] = {1.2f, 1.14f, 1.09f, 1.05f, 1.02f, 0.99f, 0.95f, 0.91f};
-  // keep the two best candidates' least-squares scales; refine both (2 rounds each)
   float b1 = -1, s1 = 0, b2 = -1, s2 = 0;
   auto consider = [&](float inv) {
     float xl, ll;
-    q4_assign(x, inv, codes, &xl, &ll);
+    assign<B>(x, inv, codes, &xl, &ll);
     if (ll <= 0) return;
     const float sc = xl * xl / ll, s = xl / ll;
     if (sc > b1) { b2 = b1; s2 = s1; b1 = sc; s1 = s; }
     else if (sc > b2 && s != s1) { b2 = sc; s2 = s; }
   };
-  for (float f : kLo) consider(-127.0f * f / vmax);
-  for (float f : kHi) consider(float(kQ4Levels[15]) * f / vmax);
+  for (float f : kLo) consider(B::lo * f / vmax);
+  for (float f : kHi) consider(B::hi * f / vmax);
   float best = b1, best_s = s1;
   for (float s0 : {s1, s2}) {  // (s2 == 0: fewer than two distinct candidates)
     if (s0 == 0) continue;
     float s = s0;
     for (int it = 0; it < 2; it++) {
       float xl, ll;
-      q4_assign(x, 1.0f / s, codes, &xl, &ll);
+      assign<B>(x, 1.0f / s, codes, &xl, &ll);
       if (ll <= 0) break;
       s = xl / ll;
       if (xl * xl / ll > best) { best = xl * xl / ll; best_s = s; }
@@ -137,8 +147,39 @@ uint16_t quantize_q4_group(const float* x, uint8_t* nib16) {
   uint16_t sh = f32_to_f16(best_s);
   float xl, ll;
   const float sf = f16_to_f32(sh);
-  q4_assign(x, sf != 0 ? 1.0f / sf : 0.0f, codes, &xl, &ll);
+  assign<B>(x, sf != 0 ? 1.0f / sf : 0.0f, codes, &xl, &ll);
+  return sh;
+}
+
+}  // namespace
+
+uint16_t quantize_q4_group(const float* x, uint8_t* nib16) {
+  uint8_t codes[kGroup];
+  float amax = 0;
+  for (int i = 0; i < kGroup; i++) amax = std::fmax(amax, std::fabs(x[i]));
+  if (amax == 0) {
+    std::memset(nib16, 0x88, 16);  // code 8 is the level nearest zero
+    return 0;
+  }
+  const uint16_t sh = search_scale<Q4Book>(x, codes);
   pack_nibbles(codes, nib16);
+  return sh;
+}
+
+uint16_t quantize_q5_group(const float* x, uint8_t* nib16, uint8_t* hbits4) {
+  uint8_t codes[kGroup];
+  float amax = 0;
+  for (int i = 0; i < kGroup; i++) amax = std::fmax(amax, std::fabs(x[i]));
+  if (amax == 0) std::fill(codes, codes + kGroup, uint8_t(16));  // level 0
+  const uint16_t sh = amax == 0 ? 0 : search_scale<Q5Book>(x, codes);
+  uint8_t low[kGroup];
+  uint32_t hb = 0;
+  for (int i = 0; i < kGroup; i++) {
+    low[i] = codes[i] & 15;
+    hb |= uint32_t(codes[i] >> 4) << i;
+  }
+  pack_nibbles(low, nib16);
+  for (int k = 0; k < 4; k++) hbits4[k] = uint8_t(hb >> (8 * k));
   return sh;
 }
 
@@ -170,6 +211,13 @@ void quantize_rows(Format f, const float* w, int64_t rows, int64_t cols, int64_t
         for (int64_t g = 0; g < groups; g++)
           scales[r * groups + g] = quantize_q4_group(x + g * kGroup, codes + (r * cols + g * kGroup) / 2);
         break;
+      case Format::Q5: {
+        uint8_t* row = codes + r * cols / 8 * 5;
+        for (int64_t g = 0; g < groups; g++)
+          scales[r * groups + g] =
+              quantize_q5_group(x + g * kGroup, row + g * 16, row + q5_hbits_offset(cols) + g * 4);
+        break;
+      }
     }
   }
 }
@@ -195,6 +243,29 @@ void quantize_q4_absmax_rows(const float* w, int64_t rows, int64_t cols, void* o
       pack_nibbles(c, codes + (r * cols + g * kGroup) / 2);
       scales[r * groups + g] = sh;
     }
+}
+
+}  // namespace r1
+
+namespace r1 {
+
+void q5_to_q8(const WeightView& q5, void* out) {
+  WeightView o = make_view(Format::Q8, uint64_t(q5.rows), uint64_t(q5.cols), out);
+  auto* q = reinterpret_cast<int8_t*>(const_cast<uint8_t*>(o.codes));
+  const int64_t cols = q5.cols, G = cols / kGroup;
+  for (int64_t r = 0; r < q5.rows; r++) {
+    const uint8_t* row = q5.codes + r * cols / 8 * 5;
+    for (int64_t g = 0; g < G; g++) {
+      uint32_t hb;
+      std::memcpy(&hb, row + q5_hbits_offset(cols) + g * 4, 4);
+      for (int j = 0; j < 16; j++) {
+        const uint8_t b = row[g * 16 + j];
+        q[r * cols + g * 32 + j] = int8_t(q5_level((b & 15) | int((hb >> j) & 1) << 4));
+        q[r * cols + g * 32 + j + 16] = int8_t(q5_level((b >> 4) | int((hb >> (j + 16)) & 1) << 4));
+      }
+    }
+  }
+  std::memcpy(const_cast<uint16_t*>(o.scales), q5.scales, size_t(q5.rows * G) * 2);
 }
 
 }  // namespace r1

@@ -19,5 +19,11 @@ void quantize_q4_absmax_rows(const float* w, int64_t rows, int64_t cols, void* o
 
 // Quantize one group of 32 to the q4 codebook: returns the f16 scale bits, writes 16 bytes.
 uint16_t quantize_q4_group(const float* x, uint8_t* nib16);
+// The same for q5: the low nibbles (16 bytes) and the high-bit word (4 bytes).
+uint16_t quantize_q5_group(const float* x, uint8_t* nib16, uint8_t* hbits4);
+
+// A q5 matrix as the q8 matrix of the same values (levels and scales unchanged, so exact):
+// for kernels that have no q5 path. out: tensor_bytes(Q8, rows, cols) bytes.
+void q5_to_q8(const WeightView& q5, void* out);
 
 }  // namespace r1

@@ -82,17 +82,22 @@ TEST_CASE("forward pass with the default f16 KV cache", "[engine]") {
 // Quantized files against the same reference: how far the logits move and how often the top
 // token survives. Bounds are set from measurements (see the issue note) with margin; they guard
 // against regressions in the quantizers and kernels, not against the formats' inherent error.
-TEST_CASE("q8 and q4 files stay near the reference logits", "[engine][quality]") {
+TEST_CASE("q8, q5 and q4 files stay near the reference logits", "[engine][quality]") {
   // Measured (worst logit error / max|logit|, top-1 agreement over all prompt positions):
   //   tiny-qwen2    q8 0.060 / 1.00   q4 0.53 / 0.45
   //   tiny-llama3   q8 0.067 / 0.90   q4 0.62 / 0.35
   //   tiny-qwen2-py q8 0.020 / 0.98   q4 0.136 / 0.97
+  //   q5 (k/v q8, all else q5): tiny-qwen2 0.26 / 0.73, tiny-llama3 0.31 / 0.65,
+  //   tiny-qwen2-py 0.082 / 0.90 (60 positions: 4 flips; over heldout.py.txt q5's top-1
+  //   agreement is the higher, 95.6% against q4's 94.7%)
   // The random-weight fixtures have near-tied logits and random norm weights that amplify any
   // weight error, so q4's top-1 agreement there is low; the trained model is the real measure.
   struct Bound { const char* model; const char* quant; double rel_err; double top1; };
   for (Bound b : {Bound{"tiny-qwen2", "q8", 0.1, 0.9}, Bound{"tiny-qwen2", "q4", 0.8, 0.3},
                   Bound{"tiny-llama3", "q8", 0.1, 0.8}, Bound{"tiny-llama3", "q4", 0.9, 0.25},
-                  Bound{"tiny-qwen2-py", "q8", 0.04, 0.95}, Bound{"tiny-qwen2-py", "q4", 0.2, 0.9}}) {
+                  Bound{"tiny-qwen2-py", "q8", 0.04, 0.95}, Bound{"tiny-qwen2-py", "q4", 0.2, 0.9},
+                  Bound{"tiny-qwen2", "q5", 0.4, 0.6}, Bound{"tiny-llama3", "q5", 0.45, 0.5},
+                  Bound{"tiny-qwen2-py", "q5", 0.12, 0.85}}) {
     const std::string m = b.model;
     {
       auto ref = r1test::reference(m);

@@ -109,10 +109,10 @@ TEST_CASE("quantize_act matches the scalar q8 activation quantizer exactly", "[k
 // Integer path: same int8 math as ref::matmul_q8act; only the float summation order differs
 // (per-group products dw*dx*isum summed in another order) -> |err| <= 1e-5 * sum|w x|.
 // Against the float reference the activation rounding adds at most sum_i |w_i| * d_g(i) / 2.
-TEST_CASE("q4/q8 tile kernels match the int8-activation reference", "[kernels]") {
+TEST_CASE("q4/q5/q8 tile kernels match the int8-activation reference", "[kernels]") {
   if (!has_avx2()) return;
   const bool vnni = avx2::cpu_has_vnni();
-  for (Format f : {Format::Q4, Format::Q8})
+  for (Format f : {Format::Q4, Format::Q5, Format::Q8})
     for (int iter = 0; iter < 14; iter++) {
       const int64_t k = iter == 0 ? 48 : iter == 1 ? 13 : iter == 2 ? 1 : rint_in(1, 40);
       const int64_t rows = iter == 0 ? 67 : rint_in(1, 37), cols = 32 * k, n = rint_in(1, 11);
@@ -179,7 +179,7 @@ TEST_CASE("f32/f16/bf16 matmul matches the reference", "[kernels]") {
 
 TEST_CASE("dequant_row is exact", "[kernels]") {
   if (!has_avx2()) return;
-  for (Format f : {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4}) {
+  for (Format f : {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4, Format::Q5}) {
     const int64_t rows = 3, cols = 32 * 11;
     Mat M(f, rows, cols, randn(size_t(rows * cols)));
     std::vector<float> a(static_cast<size_t>(cols)), b(static_cast<size_t>(cols));
@@ -195,7 +195,7 @@ TEST_CASE("dequant_row is exact", "[kernels]") {
 TEST_CASE("cpu::matvec and cpu::matmul with 1, 2, 3 threads", "[kernels]") {
   for (int nt : {1, 2, 3}) {
     ThreadPool pool(nt);
-    for (Format f : {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4}) {
+    for (Format f : {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4, Format::Q5}) {
       const int64_t rows = rint_in(40, 200), cols = 32 * rint_in(1, 60), n = rint_in(2, 9);
       Mat M(f, rows, cols, randn(size_t(rows * cols), 0.1f));
       const auto X = randn(size_t(n * cols));
@@ -304,7 +304,7 @@ TEST_CASE("matmul rows are bitwise matvecs; matmul_multi equals separate calls",
     cpu::force_reference(ref_on);
     for (int nt : {1, 2, 3}) {
       ThreadPool pool(nt);
-      for (Format f : {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4})
+      for (Format f : {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4, Format::Q5})
       for (int64_t n : {rint_in(2, 4), rint_in(5, 13)}) {  // both sides of the GEMM threshold
         const int64_t cols = 32 * rint_in(1, 50);
         const int64_t rows[3] = {rint_in(1, 90), rint_in(1, 40), rint_in(17, 70)};

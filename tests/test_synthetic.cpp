@@ -36,7 +36,7 @@ TEST_CASE("synthetic presets have the reference shapes", "[synthetic]") {
 TEST_CASE("a tiny synthetic model decodes with finite logits in every format", "[synthetic]") {
   const Config c = synthetic_config("tiny");
   ThreadPool pool(2);
-  for (Format f : {Format::Q4, Format::Q8, Format::BF16, Format::F16, Format::F32}) {
+  for (Format f : {Format::Q4, Format::Q5, Format::Q8, Format::BF16, Format::F16, Format::F32}) {
     INFO(format_name(f));
     auto m = make_synthetic_model(c, f);
     REQUIRE(m->owned);

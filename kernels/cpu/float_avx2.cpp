@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "kernels/cpu/avx2.h"
+#include "kernels/cpu/ref.h"
 #include "kernels/cpu/vmath_avx2.h"
 #include "quant/half.h"
 
@@ -133,7 +134,8 @@ void dequant_row(const WeightView& W, int64_t r, float* out) {
       }
       break;
     }
-    default: {
+    case Format::Q5: ref::dequant_row(W, r, out); break;  // lookups only (see cpu.cpp)
+    case Format::F32: {
       const float* w = reinterpret_cast<const float*>(W.codes) + r * n;
       for (int64_t i = 0; i < n; i++) out[i] = w[i];
     }

@@ -1,4 +1,4 @@
-// q4/q8 weights x int8 activations, AVX2 (vpmaddubsw + sign trick), plus the activation
+// q4/q5/q8 weights x int8 activations, AVX2 (vpmaddubsw + sign trick), plus the activation
 // quantizer shared with the VNNI build. Layouts: kernels/cpu/avx2.h.
 #define R1_VNNI 0
 #include "kernels/cpu/qtile_avx2.h"
@@ -90,10 +90,11 @@ void quantize_act(const float* x, int64_t cols, uint8_t* out) {
 }
 
 void qmatmul(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
-  if (W.fmt == Format::Q4)
-    qmatmul_impl<true>(W, act, n, Y, ldy, r0, r1);
-  else
-    qmatmul_impl<false>(W, act, n, Y, ldy, r0, r1);
+  switch (W.fmt) {
+    case Format::Q4: qmatmul_impl<Format::Q4>(W, act, n, Y, ldy, r0, r1); break;
+    case Format::Q5: qmatmul_impl<Format::Q5>(W, act, n, Y, ldy, r0, r1); break;
+    default: qmatmul_impl<Format::Q8>(W, act, n, Y, ldy, r0, r1); break;
+  }
 }
 
 }  // namespace r1::avx2

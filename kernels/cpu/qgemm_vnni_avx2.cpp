@@ -1,4 +1,4 @@
-// q4/q8 weights x int8 activations with 256-bit vpdpbusd (AVX512-VNNI + VL; no 512-bit ops, so
+// q4/q5/q8 weights x int8 activations with 256-bit vpdpbusd (AVX512-VNNI + VL; no 512-bit ops, so
 // no frequency penalty). Same kernel source as qgemm_avx2.cpp, compiled for the wider ISA; only
 // called when cpu_has_vnni(). Library headers come before the target pragma so that none of
 // their inline functions is compiled for AVX-512.
@@ -57,21 +57,25 @@ inline void transpose8(__m256i r[8]) {  // 8x8 int32 transpose in registers
   }
 }
 
-// Row block of q4/q8 weights as u8 (level + 128 / code + 128) in t-layout, plus each chunk's
+// Row block of q4/q5/q8 weights as u8 (level + 128 / code + 128) in t-layout, plus each chunk's
 // f16 scales as floats in lane order P. wt: [rows][G8][8 vectors], sw: [rows][G8][8].
-template <bool Q4>
+template <Format F>
 void unpack_rows(const K& k, const WeightView& W, int64_t r0, int64_t nr, uint8_t* wt, float* sw) {
-  const int64_t G = W.cols / kGroup, G8 = G / 8, rb = Q4 ? W.cols / 2 : W.cols;
+  constexpr bool Q8 = F == Format::Q8;
+  const int64_t G = W.cols / kGroup, G8 = G / 8, rb = row_bytes<F>(W.cols);
   const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
   for (int64_t i = 0; i < nr; i++) {
     const uint8_t* wc = W.codes + (r0 + i) * rb;
+    const uint8_t* hb = hbits_of<F>(wc, W.cols);
     for (int64_t c = 0; c < G8; c++) {
       // the weights stream from DRAM: fetch kPfBytes ahead, every line (as the GEMV does)
-      for (int l = 0; l < (Q4 ? 2 : 4); l++)
-        _mm_prefetch(reinterpret_cast<const char*>(wc + kPfBytes + c * (Q4 ? 128 : 256) + 64 * l), _MM_HINT_T0);
+      for (int l = 0; l < (Q8 ? 4 : 2); l++)
+        _mm_prefetch(reinterpret_cast<const char*>(wc + kPfBytes + c * (Q8 ? 256 : 128) + 64 * l), _MM_HINT_T0);
+      if constexpr (F == Format::Q5)
+        if (c % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(hb + kPfBytes + c * 32), _MM_HINT_T0);
       if (c % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(W.scales + (r0 + i + kPfBytes / rb) * G + c * 8), _MM_HINT_T0);
       __m256i v[8];
-      if constexpr (Q4) {
+      if constexpr (F == Format::Q4) {
         // A group's 16 code bytes are 4 words; word j holds quad j (low nibbles) and quad j + 4
         // (high nibbles). With groups (0,1) (2,3) (4,5) (6,7) in the 128-bit halves of 4 loads,
         // an in-lane 4x4 word transpose gives u[j] = word j of groups 0 2 4 6 | 1 3 5 7, which is
@@ -87,8 +91,12 @@ void unpack_rows(const K& k, const WeightView& W, int64_t r0, int64_t nr, uint8_
           v[j] = _mm256_shuffle_epi8(k.lut, _mm256_and_si256(u[j], k.m4));
           v[j + 4] = _mm256_shuffle_epi8(k.lut, _mm256_and_si256(_mm256_srli_epi16(u[j], 4), k.m4));
         }
-      } else {
+      } else if constexpr (F == Format::Q5) {
         for (int L = 0; L < 8; L++)  // group P[L] of the chunk, natural element order
+          v[L] = _mm256_add_epi8(group_codes<F>(k, wc, hb, c * 8 + kP[L]), k.q5off);
+        transpose8(v);
+      } else {
+        for (int L = 0; L < 8; L++)
           v[L] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + (c * 8 + kP[L]) * 32)),
                                   k.c80);
         transpose8(v);
@@ -104,10 +112,10 @@ void unpack_rows(const K& k, const WeightView& W, int64_t r0, int64_t nr, uint8_
 // Y[t, r] for R unpacked rows x T tokens (t-layout activations at at[t]), full chunks + tail.
 // For q8 the unsigned operand is the weight (code + 128), so the correction is the same
 // 128 * sum(x) as for q4.
-template <bool Q4, int R, int T>
+template <Format F, int R, int T>
 void tile_t(const K& k, const WeightView& W, int64_t r, const uint8_t* wt, const float* sw, const Act* A,
             const int8_t* const* at, float* Y, int64_t ldy) {
-  const int64_t G = W.cols / kGroup, G8 = G / 8, rb = Q4 ? W.cols / 2 : W.cols;
+  const int64_t G = W.cols / kGroup, G8 = G / 8;
   __m256 acc[R][T];
   for (int i = 0; i < R; i++)
     for (int t = 0; t < T; t++) acc[i][t] = _mm256_setzero_ps();
@@ -134,21 +142,21 @@ void tile_t(const K& k, const WeightView& W, int64_t r, const uint8_t* wt, const
       }
     }
   }
-  finish_tile<Q4, R, T>(k, W, r, acc, A, Y, ldy);
+  finish_tile<F, R, T>(k, W, r, acc, A, Y, ldy);
 }
 
-template <bool Q4, int T>
+template <Format F, int T>
 void rows_t(const K& k, const WeightView& W, int64_t rb, int64_t nr, const uint8_t* wt, const float* sw,
             const Act* A, const int8_t* const* at, float* Y, int64_t ldy) {
   const int64_t G8 = W.cols / kGroup / 8;
   int64_t i = 0;
-  for (; i + 3 <= nr; i += 3) tile_t<Q4, 3, T>(k, W, rb + i, wt + i * G8 * 256, sw + i * G8 * 8, A, at, Y, ldy);
-  for (; i < nr; i++) tile_t<Q4, 1, T>(k, W, rb + i, wt + i * G8 * 256, sw + i * G8 * 8, A, at, Y, ldy);
+  for (; i + 3 <= nr; i += 3) tile_t<F, 3, T>(k, W, rb + i, wt + i * G8 * 256, sw + i * G8 * 8, A, at, Y, ldy);
+  for (; i < nr; i++) tile_t<F, 1, T>(k, W, rb + i, wt + i * G8 * 256, sw + i * G8 * 8, A, at, Y, ldy);
 }
 
 // Rows in blocks of kRB, unpacked once; for each block, tokens in tiles of 4 (their activations
 // stay in L1 while the block's rows, in L2, pass over them).
-template <bool Q4>
+template <Format F>
 void qgemm_t_impl(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
   constexpr int64_t kRB = 24;
   constexpr int T = 4;
@@ -160,7 +168,7 @@ void qgemm_t_impl(const WeightView& W, const uint8_t* act, int64_t n, float* Y, 
   float* sw = sbuf.get<float>(size_t(kRB * G8 * 8) * 4);
   for (int64_t rb = r0; rb < r1; rb += kRB) {
     const int64_t nr = rb + kRB < r1 ? kRB : r1 - rb;
-    unpack_rows<Q4>(k, W, rb, nr, wt, sw);
+    unpack_rows<F>(k, W, rb, nr, wt, sw);
     for (int64_t t0 = 0; t0 < n; t0 += T) {
       Act A[T];
       const int8_t* at[T];
@@ -171,10 +179,10 @@ void qgemm_t_impl(const WeightView& W, const uint8_t* act, int64_t n, float* Y, 
       }
       float* Yt = Y + t0 * ldy;
       switch (nt) {
-        case 4: rows_t<Q4, 4>(k, W, rb, nr, wt, sw, A, at, Yt, ldy); break;
-        case 3: rows_t<Q4, 3>(k, W, rb, nr, wt, sw, A, at, Yt, ldy); break;
-        case 2: rows_t<Q4, 2>(k, W, rb, nr, wt, sw, A, at, Yt, ldy); break;
-        default: rows_t<Q4, 1>(k, W, rb, nr, wt, sw, A, at, Yt, ldy); break;
+        case 4: rows_t<F, 4>(k, W, rb, nr, wt, sw, A, at, Yt, ldy); break;
+        case 3: rows_t<F, 3>(k, W, rb, nr, wt, sw, A, at, Yt, ldy); break;
+        case 2: rows_t<F, 2>(k, W, rb, nr, wt, sw, A, at, Yt, ldy); break;
+        default: rows_t<F, 1>(k, W, rb, nr, wt, sw, A, at, Yt, ldy); break;
       }
     }
   }
@@ -203,18 +211,20 @@ void quantize_act_t(const float* x, int64_t cols, uint8_t* out) {
 size_t qact_t_stride(int64_t cols) { return qact_stride(cols) + size_t(a64(cols)); }
 
 void qgemm_t_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
-  if (W.fmt == Format::Q4)
-    qgemm_t_impl<true>(W, act, n, Y, ldy, r0, r1);
-  else
-    qgemm_t_impl<false>(W, act, n, Y, ldy, r0, r1);
+  switch (W.fmt) {
+    case Format::Q4: qgemm_t_impl<Format::Q4>(W, act, n, Y, ldy, r0, r1); break;
+    case Format::Q5: qgemm_t_impl<Format::Q5>(W, act, n, Y, ldy, r0, r1); break;
+    default: qgemm_t_impl<Format::Q8>(W, act, n, Y, ldy, r0, r1); break;
+  }
 }
 
 void qmatmul_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0,
                   int64_t r1) {
-  if (W.fmt == Format::Q4)
-    qmatmul_impl<true>(W, act, n, Y, ldy, r0, r1);
-  else
-    qmatmul_impl<false>(W, act, n, Y, ldy, r0, r1);
+  switch (W.fmt) {
+    case Format::Q4: qmatmul_impl<Format::Q4>(W, act, n, Y, ldy, r0, r1); break;
+    case Format::Q5: qmatmul_impl<Format::Q5>(W, act, n, Y, ldy, r0, r1); break;
+    default: qmatmul_impl<Format::Q8>(W, act, n, Y, ldy, r0, r1); break;
+  }
 }
 
 }  // namespace r1::avx2

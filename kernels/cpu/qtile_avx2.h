@@ -1,4 +1,4 @@
-// The q4/q8 x int8-activation tile kernel, included by qgemm_avx2.cpp (R1_VNNI 0: vpmaddubsw with
+// The q4/q5/q8 x int8-activation tile kernel, included by qgemm_avx2.cpp (R1_VNNI 0: vpmaddubsw with
 // the sign trick) and qgemm_vnni_avx2.cpp (R1_VNNI 1: vpdpbusd under #pragma GCC target).
 // Everything is in an anonymous namespace so the two ISA builds never share a symbol.
 //
@@ -8,6 +8,8 @@
 // int32 vector holding the 8 group sums (order 0 2 4 6 1 3 5 7), which is converted once and
 // scaled by dw * dx with one FMA. So per (row, token, 256 weights): 8 dots + 3 hadd + 3 float ops.
 #include <immintrin.h>
+
+#include <cstring>
 
 #include "kernels/cpu/avx2.h"
 #include "quant/formats.h"
@@ -52,10 +54,20 @@ struct K {
 #if R1_VNNI
   __m256i lut;  // q4 level + 128 as u8
   __m256i c80 = _mm256_set1_epi8(char(0x80));
+  __m256i q5off = _mm256_set1_epi8(112);  // q5 level + 128 = code + 112
 #else
   __m256i lut_s, lut_a;  // q4 level, |level|
   __m256i one16 = _mm256_set1_epi16(1);
+  __m256i q5off = _mm256_set1_epi8(16);  // q5 level = code - 16
 #endif
+  // q5 fifth bits: byte i of a lane tests bit i % 8 of the high-bit byte the shuffle put there
+  __m256i bitsel = _mm256_set1_epi64x(0x8040201008040201ll), c10 = _mm256_set1_epi8(0x10);
+  __m256i hb_lo = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  // pair: group a bits 0-15,
+                                   4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5);  // group b bits 0-15
+  __m256i hb_hi = _mm256_setr_epi8(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,  // bits 16-31
+                                   6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7);
+  __m256i hb_one = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  // one group, natural
+                                    2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
   K() {
     alignas(32) int8_t t[32];
 #if R1_VNNI
@@ -76,15 +88,40 @@ struct WP { __m256i l, h, c; };  // q4: level+128 (u8); q8: codes (s8) and -128*
 struct WP { __m256i al, ah, sl, sh; };  // |w| and w (for the sign of x)
 #endif
 
-// Pair (g, g+1) starting at group g of row codes `wc`.
-template <bool Q4>
-inline WP prep_pair(const K& k, const uint8_t* wc, int64_t g) {
+// Code bytes per row, and where a q5 row's high-bit words start.
+template <Format F>
+constexpr int64_t row_bytes(int64_t cols) {
+  return F == Format::Q8 ? cols : F == Format::Q4 ? cols / 2 : cols / 8 * 5;
+}
+template <Format F>
+inline const uint8_t* hbits_of(const uint8_t* wc, int64_t cols) {
+  return F == Format::Q5 ? wc + q5_hbits_offset(cols) : nullptr;
+}
+
+// 0x10 in each byte whose q5 fifth bit is set: `bits` holds the high-bit words in every 64-bit
+// lane, `sel` picks for each byte the word byte that holds its bit.
+inline __m256i q5_fifth(const K& k, __m256i bits, __m256i sel) {
+  const __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(bits, sel), k.bitsel);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(b, k.bitsel), k.c10);
+}
+
+// Pair (g, g+1) starting at group g of row codes `wc` (q5: high-bit words at hb).
+template <Format F>
+inline WP prep_pair(const K& k, const uint8_t* wc, const uint8_t* hb, int64_t g) {
   __m256i l, h;
-  if constexpr (Q4) {
+  if constexpr (F != Format::Q8) {
     __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + g * 16));
     l = _mm256_and_si256(v, k.m4);
     h = _mm256_and_si256(_mm256_srli_epi16(v, 4), k.m4);
+    if constexpr (F == Format::Q5) {
+      int64_t w2;
+      std::memcpy(&w2, hb + g * 4, 8);
+      const __m256i bits = _mm256_set1_epi64x(w2);
+      l = _mm256_or_si256(l, q5_fifth(k, bits, k.hb_lo));
+      h = _mm256_or_si256(h, q5_fifth(k, bits, k.hb_hi));
+    }
   } else {
+    (void)hb;
     __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + g * 32));
     __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + g * 32 + 32));
     l = _mm256_permute2x128_si256(a, b, 0x20);
@@ -92,9 +129,13 @@ inline WP prep_pair(const K& k, const uint8_t* wc, int64_t g) {
   }
   WP p;
 #if R1_VNNI
-  if constexpr (Q4) {
+  if constexpr (F == Format::Q4) {
     p.l = _mm256_shuffle_epi8(k.lut, l);
     p.h = _mm256_shuffle_epi8(k.lut, h);
+    p.c = _mm256_setzero_si256();
+  } else if constexpr (F == Format::Q5) {
+    p.l = _mm256_add_epi8(l, k.q5off);
+    p.h = _mm256_add_epi8(h, k.q5off);
     p.c = _mm256_setzero_si256();
   } else {
     p.l = l;
@@ -103,11 +144,16 @@ inline WP prep_pair(const K& k, const uint8_t* wc, int64_t g) {
     p.c = _mm256_sub_epi32(_mm256_setzero_si256(), s);
   }
 #else
-  if constexpr (Q4) {
+  if constexpr (F == Format::Q4) {
     p.al = _mm256_shuffle_epi8(k.lut_a, l);
     p.ah = _mm256_shuffle_epi8(k.lut_a, h);
     p.sl = _mm256_shuffle_epi8(k.lut_s, l);
     p.sh = _mm256_shuffle_epi8(k.lut_s, h);
+  } else if constexpr (F == Format::Q5) {
+    p.sl = _mm256_sub_epi8(l, k.q5off);
+    p.sh = _mm256_sub_epi8(h, k.q5off);
+    p.al = _mm256_abs_epi8(p.sl);
+    p.ah = _mm256_abs_epi8(p.sh);
   } else {
     p.al = _mm256_abs_epi8(l);
     p.ah = _mm256_abs_epi8(h);
@@ -119,11 +165,11 @@ inline WP prep_pair(const K& k, const uint8_t* wc, int64_t g) {
 }
 
 // Dot of a prepared pair with 64 activation bytes at q (s8) / u (u8): int32 lanes, low half
-// group a, high half group b. For q4 under VNNI the result is still offset by +128*sum(x).
-template <bool Q4>
+// group a, high half group b. For q4/q5 under VNNI the result is still offset by +128*sum(x).
+template <Format F>
 inline __m256i dot_pair(const K& k, const WP& p, const int8_t* q, const uint8_t* u) {
 #if R1_VNNI
-  if constexpr (Q4) {
+  if constexpr (F != Format::Q8) {
     __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(q));
     __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(q + 32));
     return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), p.l, xl), p.h, xh);
@@ -142,21 +188,34 @@ inline __m256i dot_pair(const K& k, const WP& p, const int8_t* q, const uint8_t*
 #endif
 }
 
-// Integer dot of one whole group g (natural layout) of row codes wc with token a, corrected.
-template <bool Q4>
-inline int dot_group(const K& k, const uint8_t* wc, int64_t g, const Act& a) {
-  __m256i w;
-  if constexpr (Q4) {
-    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wc + g * 16));
-    __m256i c = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
-    w = _mm256_and_si256(c, k.m4);
+// The 32 codes of group g in natural order (q4: 0..15, q5: 0..31, q8: the int8 codes).
+template <Format F>
+inline __m256i group_codes(const K& k, const uint8_t* wc, const uint8_t* hb, int64_t g) {
+  if constexpr (F == Format::Q8) {
+    (void)hb;
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + g * 32));
   } else {
-    w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + g * 32));
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wc + g * 16));
+    __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), k.m4);
+    if constexpr (F == Format::Q5) {
+      int32_t w1;
+      std::memcpy(&w1, hb + g * 4, 4);
+      w = _mm256_or_si256(w, q5_fifth(k, _mm256_set1_epi32(w1), k.hb_one));
+    }
+    return w;
   }
+}
+
+// Integer dot of one whole group g (natural layout) of row codes wc with token a, corrected.
+template <Format F>
+inline int dot_group(const K& k, const uint8_t* wc, const uint8_t* hb, int64_t g, const Act& a) {
+  const __m256i w = group_codes<F>(k, wc, hb, g);
   __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + g * 32));
 #if R1_VNNI
-  if constexpr (Q4) {
+  if constexpr (F == Format::Q4) {
     return hsum_i32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_shuffle_epi8(k.lut, w), x)) - a.s[g];
+  } else if constexpr (F == Format::Q5) {
+    return hsum_i32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_add_epi8(w, k.q5off), x)) - a.s[g];
   } else {
     __m256i xu = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.u + g * 32));
     __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), xu, w);
@@ -164,7 +223,7 @@ inline int dot_group(const K& k, const uint8_t* wc, int64_t g, const Act& a) {
     return hsum_i32(_mm256_sub_epi32(d, c));
   }
 #else
-  __m256i ws = Q4 ? _mm256_shuffle_epi8(k.lut_s, w) : w;
+  __m256i ws = F == Format::Q4 ? _mm256_shuffle_epi8(k.lut_s, w) : F == Format::Q5 ? _mm256_sub_epi8(w, k.q5off) : w;
   __m256i wa = _mm256_abs_epi8(ws);
   return hsum_i32(_mm256_madd_epi16(_mm256_maddubs_epi16(wa, _mm256_sign_epi8(x, ws)), k.one16));
 #endif
@@ -174,16 +233,17 @@ inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 // The end of an R x T tile, shared by the GEMV and the GEMM so that both round alike: the
 // chunk accumulators summed, plus the tail groups (G % 8) one by one, in order.
-template <bool Q4, int R, int T>
+template <Format F, int R, int T>
 inline void finish_tile(const K& k, const WeightView& W, int64_t r, const __m256 (&acc)[R][T], const Act* A, float* Y,
                         int64_t ldy) {
-  const int64_t G = W.cols / kGroup, G8 = G / 8, rb = Q4 ? W.cols / 2 : W.cols;
+  const int64_t G = W.cols / kGroup, G8 = G / 8, rb = row_bytes<F>(W.cols);
   for (int i = 0; i < R; i++) {
     const uint8_t* wc = W.codes + (r + i) * rb;
+    const uint8_t* hb = hbits_of<F>(wc, W.cols);
     for (int t = 0; t < T; t++) {
       float tail = 0;
       for (int64_t g = G8 * 8; g < G; g++)
-        tail += (h2f(W.scales[(r + i) * G + g]) * A[t].dp[g]) * float(dot_group<Q4>(k, wc, g, A[t]));
+        tail += (h2f(W.scales[(r + i) * G + g]) * A[t].dp[g]) * float(dot_group<F>(k, wc, hb, g, A[t]));
       Y[t * ldy + r + i] = hsum_ps(acc[i][t]) + tail;
     }
   }
@@ -193,10 +253,11 @@ inline void finish_tile(const K& k, const WeightView& W, int64_t r, const __m256
 // core (measured best of 1-16 KB, q4 and q8, one thread).
 constexpr int64_t kPfBytes = 8192;
 
-template <bool Q4, int R, int T>
+template <Format F, int R, int T>
 void tile(const K& k, const WeightView& W, int64_t r, const Act* A, float* Y, int64_t ldy) {
+  constexpr bool Q8 = F == Format::Q8;
   const int64_t cols = W.cols, G = cols / kGroup, G8 = G / 8;
-  const int64_t rb = Q4 ? cols / 2 : cols;  // code bytes per row
+  const int64_t rb = row_bytes<F>(cols);
   const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
   __m256 acc[R][T];
   for (int i = 0; i < R; i++)
@@ -205,56 +266,59 @@ void tile(const K& k, const WeightView& W, int64_t r, const Act* A, float* Y, in
     const int64_t g = c * 8;
     for (int i = 0; i < R; i++) {
       const uint8_t* wc = W.codes + (r + i) * rb;
+      const uint8_t* hb = hbits_of<F>(wc, cols);
       // every 64-byte line of this chunk (128 / 256 bytes), kPfBytes ahead; a tile of R rows
       // interleaves R streams, so it looks whole tiles ahead
       const int64_t ahead = R == 1 ? kPfBytes : (kPfBytes / (R * rb) + 1) * R * rb;
-      for (int l = 0; l < (Q4 ? 2 : 4); l++)
-        _mm_prefetch(reinterpret_cast<const char*>(wc + ahead + g * (Q4 ? 16 : 32) + 64 * l), _MM_HINT_T0);
+      for (int l = 0; l < (Q8 ? 4 : 2); l++)
+        _mm_prefetch(reinterpret_cast<const char*>(wc + ahead + g * (Q8 ? 32 : 16) + 64 * l), _MM_HINT_T0);
+      if constexpr (F == Format::Q5)  // the high-bit words: 32 bytes per chunk
+        if (c % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(hb + ahead + g * 4), _MM_HINT_T0);
       if (c % 4 == 0)
         _mm_prefetch(reinterpret_cast<const char*>(W.scales + (r + i + ahead / rb) * G + g), _MM_HINT_T0);
       const __m256 sw = _mm256_permutevar8x32_ps(
           _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(W.scales + (r + i) * G + g))), perm);
       __m256i h01[T];
       {
-        const WP p0 = prep_pair<Q4>(k, wc, g), p1 = prep_pair<Q4>(k, wc, g + 2);
+        const WP p0 = prep_pair<F>(k, wc, hb, g), p1 = prep_pair<F>(k, wc, hb, g + 2);
         for (int t = 0; t < T; t++)
-          h01[t] = _mm256_hadd_epi32(dot_pair<Q4>(k, p0, A[t].q + g * 32, A[t].u + g * 32),
-                                     dot_pair<Q4>(k, p1, A[t].q + g * 32 + 64, A[t].u + g * 32 + 64));
+          h01[t] = _mm256_hadd_epi32(dot_pair<F>(k, p0, A[t].q + g * 32, A[t].u + g * 32),
+                                     dot_pair<F>(k, p1, A[t].q + g * 32 + 64, A[t].u + g * 32 + 64));
       }
-      const WP p2 = prep_pair<Q4>(k, wc, g + 4), p3 = prep_pair<Q4>(k, wc, g + 6);
+      const WP p2 = prep_pair<F>(k, wc, hb, g + 4), p3 = prep_pair<F>(k, wc, hb, g + 6);
       for (int t = 0; t < T; t++) {
-        __m256i h23 = _mm256_hadd_epi32(dot_pair<Q4>(k, p2, A[t].q + g * 32 + 128, A[t].u + g * 32 + 128),
-                                        dot_pair<Q4>(k, p3, A[t].q + g * 32 + 192, A[t].u + g * 32 + 192));
+        __m256i h23 = _mm256_hadd_epi32(dot_pair<F>(k, p2, A[t].q + g * 32 + 128, A[t].u + g * 32 + 128),
+                                        dot_pair<F>(k, p3, A[t].q + g * 32 + 192, A[t].u + g * 32 + 192));
         __m256i h = _mm256_hadd_epi32(h01[t], h23);
 #if R1_VNNI
-        if constexpr (Q4) h = _mm256_sub_epi32(h, _mm256_load_si256(reinterpret_cast<const __m256i*>(A[t].s + g)));
+        if constexpr (!Q8) h = _mm256_sub_epi32(h, _mm256_load_si256(reinterpret_cast<const __m256i*>(A[t].s + g)));
 #endif
         acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(sw, _mm256_loadu_ps(A[t].dp + g)), acc[i][t]);
       }
     }
   }
-  finish_tile<Q4, R, T>(k, W, r, acc, A, Y, ldy);
+  finish_tile<F, R, T>(k, W, r, acc, A, Y, ldy);
 }
 
-template <bool Q4, int T>
+template <Format F, int T>
 void rows_T(const K& k, const WeightView& W, const Act* A, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
   int64_t r = r0;
   if (T == 1) {  // decode: one sequential stream per thread (measured faster than 4-row tiles)
-    for (; r < r1; r++) tile<Q4, 1, T>(k, W, r, A, Y, ldy);
+    for (; r < r1; r++) tile<F, 1, T>(k, W, r, A, Y, ldy);
     return;
   }
-  for (; r + 4 <= r1; r += 4) tile<Q4, 4, T>(k, W, r, A, Y, ldy);
+  for (; r + 4 <= r1; r += 4) tile<F, 4, T>(k, W, r, A, Y, ldy);
   switch (r1 - r) {
-    case 3: tile<Q4, 3, T>(k, W, r, A, Y, ldy); break;
-    case 2: tile<Q4, 2, T>(k, W, r, A, Y, ldy); break;
-    case 1: tile<Q4, 1, T>(k, W, r, A, Y, ldy); break;
+    case 3: tile<F, 3, T>(k, W, r, A, Y, ldy); break;
+    case 2: tile<F, 2, T>(k, W, r, A, Y, ldy); break;
+    case 1: tile<F, 1, T>(k, W, r, A, Y, ldy); break;
     default: break;
   }
 }
 
 // Rows in blocks of 32 (the weights stay in L1/L2 while every token tile of the block passes
 // over them), tokens in tiles of kT.
-template <bool Q4>
+template <Format F>
 void qmatmul_impl(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0,
                   int64_t r1) {
 #if R1_VNNI
@@ -273,10 +337,10 @@ void qmatmul_impl(const WeightView& W, const uint8_t* act, int64_t n, float* Y, 
       for (int j = 0; j < nt; j++) A[j] = act_at(act + (t + j) * stride, W.cols);
       float* Yt = Y + t * ldy;
       switch (nt) {
-        case 4: if constexpr (kT >= 4) rows_T<Q4, 4>(k, W, A, Yt, ldy, rb, re); break;
-        case 3: if constexpr (kT >= 3) rows_T<Q4, 3>(k, W, A, Yt, ldy, rb, re); break;
-        case 2: rows_T<Q4, 2>(k, W, A, Yt, ldy, rb, re); break;
-        default: rows_T<Q4, 1>(k, W, A, Yt, ldy, rb, re); break;
+        case 4: if constexpr (kT >= 4) rows_T<F, 4>(k, W, A, Yt, ldy, rb, re); break;
+        case 3: if constexpr (kT >= 3) rows_T<F, 3>(k, W, A, Yt, ldy, rb, re); break;
+        case 2: rows_T<F, 2>(k, W, A, Yt, ldy, rb, re); break;
+        default: rows_T<F, 1>(k, W, A, Yt, ldy, rb, re); break;
       }
     }
   }

@@ -7,6 +7,24 @@
 
 namespace r1::ref {
 
+// The integer level of weight c of row r in a q4, q5 or q8 matrix (w = scale * level).
+static int int_level(const WeightView& W, int64_t r, int64_t c) {
+  const int64_t n = W.cols, j = c % kGroup, g = c / kGroup;
+  switch (W.fmt) {
+    case Format::Q4: {
+      const uint8_t b = W.codes[r * n / 2 + g * 16 + (j & 15)];
+      return kQ4Levels[j < 16 ? b & 15 : b >> 4];
+    }
+    case Format::Q5: {
+      const uint8_t* row = W.codes + r * n / 8 * 5;
+      const uint8_t b = row[g * 16 + (j & 15)];
+      const int hb = (row[q5_hbits_offset(n) + g * 4 + j / 8] >> (j % 8)) & 1;
+      return q5_level((j < 16 ? b & 15 : b >> 4) | hb << 4);
+    }
+    default: return reinterpret_cast<const int8_t*>(W.codes)[r * n + c];
+  }
+}
+
 float dot_row(const WeightView& W, int64_t r, const float* x) {
   const int64_t n = W.cols;
   float acc = 0;
@@ -47,6 +65,15 @@ float dot_row(const WeightView& W, int64_t r, const float* x) {
           part += float(kQ4Levels[b[j] & 15]) * xg[j];
           part += float(kQ4Levels[b[j] >> 4]) * xg[j + 16];
         }
+        acc += f16_to_f32(s[g]) * part;
+      }
+      break;
+    }
+    case Format::Q5: {
+      const uint16_t* s = W.scales + r * (n / kGroup);
+      for (int64_t g = 0; g < n / kGroup; g++) {
+        float part = 0;
+        for (int i = 0; i < kGroup; i++) part += float(int_level(W, r, g * kGroup + i)) * x[g * kGroup + i];
         acc += f16_to_f32(s[g]) * part;
       }
       break;
@@ -98,6 +125,9 @@ void dequant_row(const WeightView& W, int64_t r, float* out) {
       }
       break;
     }
+    case Format::Q5:
+      for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(W.scales[(r * n + i) / kGroup]) * float(int_level(W, r, i));
+      break;
   }
 }
 
@@ -184,14 +214,7 @@ void matvec_q8act(const WeightView& W, const float* x, float* y, int64_t r0, int
       int32_t isum = 0;
       for (int i = 0; i < kGroup; i++) {
         const int64_t c = g * kGroup + i;
-        int w;
-        if (W.fmt == Format::Q4) {
-          const uint8_t b = W.codes[r * n / 2 + g * 16 + (i & 15)];
-          w = kQ4Levels[i < 16 ? b & 15 : b >> 4];
-        } else {
-          w = reinterpret_cast<const int8_t*>(W.codes)[r * n + c];
-        }
-        isum += w * q[size_t(c)];
+        isum += int_level(W, r, c) * q[size_t(c)];
       }
       acc += (f16_to_f32(W.scales[r * G + g]) * d[size_t(g)]) * float(isum);
     }
