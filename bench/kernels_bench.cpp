@@ -75,7 +75,7 @@ int main() {
     const double bw = measure_read_bandwidth(pool);
     std::printf("\n== %d thread(s): read bandwidth %.1f GB/s (sum of a 1 GiB buffer)\n", nt, bw);
     std::vector<float> x(kFfn, 0.01f), y(kVocab);
-    for (Format f : {Format::Q4, Format::Q8, Format::BF16}) {
+    for (Format f : {Format::Q4, Format::Q5, Format::Q8, Format::BF16}) {
       std::vector<Layer*> layers;
       for (int i = 0; i < kLayerCopies; i++) layers.push_back(new Layer(f));
       const int reps = 12;
@@ -103,7 +103,7 @@ int main() {
     std::mt19937 g(1);
     std::normal_distribution<float> nd(0, 1);
     for (auto& v : X) v = nd(g);
-    for (Format f : {Format::Q4, Format::Q8, Format::BF16}) {
+    for (Format f : {Format::Q4, Format::Q5, Format::Q8, Format::BF16}) {
       if (f == Format::BF16 && nt == 1) continue;
       Layer L(f);
       for (auto* m : L.m) cpu::matmul(pool, m->v, X.data(), T, Y.data());

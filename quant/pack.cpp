@@ -26,33 +26,31 @@ namespace fs = std::filesystem;
 
 namespace r1 {
 
-// The q4 recipe. Under q4 these matrices are q8 instead (everything else in the blocks, and an
-// untied embedding, is q4):
-//  - the output layer (and a tied embedding, which is the output layer too): its error lands on
-//    the logits directly; in q4 it costs more KL than any block matrix on tiny-qwen2-py.
-//  - k_proj, v_proj and o_proj in every layer: measured on tiny-qwen2-py (mean KL vs bf16 over
-//    heldout.py.txt, one class at a time in q8), the attention matrices remove the most KL per
-//    byte (v 22, k 13, o 7 KL-millis per MB, against 3-5 for q_proj, gate, up and down). Under
-//    GQA k and v are small, so this costs little on the big models too (Qwen-7B: +0.3 bits per
-//    block weight, about what llama.cpp's Q4_K_M spends on attn_v / ffn_down).
-//  - the first layer's MLP (gate, up, down): its down_proj alone is worth 12 KL-millis per MB,
-//    three times any other layer's down_proj; its gate and up are next best. It needs only the
-//    layer index from the name, not the layer count, so GGUF packing and the synthetic bench
-//    (which call this with the same arguments) agree with `r1 pack`.
-// On tiny-qwen2-py (hidden 384, 6 layers) this takes the q4 file from 10.59 MB at mean KL 0.0258
-// (all blocks q4) to 11.92 MB at 0.0141 (llama.cpp: Q4_0 10.8 MB at 0.0368, Q4_K_M 12.3 MB at
-// 0.0114). The rest of the 12.3 MB budget in q8 cannot close the gap: the best mix found
-// (per-layer picks fitted to this text, 12.24 MB) still measured 0.0122. q4's scale search is
-// within about 1% of the least-squares optimum per group, so the remaining error is the format's.
-const char* const kQ4RecipeQ8 =
-    "output; k_proj, v_proj, o_proj of every layer; gate_proj, up_proj, down_proj of layer 0";
-
-// The q5 recipe: every matrix q5 (output and embedding included) except k_proj and v_proj,
-// which stay q8 (the most KL per byte, as under q4; small under GQA). On tiny-qwen2-py the
-// q4 -> q5 step on the blocks is what the KL needs: with q4's picks in q8 and the rest q4 the
-// file is 11.9 MB at KL 0.0141; with every block matrix q5 it is smaller and far better (see
-// issue 4's note: fake-quantized scans of the candidates, then the real files).
-const char* const kQ5RecipeQ8 = "k_proj, v_proj of every layer";
+// The q4 and q5 recipes. Both keep k_proj and v_proj in q8: on tiny-qwen2-py (mean KL vs bf16
+// over heldout.py.txt, one class of matrices at a time in q8) they remove the most KL per byte
+// (v 22, k 13 KL-millis per MB, against 3-7 for the others), and under GQA they are small on
+// the big models (Qwen-7B: +0.2 bits per block weight). Beyond that:
+//  - q5: everything else q5, output and embedding included.
+//  - q4: q5 for the output layer (and a tied embedding, which is the output layer too), o_proj,
+//    and the first layer's MLP, the next most sensitive (layer 0's down_proj is worth three
+//    times any other layer's); everything else q4, the embedding included. Only the layer index
+//    is read from the name, not the layer count, so GGUF packing and the synthetic bench (which
+//    call this with the same arguments) agree with `r1 pack`.
+// On tiny-qwen2-py (hidden 384, 6 layers; llama.cpp: Q4_0 10.8 MB at KL 0.0368, Q4_K_M 12.3 MB
+// at 0.0114), fake-quantized scans of the candidates, then the real files, gave:
+//   all blocks q4 (output q8)                              10.6 MB  KL 0.0258
+//   earlier q4: output, k, v, o, layer-0 MLP in q8         11.9 MB  KL 0.0141
+//   q4 now: those in q5 but k, v                           9.95 MB  KL 0.0178
+//   q5                                                     11.2 MB  KL 0.0081
+// The q4 -> q5 step on the big MLP matrices is what the KL needs on this model (gate and up of
+// layers 1-5 in q4, everything else q5, output q8: 11.6 MB and still KL 0.0122, fake-quantized),
+// so q4 stays the small, fast recipe and q5 is the quality one. q4's scale search is within about 1% of the least-squares
+// optimum per group: the error left is the format's.
+const char* recipe_mix(Format quant) {
+  if (quant == Format::Q4) return "q8: k_proj, v_proj; q5: output, o_proj, layer 0's MLP; the rest q4";
+  if (quant == Format::Q5) return "q8: k_proj, v_proj; the rest q5";
+  return nullptr;
+}
 
 static int layer_of(const std::string& name) {
   static const std::string pre = "model.layers.";
@@ -69,27 +67,19 @@ static bool ends_with(const std::string& s, const char* suf) {
   return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
 }
 
-static bool q4_recipe_wants_q8(const std::string& name, bool tied) {
-  if (name == "lm_head.weight" || (tied && name == "model.embed_tokens.weight")) return true;
-  const int layer = layer_of(name);
-  if (layer < 0) return false;
-  for (const char* m : {".self_attn.k_proj.weight", ".self_attn.v_proj.weight", ".self_attn.o_proj.weight"})
-    if (ends_with(name, m)) return true;
-  if (layer == 0)
-    for (const char* m : {".mlp.gate_proj.weight", ".mlp.up_proj.weight", ".mlp.down_proj.weight"})
-      if (ends_with(name, m)) return true;
-  return false;
-}
-
-static bool q5_recipe_wants_q8(const std::string& name) {
-  return layer_of(name) >= 0 && (ends_with(name, ".self_attn.k_proj.weight") || ends_with(name, ".self_attn.v_proj.weight"));
-}
-
 Format recipe_format(Format quant, const std::string& name, uint64_t ndim, uint64_t cols, bool tied) {
   if (ndim == 1) return Format::F32;
   Format f = quant;
-  if (quant == Format::Q4 && q4_recipe_wants_q8(name, tied)) f = Format::Q8;
-  if (quant == Format::Q5 && q5_recipe_wants_q8(name)) f = Format::Q8;
+  const int layer = layer_of(name);
+  auto is = [&](const char* m) { return layer >= 0 && ends_with(name, m); };
+  if (quant == Format::Q4 || quant == Format::Q5) {
+    if (is(".self_attn.k_proj.weight") || is(".self_attn.v_proj.weight")) f = Format::Q8;
+    else if (quant == Format::Q4 &&
+             (name == "lm_head.weight" || (tied && name == "model.embed_tokens.weight") ||
+              is(".self_attn.o_proj.weight") ||
+              (layer == 0 && (is(".mlp.gate_proj.weight") || is(".mlp.up_proj.weight") || is(".mlp.down_proj.weight")))))
+      f = Format::Q5;
+  }
   if (!format_fits(f, cols)) f = Format::BF16;
   return f;
 }
@@ -170,8 +160,7 @@ static nlohmann::json build_meta(const fs::path& dir, const Config& cfg, Format 
         {"group_size", kGroup},
         {"q4_scale", "per-group f16, least-squares search over the codebook"}}},
   };
-  if (quant == Format::Q4 || quant == Format::Q5)  // the matrices recipe_format keeps in q8 (see there)
-    meta["provenance"]["recipe"]["q8"] = quant == Format::Q4 ? kQ4RecipeQ8 : kQ5RecipeQ8;
+  if (recipe_mix(quant)) meta["provenance"]["recipe"]["mix"] = recipe_mix(quant);
   return meta;
 }
 

@@ -15,13 +15,12 @@ struct PackOptions {
   bool report = true;     // per-tensor reconstruction error on stderr
 };
 
-// Format each tensor gets under a recipe: 1-D tensors f32; under q4 the matrices that matter
-// most for quality per byte are q8 (the output layer, k/v/o_proj, the first layer's MLP: see
-// pack.cpp); a matrix whose rows do not split into groups falls back to bf16.
+// Format each tensor gets under a recipe: 1-D tensors f32; under q4 and q5 the matrices that
+// matter most for quality per byte get more bits (see pack.cpp); a matrix whose rows do not
+// split into groups falls back to bf16.
 Format recipe_format(Format quant, const std::string& name, uint64_t ndim, uint64_t cols, bool tied);
-// What the q4 recipe keeps in q8, in words, for the file's provenance.
-extern const char* const kQ4RecipeQ8;
-extern const char* const kQ5RecipeQ8;  // the same for q5 (every other matrix q5)
+// The mix of formats a recipe makes, in words, for the file's provenance (null: one format).
+const char* recipe_mix(Format quant);
 
 void pack_checkpoint(const PackOptions& opt);
 

@@ -276,8 +276,7 @@ void pack_gguf(const PackOptions& opt_in, bool quant_given) {
         {"group_size", kGroup},
         {"q4_scale", "per-group f16, least-squares search over the codebook"}}},
   };
-  if (opt.quant == Format::Q4 || opt.quant == Format::Q5)
-    meta["provenance"]["recipe"]["q8"] = opt.quant == Format::Q4 ? kQ4RecipeQ8 : kQ5RecipeQ8;
+  if (recipe_mix(opt.quant)) meta["provenance"]["recipe"]["mix"] = recipe_mix(opt.quant);
 
   write_packed(
       opt, specs, std::move(meta),

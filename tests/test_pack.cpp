@@ -28,7 +28,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const char* kQuants[] = {"q4", "q8", "bf16", "f16", "f32"};
+const char* kQuants[] = {"q4", "q5", "q8", "bf16", "f16", "f32"};
 
 // Packed fixtures, cached for the life of the test process (each is packed at most once).
 const std::string& packed(const std::string& model, const std::string& quant) {

@@ -147,35 +147,36 @@ TEST_CASE("quant: layouts of every format", "[quant]") {
   // Recipes.
   CHECK(recipe_format(Format::Q4, "model.norm.weight", 1, 64, false) == Format::F32);
   CHECK(recipe_format(Format::Q4, "model.layers.0.self_attn.q_proj.bias", 1, 64, false) == Format::F32);
-  CHECK(recipe_format(Format::Q4, "lm_head.weight", 2, 64, false) == Format::Q8);
-  CHECK(recipe_format(Format::Q4, "model.embed_tokens.weight", 2, 64, true) == Format::Q8);
+  CHECK(recipe_format(Format::Q4, "lm_head.weight", 2, 64, false) == Format::Q5);
+  CHECK(recipe_format(Format::Q4, "model.embed_tokens.weight", 2, 64, true) == Format::Q5);
   CHECK(recipe_format(Format::Q4, "model.embed_tokens.weight", 2, 64, false) == Format::Q4);
   CHECK(recipe_format(Format::Q4, "model.layers.0.mlp.up_proj.weight", 2, 80, false) == Format::BF16);
   CHECK(recipe_format(Format::Q8, "model.layers.0.mlp.up_proj.weight", 2, 64, false) == Format::Q8);
   CHECK(recipe_format(Format::F16, "lm_head.weight", 2, 80, false) == Format::F16);
-  // q4 keeps k, v and o of every layer and the first layer's MLP in q8; the rest is q4.
+  // q4 keeps k and v of every layer in q8, o and the first layer's MLP in q5; the rest is q4.
+  // q5 keeps k and v in q8; everything else is q5.
   for (const char* l : {"0", "1", "17"}) {
     const std::string p = std::string("model.layers.") + l + ".";
+    const bool first = std::string(l) == "0";
     INFO(p);
-    for (const char* m : {"self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight"})
-      CHECK(recipe_format(Format::Q4, p + m, 2, 64, false) == Format::Q8);
+    for (Format q : {Format::Q4, Format::Q5}) {
+      CHECK(recipe_format(q, p + "self_attn.k_proj.weight", 2, 64, false) == Format::Q8);
+      CHECK(recipe_format(q, p + "self_attn.v_proj.weight", 2, 64, false) == Format::Q8);
+      CHECK(recipe_format(q, p + "self_attn.o_proj.weight", 2, 64, false) == Format::Q5);
+      CHECK(recipe_format(q, p + "self_attn.v_proj.weight", 2, 80, false) == Format::BF16);
+      CHECK(recipe_format(q, p + "self_attn.k_proj.bias", 1, 64, false) == Format::F32);
+    }
     CHECK(recipe_format(Format::Q4, p + "self_attn.q_proj.weight", 2, 64, false) == Format::Q4);
-    CHECK(recipe_format(Format::Q4, p + "self_attn.v_proj.weight", 2, 80, false) == Format::BF16);
-    CHECK(recipe_format(Format::Q4, p + "self_attn.k_proj.bias", 1, 64, false) == Format::F32);
+    CHECK(recipe_format(Format::Q5, p + "self_attn.q_proj.weight", 2, 64, false) == Format::Q5);
     for (const char* m : {"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"}) {
-      CHECK(recipe_format(Format::Q4, p + m, 2, 64, false) == (std::string(l) == "0" ? Format::Q8 : Format::Q4));
+      CHECK(recipe_format(Format::Q4, p + m, 2, 64, false) == (first ? Format::Q5 : Format::Q4));
+      CHECK(recipe_format(Format::Q5, p + m, 2, 64, false) == Format::Q5);
       CHECK(recipe_format(Format::Q8, p + m, 2, 64, false) == Format::Q8);
       CHECK(recipe_format(Format::BF16, p + m, 2, 64, false) == Format::BF16);
     }
   }
-  // q5 keeps k and v in q8; everything else, output and embedding included, is q5.
-  for (const char* m : {"self_attn.k_proj.weight", "self_attn.v_proj.weight"})
-    CHECK(recipe_format(Format::Q5, std::string("model.layers.3.") + m, 2, 64, false) == Format::Q8);
-  for (const char* m : {"self_attn.q_proj.weight", "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.down_proj.weight"})
-    CHECK(recipe_format(Format::Q5, std::string("model.layers.0.") + m, 2, 64, false) == Format::Q5);
   CHECK(recipe_format(Format::Q5, "lm_head.weight", 2, 64, false) == Format::Q5);
-  CHECK(recipe_format(Format::Q5, "model.embed_tokens.weight", 2, 64, true) == Format::Q5);
-  CHECK(recipe_format(Format::Q5, "model.layers.2.mlp.up_proj.weight", 2, 80, false) == Format::BF16);
+  CHECK(recipe_format(Format::Q5, "model.embed_tokens.weight", 2, 64, false) == Format::Q5);
   // The layer is the whole index (10 is not 0 followed by more digits).
   CHECK(recipe_format(Format::Q4, "model.layers.10.mlp.down_proj.weight", 2, 64, false) == Format::Q4);
   CHECK(recipe_format(Format::Q4, "model.layers.x.mlp.down_proj.weight", 2, 64, false) == Format::Q4);

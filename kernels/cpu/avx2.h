@@ -20,7 +20,7 @@
 namespace r1::avx2 {
 
 bool cpu_has_avx2();  // avx2 && fma && f16c
-bool cpu_has_vnni();  // avx512vnni && avx512vl (256-bit vpdpbusd)
+bool cpu_has_vnni();  // avx512vnni && avx512vl (256-bit vpdpbusd), avx512bw, bmi2
 
 size_t qact_stride(int64_t cols);
 // Quantize one token's activations x[cols] (cols % 32 == 0) into out (qact_stride bytes, 64-aligned).

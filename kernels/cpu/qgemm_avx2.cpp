@@ -22,7 +22,8 @@ struct CpuFeatures {
     const bool os_avx = (lo & 6u) == 6u, os_avx512 = (lo & 0xe6u) == 0xe6u;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
     avx2 = os_avx && fma && f16c && (b & (1u << 5));
-    vnni = avx2 && os_avx512 && (c & (1u << 11)) && (b & (1u << 31));
+    // vnni + vl for vpdpbusd on ymm; bw (byte masks) and bmi2 (pext) for q5's fifth bits
+    vnni = avx2 && os_avx512 && (c & (1u << 11)) && (b & (1u << 31)) && (b & (1u << 30)) && (b & (1u << 8));
   }
 };
 const CpuFeatures& features() {

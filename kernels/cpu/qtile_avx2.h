@@ -114,11 +114,18 @@ inline WP prep_pair(const K& k, const uint8_t* wc, const uint8_t* hb, int64_t g)
     l = _mm256_and_si256(v, k.m4);
     h = _mm256_and_si256(_mm256_srli_epi16(v, 4), k.m4);
     if constexpr (F == Format::Q5) {
-      int64_t w2;
+      uint64_t w2;
       std::memcpy(&w2, hb + g * 4, 8);
-      const __m256i bits = _mm256_set1_epi64x(w2);
+#if R1_VNNI  // AVX-512 byte masks: bit i of the mask adds 0x10 to nibble i
+      const __mmask32 ml = __mmask32(_pext_u64(w2, 0x0000ffff0000ffffull));  // a 0-15 | b 0-15
+      const __mmask32 mh = __mmask32(_pext_u64(w2, 0xffff0000ffff0000ull));  // a 16-31 | b 16-31
+      l = _mm256_mask_add_epi8(l, ml, l, k.c10);
+      h = _mm256_mask_add_epi8(h, mh, h, k.c10);
+#else
+      const __m256i bits = _mm256_set1_epi64x(int64_t(w2));
       l = _mm256_or_si256(l, q5_fifth(k, bits, k.hb_lo));
       h = _mm256_or_si256(h, q5_fifth(k, bits, k.hb_hi));
+#endif
     }
   } else {
     (void)hb;
@@ -198,9 +205,13 @@ inline __m256i group_codes(const K& k, const uint8_t* wc, const uint8_t* hb, int
     __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wc + g * 16));
     __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), k.m4);
     if constexpr (F == Format::Q5) {
-      int32_t w1;
+      uint32_t w1;
       std::memcpy(&w1, hb + g * 4, 4);
-      w = _mm256_or_si256(w, q5_fifth(k, _mm256_set1_epi32(w1), k.hb_one));
+#if R1_VNNI
+      w = _mm256_mask_add_epi8(w, __mmask32(w1), w, k.c10);
+#else
+      w = _mm256_or_si256(w, q5_fifth(k, _mm256_set1_epi32(int32_t(w1)), k.hb_one));
+#endif
     }
     return w;
   }
