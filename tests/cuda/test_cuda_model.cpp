@@ -129,7 +129,8 @@ TEST_CASE("cuda: fixture models give the cpu's logits and greedy ids", "[cuda][m
   require_gpu();
   for (const std::string& m : fixtures()) {
     if (!std::filesystem::exists(r1test::fixture_dir(m) + "/config.json")) FAIL("fixture " << m << " missing");
-    for (const char* q : {"f32", "bf16", "q8", "q5", "q4"}  // q5 goes up as q8 (exact)) check_model(m, q);
+    // q5 goes up as the q8 of the same values (exact)
+    for (const char* q : {"f32", "bf16", "q8", "q5", "q4"}) check_model(m, q);
   }
 }
 
