@@ -33,12 +33,14 @@ struct Q4Nearest {
   uint8_t lut2[512];
   int fast(float v) const {
     float f = 2.0f * v + 256.0f;  // >= 0 after the clamp, so truncation is floor
-    f = f < 0.0f ? 0.0f : f > 511.0f ? 511.0f : f;
+    // (written so that a NaN, from 0 * inf when a scale of denormal weights has no finite
+    // inverse, clamps too instead of reaching the int conversion)
+    f = f >= 0.0f ? (f > 511.0f ? 511.0f : f) : 0.0f;
     return lut2[int(f)];
   }
   int operator()(float v) const {
     float f = std::floor(v);
-    int i = f < -128 ? 0 : f > 127 ? 255 : int(f) + 128;
+    int i = f >= -128 ? (f > 127 ? 255 : int(f) + 128) : 0;  // NaN: 0, as in fast()
     int c = lut[i];
     if (c < 15 && std::fabs(v - kQ4Levels[c + 1]) < std::fabs(v - kQ4Levels[c])) c++;
     if (c > 0 && std::fabs(v - kQ4Levels[c - 1]) < std::fabs(v - kQ4Levels[c])) c--;
@@ -85,7 +87,7 @@ struct Q5Book {
   static constexpr float lo = -16.0f, hi = 15.0f;
   static int nearest(float v) {
     float r = std::nearbyint(v);
-    r = r < lo ? lo : r > hi ? hi : r;
+    r = r >= lo ? (r > hi ? hi : r) : lo;  // NaN: lo, as in Q4Nearest::fast
     return int(r) + 16;
   }
   static float level(int c) { return float(q5_level(c)); }

@@ -294,6 +294,25 @@ TEST_CASE("quant: q8 and q4 per-element guarantees", "[quant]") {
   CHECK(dequant(Format::Q8, q8of5, rows, cols) == d5);
 }
 
+// Denormal weights: a least-squares scale of ~1e-44 has no finite inverse, and 0 * inf = NaN
+// once reached the float -> int conversion of the nearest-code lookup (undefined behaviour,
+// caught by the UBSan job). Every quantized format must give finite, near-zero weights.
+TEST_CASE("quant: tiny and denormal weights quantize cleanly", "[quant]") {
+  const int64_t rows = 3, cols = 64;
+  std::vector<float> w(size_t(rows * cols), 0.0f);
+  w[0] = 1e-42f, w[1] = -3e-43f, w[5] = 1e-44f;                                // denormals among zeros
+  for (int i = 0; i < 32; i++) w[size_t(64 + i)] = 1e-8f * float(i % 3);       // tiny normals
+  for (int i = 0; i < 32; i++) w[size_t(128 + 32 + i)] = -1e-40f * float(i + 1);  // all denormal
+  for (Format f : {Format::Q4, Format::Q5, Format::Q8}) {
+    INFO(format_name(f));
+    const auto d = dequant(f, quantize(f, w, rows, cols), rows, cols);
+    for (size_t i = 0; i < d.size(); i++) {
+      REQUIRE(std::isfinite(d[i]));
+      REQUIRE(std::fabs(d[i] - w[i]) <= 1e-7f);
+    }
+  }
+}
+
 TEST_CASE("quant: q5 sits between q4 and q8", "[quant]") {
   const int64_t rows = 64, cols = 2048;
   for (int kind = 0; kind < 2; kind++) {
