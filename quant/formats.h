@@ -48,6 +48,13 @@ inline constexpr int8_t kQ4Levels[16] = {-127, -89, -69, -53, -40, -28, -17, -7,
 // Where the high-bit words of a q5 row start (the nibbles come first), and the level of a code.
 constexpr int64_t q5_hbits_offset(int64_t cols) { return cols / 2; }
 constexpr int q5_level(int code) { return code - 16; }
+// The code (0..31) of weight c of a q5 row; row points at the row's first byte.
+inline int q5_code(const uint8_t* row, int64_t cols, int64_t c) {
+  const int64_t g = c / 32, j = c % 32;
+  const uint8_t b = row[g * 16 + j % 16];
+  const int hb = (row[q5_hbits_offset(cols) + g * 4 + j / 8] >> (j % 8)) & 1;
+  return (j < 16 ? b & 15 : b >> 4) | hb << 4;
+}
 
 constexpr uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 

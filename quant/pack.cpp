@@ -44,8 +44,8 @@ namespace r1 {
 //   q5                                                     11.2 MB  KL 0.0081
 // The q4 -> q5 step on the big MLP matrices is what the KL needs on this model (gate and up of
 // layers 1-5 in q4, everything else q5, output q8: 11.6 MB and still KL 0.0122, fake-quantized),
-// so q4 stays the small, fast recipe and q5 is the quality one. q4's scale search is within about 1% of the least-squares
-// optimum per group: the error left is the format's.
+// so q4 stays the small, fast recipe and q5 is the quality one. q4's scale search is within
+// about 1% of the least-squares optimum per group: the error left is the format's.
 const char* recipe_mix(Format quant) {
   if (quant == Format::Q4) return "q8: k_proj, v_proj; q5: output, o_proj, layer 0's MLP; the rest q4";
   if (quant == Format::Q5) return "q8: k_proj, v_proj; the rest q5";

@@ -247,27 +247,15 @@ void quantize_q4_absmax_rows(const float* w, int64_t rows, int64_t cols, void* o
     }
 }
 
-}  // namespace r1
-
-namespace r1 {
-
 void q5_to_q8(const WeightView& q5, void* out) {
   WeightView o = make_view(Format::Q8, uint64_t(q5.rows), uint64_t(q5.cols), out);
   auto* q = reinterpret_cast<int8_t*>(const_cast<uint8_t*>(o.codes));
-  const int64_t cols = q5.cols, G = cols / kGroup;
+  const int64_t cols = q5.cols;
   for (int64_t r = 0; r < q5.rows; r++) {
     const uint8_t* row = q5.codes + r * cols / 8 * 5;
-    for (int64_t g = 0; g < G; g++) {
-      uint32_t hb;
-      std::memcpy(&hb, row + q5_hbits_offset(cols) + g * 4, 4);
-      for (int j = 0; j < 16; j++) {
-        const uint8_t b = row[g * 16 + j];
-        q[r * cols + g * 32 + j] = int8_t(q5_level((b & 15) | int((hb >> j) & 1) << 4));
-        q[r * cols + g * 32 + j + 16] = int8_t(q5_level((b >> 4) | int((hb >> (j + 16)) & 1) << 4));
-      }
-    }
+    for (int64_t c = 0; c < cols; c++) q[r * cols + c] = int8_t(q5_level(q5_code(row, cols, c)));
   }
-  std::memcpy(const_cast<uint16_t*>(o.scales), q5.scales, size_t(q5.rows * G) * 2);
+  std::memcpy(const_cast<uint16_t*>(o.scales), q5.scales, size_t(q5.rows * (cols / kGroup)) * 2);
 }
 
 }  // namespace r1

@@ -144,8 +144,7 @@ void matmul(ThreadPool& pool, const WeightView& W, const float* X, int64_t n, fl
 }
 
 void dequant_row(const WeightView& W, int64_t r, float* out) {
-  // q5 is only ever a lookup row here (an embedding): the scalar decode is enough
-  if (use_ref() || W.fmt == Format::Q5) return ref::dequant_row(W, r, out);
+  if (use_ref()) return ref::dequant_row(W, r, out);
   avx2::dequant_row(W, r, out);
 }
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps) {

@@ -134,7 +134,7 @@ void dequant_row(const WeightView& W, int64_t r, float* out) {
       }
       break;
     }
-    case Format::Q5: ref::dequant_row(W, r, out); break;  // lookups only (see cpu.cpp)
+    case Format::Q5: ref::dequant_row(W, r, out); break;  // only ever a lookup row (an embedding)
     case Format::F32: {
       const float* w = reinterpret_cast<const float*>(W.codes) + r * n;
       for (int64_t i = 0; i < n; i++) out[i] = w[i];

@@ -15,12 +15,7 @@ static int int_level(const WeightView& W, int64_t r, int64_t c) {
       const uint8_t b = W.codes[r * n / 2 + g * 16 + (j & 15)];
       return kQ4Levels[j < 16 ? b & 15 : b >> 4];
     }
-    case Format::Q5: {
-      const uint8_t* row = W.codes + r * n / 8 * 5;
-      const uint8_t b = row[g * 16 + (j & 15)];
-      const int hb = (row[q5_hbits_offset(n) + g * 4 + j / 8] >> (j % 8)) & 1;
-      return q5_level((j < 16 ? b & 15 : b >> 4) | hb << 4);
-    }
+    case Format::Q5: return q5_level(q5_code(W.codes + r * n / 8 * 5, n, c));
     default: return reinterpret_cast<const int8_t*>(W.codes)[r * n + c];
   }
 }
