@@ -279,8 +279,8 @@ int run(const BenchArgs& a) {
     line("%s: %s, %lld layers, %s | cuda, %s | kv f16, ctx %lld\n", name.c_str(), c.arch_name(), (long long)c.n_layers,
          quant.c_str(), devname.c_str(), (long long)ctx);
   else
-    line("%s: %s, %lld layers, %s | %s, %d threads | kv f16, ctx %lld\n", name.c_str(), c.arch_name(),
-         (long long)c.n_layers, quant.c_str(), devname.c_str(), pool.size(), (long long)ctx);
+    line("%s: %s, %lld layers, %s | %s, %d thread%s | kv f16, ctx %lld\n", name.c_str(), c.arch_name(),
+         (long long)c.n_layers, quant.c_str(), devname.c_str(), pool.size(), pool.size() == 1 ? "" : "s", (long long)ctx);
   if (a.batch > 0) {
     line("batch   %5lld sequences, one pass per decode step; rates are aggregate\n", (long long)B);
     if (a.p > 0)
@@ -333,7 +333,7 @@ R1_COMMAND("bench", "Measure prefill and decode speed (of a model file or a synt
                  "Decode this many sequences together (continuous batching's pass: weights read once per step for "
                  "all); each first prefills its own -p prompt. Rates are aggregate over the sequences")
       ->check(CLI::Range(int64_t(1), int64_t(4096)));
-  sub.add_option("--threads", a->threads, "CPU threads (default: physical cores)")->check(CLI::Range(1, 512));
+  sub.add_option("--threads", a->threads, "CPU threads (default: physical cores in this process's CPU set and quota)")->check(CLI::Range(1, 512));
   sub.add_option("--repeat", a->repeat, "Repeats; speeds are the median, with min and max")->check(CLI::Range(1, 1000));
   sub.add_option("--bw-mib", a->bw_mib, "Size of the buffer the read bandwidth is measured on, MiB")
       ->check(CLI::Range(int64_t(16), int64_t(1) << 20));

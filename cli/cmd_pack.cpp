@@ -23,7 +23,7 @@ R1_COMMAND("pack", "Pack a Hugging Face checkpoint directory or a GGUF file into
   sub.add_option("-o,--output", o->out, "Output .r1m file (written atomically)")->required();
   sub.add_option("--quant", *quant, "Weight format: q4 (about 4.7 bits/weight), q5 (about 5.6: better quality), q8, bf16, f16, f32 (default: q4; for a GGUF, its size class)")
       ->check(CLI::IsMember({"q4", "q5", "q8", "bf16", "f16", "f32"}));
-  sub.add_option("--threads", o->threads, "Quantization threads (default: physical cores)")->check(CLI::Range(0, 1024));
+  sub.add_option("--threads", o->threads, "Quantization threads (default: physical cores in this process's CPU set and quota)")->check(CLI::Range(0, 1024));
   sub.add_flag("-q,--quiet", *quiet, "No per-tensor error report");
   return [o, quant, quiet]() {
     const bool quant_given = !quant->empty();

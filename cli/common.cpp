@@ -26,7 +26,7 @@ void add_model_flags(CLI::App& app, ModelArgs& a, bool model_required) {
   if (model_required) m->required();
   app.add_option("--ctx", a.ctx, "Context length in tokens (default: the model's, capped by memory and at 32768)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 24));
-  app.add_option("--threads", a.threads, "CPU threads (default: physical cores)")->check(CLI::Range(1, 512));
+  app.add_option("--threads", a.threads, "CPU threads (default: physical cores in this process's CPU set and quota)")->check(CLI::Range(1, 512));
   app.add_option("--kv", a.kv, "KV cache precision")->check(CLI::IsMember({"f16", "f32"}));
   app.add_option("--device", a.device, "cpu, cuda or auto")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_flag("-v,--verbose", a.verbose, "Print model, context and timing details on stderr");
@@ -89,7 +89,9 @@ Loaded load_for_run(const ModelArgs& a, bool with_session) {
 std::string describe(const Loaded& l, const ModelArgs& a) {
   const Config& c = l.rt.model->cfg;
   char buf[512];
-  const std::string dev = l.device == "cuda" ? std::string("cuda") : "cpu, " + std::to_string(l.pool->size()) + " threads";
+  const int nt = l.pool ? l.pool->size() : 0;
+  const std::string dev =
+      l.device == "cuda" ? std::string("cuda") : "cpu, " + std::to_string(nt) + (nt == 1 ? " thread" : " threads");
   std::snprintf(buf, sizeof buf, "%s: %s %lld layers, %.2f GB of weights | %s | ctx %lld (kv %s) | loaded in %.2fs",
                 std::filesystem::path(a.model).filename().c_str(), c.arch_name(), (long long)c.n_layers,
                 double(l.rt.model->file->size()) / 1e9, dev.c_str(), (long long)l.ctx, a.kv.c_str(), l.rt.load_s);

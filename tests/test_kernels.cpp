@@ -2,10 +2,13 @@
 // every remainder path: rows not a multiple of the 4-row tile, token counts not a multiple of the
 // token tile, cols = 32 k with k odd / not a multiple of 8 (tail groups), head_dim 64 and 128.
 #include <catch2/catch.hpp>
+#include <sched.h>
 
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/avx2.h"
@@ -336,4 +339,47 @@ TEST_CASE("matmul rows are bitwise matvecs; matmul_multi equals separate calls",
     }
   }
   cpu::force_reference(false);
+}
+
+TEST_CASE("default thread count: physical cores within the affinity mask and the cgroup quota", "[kernels]") {
+  using threads_detail::physical_cores;
+  using threads_detail::quota_cpus;
+  // 2 sockets x 2 cores x 2 SMT threads; processors 0-3 on socket 0 (core 0: 0,2; core 1: 1,3)
+  std::ostringstream os;
+  const int phys[8] = {0, 0, 0, 0, 1, 1, 1, 1}, core[8] = {0, 1, 0, 1, 0, 1, 0, 1};
+  for (int p = 0; p < 8; p++)
+    os << "processor\t: " << p << "\nmodel name\t: X\nphysical id\t: " << phys[p] << "\nsiblings\t: 4\ncore id\t\t: "
+       << core[p] << "\n\n";
+  const std::string info = os.str();
+  CHECK(physical_cores(info, {0, 1, 2, 3, 4, 5, 6, 7}) == 4);
+  CHECK(physical_cores(info, {0, 2}) == 1);        // two SMT siblings of one core
+  CHECK(physical_cores(info, {0, 1}) == 2);
+  CHECK(physical_cores(info, {0, 4}) == 2);        // same core id, other socket
+  CHECK(physical_cores(info, {3, 5, 7}) == 2);
+  CHECK(physical_cores("processor\t: 0\nprocessor\t: 1\n", {0, 1}) == 2);  // no core ids (some VMs, ARM)
+  CHECK(physical_cores("", {0, 1, 2}) == 3);
+
+  CHECK(quota_cpus("200000 100000\n") == 2);
+  CHECK(quota_cpus("150000 100000") == 2);  // 1.5 CPUs: round up
+  CHECK(quota_cpus("50000 100000") == 1);
+  CHECK(quota_cpus("max 100000\n") == 0);
+  CHECK(quota_cpus("-1 100000") == 0);     // cgroup v1: no quota
+  CHECK(quota_cpus("") == 0);
+  CHECK(quota_cpus("garbage 100000") == 0);
+  CHECK(quota_cpus("100000 0") == 0);
+
+  // The real thing: pinned to one CPU (as taskset -c 0 would), the pool is one thread.
+  cpu_set_t saved, one;
+  REQUIRE(sched_getaffinity(0, sizeof saved, &saved) == 0);
+  int first = -1;
+  for (int c = 0; c < CPU_SETSIZE && first < 0; c++)
+    if (CPU_ISSET(c, &saved)) first = c;
+  REQUIRE(first >= 0);
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+  const int n1 = ThreadPool::default_threads();
+  REQUIRE(sched_setaffinity(0, sizeof saved, &saved) == 0);
+  CHECK(n1 == 1);
+  CHECK(ThreadPool::default_threads() >= 1);
 }

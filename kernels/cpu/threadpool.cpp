@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <sched.h>
 #include <set>
+#include <sstream>
 #include <string>
 #include <unistd.h>
 
@@ -88,19 +90,74 @@ void ThreadPool::worker(int idx) {
   }
 }
 
-int ThreadPool::default_threads() {
-  // Physical cores: distinct (physical id, core id) pairs; SMT siblings share a core's bandwidth.
-  std::ifstream f("/proc/cpuinfo");
+namespace threads_detail {
+
+int physical_cores(const std::string& cpuinfo, const std::vector<int>& allowed) {
+  std::set<int> ok(allowed.begin(), allowed.end());
   std::set<std::pair<int, int>> cores;
+  std::istringstream in(cpuinfo);
   std::string line;
-  int phys = 0;
-  while (std::getline(f, line)) {
-    if (line.rfind("physical id", 0) == 0) phys = std::stoi(line.substr(line.find(':') + 1));
-    if (line.rfind("core id", 0) == 0) cores.insert({phys, std::stoi(line.substr(line.find(':') + 1))});
+  int proc = -1, phys = 0;
+  bool any_core_id = false;
+  auto num = [](const std::string& l) {
+    const auto c = l.find(':');
+    try {
+      return c == std::string::npos ? -1 : std::stoi(l.substr(c + 1));
+    } catch (const std::exception&) {
+      return -1;
+    }
+  };
+  while (std::getline(in, line)) {  // "processor" opens a record; "core id" follows "physical id"
+    if (line.rfind("processor", 0) == 0) proc = num(line), phys = 0;
+    else if (line.rfind("physical id", 0) == 0) phys = num(line);
+    else if (line.rfind("core id", 0) == 0) {
+      any_core_id = true;
+      if (ok.count(proc)) cores.insert({phys, num(line)});
+    }
   }
-  long online = sysconf(_SC_NPROCESSORS_ONLN);
-  int n = cores.empty() ? int(online) : int(cores.size());
-  if (online > 0 && n > online) n = int(online);
+  return any_core_id ? int(cores.size()) : int(ok.size());
+}
+
+int quota_cpus(const std::string& cpu_max) {
+  std::istringstream in(cpu_max);
+  std::string quota;
+  long long period = 0;
+  if (!(in >> quota >> period) || quota == "max" || period <= 0) return 0;
+  try {
+    const long long q = std::stoll(quota);
+    return q <= 0 ? 0 : int((q + period - 1) / period);
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+}  // namespace threads_detail
+
+int ThreadPool::default_threads() {
+  // SMT siblings share a core's bandwidth and FMA units, so one thread per physical core.
+  std::vector<int> allowed;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE; c++)
+      if (CPU_ISSET(c, &set)) allowed.push_back(c);
+  if (allowed.empty())
+    for (long c = 0, n = sysconf(_SC_NPROCESSORS_ONLN); c < n; c++) allowed.push_back(int(c));
+  auto slurp = [](const char* path) {
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  };
+  int n = threads_detail::physical_cores(slurp("/proc/cpuinfo"), allowed);
+  if (n < 1) n = int(allowed.size());
+  // Spinning workers beyond a CPU quota would be throttled and stall every parallel_for.
+  int quota = threads_detail::quota_cpus(slurp("/sys/fs/cgroup/cpu.max"));
+  if (quota == 0) {  // cgroup v1
+    quota = threads_detail::quota_cpus(slurp("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") + " " +
+                                       slurp("/sys/fs/cgroup/cpu/cpu.cfs_period_us"));
+  }
+  if (quota > 0 && n > quota) n = quota;
   return n < 1 ? 1 : n;
 }
 

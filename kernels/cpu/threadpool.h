@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -26,7 +27,9 @@ class ThreadPool {
   // boundaries to a multiple (e.g. rows of a tile). Not reentrant: call from one thread.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t align = 1);
 
-  static int default_threads();  // physical cores
+  // Physical cores among the CPUs this process may run on (affinity: taskset, Slurm, cpuset
+  // cgroups), capped by a cgroup CPU quota (docker --cpus, Kubernetes limits).
+  static int default_threads();
 
  private:
   void worker(int idx);
@@ -39,5 +42,15 @@ class ThreadPool {
   alignas(64) std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
 };
+
+// The parts of default_threads(), for tests.
+namespace threads_detail {
+// Distinct (physical id, core id) among the listed processors of a /proc/cpuinfo text; the
+// number of allowed processors when the text has no core ids.
+int physical_cores(const std::string& cpuinfo, const std::vector<int>& allowed);
+// CPUs granted by a cgroup v2 cpu.max line ("200000 100000" -> 2, rounded up); 0 for "max" or
+// anything unreadable.
+int quota_cpus(const std::string& cpu_max);
+}  // namespace threads_detail
 
 }  // namespace r1
