@@ -77,6 +77,13 @@ TEST_CASE("r1 bench --json reports speeds, bytes and bandwidth", "[synthetic][cl
   CHECK(j["decode_tok_s"].get<double>() > 0);
   CHECK(j["read_bw_gb_s"].get<double>() > 0);
   CHECK(j["bytes_per_token"].get<uint64_t>() > j["weight_bytes"].get<uint64_t>());
+  // matrix MACs per prompt token of the tiny preset, from its config: 7 matrices per layer, the
+  // lm_head once per 16-token prompt
+  const Config c = synthetic_config("tiny");
+  const double per_tok = double(c.n_layers) * double(c.hidden) * double(2 * c.q_dim() + 2 * c.kv_dim() + 3 * c.intermediate) +
+                         double(c.vocab_size) * double(c.hidden) / 16;
+  CHECK(j["prefill_gmac_s"].get<double>() == Approx(j["prefill_tok_s"].get<double>() * per_tok / 1e9).epsilon(1e-9));
+  if (j["kernel_set"] != "ref") CHECK(j["int8_peak_gmac_s"].get<double>() > 0);
 
   auto u = test::run_r1({"bench", "--synthetic", "tiny", "--device", "cuda"});
   CHECK(u.code == 1);

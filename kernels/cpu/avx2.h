@@ -40,6 +40,12 @@ void quantize_act_t(const float* x, int64_t cols, uint8_t* out);
 void qgemm_t_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0,
                   int64_t r1);
 
+// The integer dot the q kernels are built on, at its peak: iters x 12 independent dots of 32
+// int8 MACs each (AVX2: vpmaddubsw + vpmaddwd + vpaddd; VNNI: vpdpbusd). The result keeps the
+// work live.
+int64_t dot_peak_loop(int64_t iters);
+int64_t dot_peak_loop_vnni(int64_t iters);
+
 // Float formats (f32, f16, bf16): Y[t * ldy + r] = W[r, :] . X[t, :]     X: [n, cols]
 void fmatmul(const WeightView& W, const float* X, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1);
 void dequant_row(const WeightView& W, int64_t r, float* out);

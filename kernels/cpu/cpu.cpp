@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -141,6 +142,21 @@ void matvec(ThreadPool& pool, const WeightView& W, const float* x, float* y) {
 }
 void matmul(ThreadPool& pool, const WeightView& W, const float* X, int64_t n, float* Y) {
   matmul_multi(pool, &W, 1, X, n, &Y);
+}
+
+double int8_dot_peak_gmacs(ThreadPool& pool) {
+  if (use_ref()) return 0;
+  const int64_t iters = 1 << 21;  // ~8 ms per thread at 2 dots per cycle
+  std::vector<int64_t> sink(size_t(pool.size()) * 8);
+  double best = 1e30;
+  for (int r = 0; r < 5; r++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pool.parallel_for(pool.size(), [&](int64_t, int64_t, int tid) {
+      sink[size_t(tid) * 8] += use_vnni() ? avx2::dot_peak_loop_vnni(iters) : avx2::dot_peak_loop(iters);
+    });
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return double(pool.size()) * double(iters) * 12 * 32 / best / 1e9;
 }
 
 void dequant_row(const WeightView& W, int64_t r, float* out) {

@@ -26,6 +26,9 @@ void matmul(ThreadPool& pool, const WeightView& W, const float* X, int64_t n, fl
 // of any result is bitwise what a matvec of token t gives.
 void matmul_multi(ThreadPool& pool, const WeightView* Ws, int m, const float* X, int64_t n, float* const* Ys);
 void dequant_row(const WeightView& W, int64_t r, float* out);
+// Measured peak of the int8 dot of this kernel set over the pool's threads, in GMAC/s (one MAC:
+// an int8 x int8 product added to a sum): the compute ceiling of q4/q5/q8 prefill. 0 for "ref".
+double int8_dot_peak_gmacs(ThreadPool& pool);
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);
 void rope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin);
 void silu_mul(float* gate, const float* up, int64_t n);

@@ -35,6 +35,17 @@ const CpuFeatures& features() {
 bool cpu_has_avx2() { return features().avx2; }
 bool cpu_has_vnni() { return features().vnni; }
 
+int64_t dot_peak_loop(int64_t iters) {
+  const __m256i w = _mm256_set1_epi8(char(iters | 1)), x = _mm256_set1_epi8(char(iters >> 3)), one = _mm256_set1_epi16(1);
+  __m256i acc[12];
+  for (auto& a : acc) a = _mm256_setzero_si256();
+  for (int64_t i = 0; i < iters; i++)
+    for (auto& a : acc) a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), one));
+  int64_t s = 0;
+  for (auto& a : acc) s += _mm256_extract_epi32(a, 0);
+  return s;
+}
+
 size_t qact_stride(int64_t cols) { return size_t(2 * a64(cols) + 2 * a64(cols / kGroup * 4)); }
 
 // One token: per group of 32, d = amax / 127, q = round-to-even(x * (127 / amax)) — exactly

@@ -208,6 +208,17 @@ void quantize_act_t(const float* x, int64_t cols, uint8_t* out) {
     }
 }
 
+int64_t dot_peak_loop_vnni(int64_t iters) {
+  const __m256i w = _mm256_set1_epi8(char(iters | 1)), x = _mm256_set1_epi8(char(iters >> 3));
+  __m256i acc[12];
+  for (auto& a : acc) a = _mm256_setzero_si256();
+  for (int64_t i = 0; i < iters; i++)
+    for (auto& a : acc) a = _mm256_dpbusd_epi32(a, w, x);
+  int64_t s = 0;
+  for (auto& a : acc) s += _mm256_extract_epi32(a, 0);
+  return s;
+}
+
 size_t qact_t_stride(int64_t cols) { return qact_stride(cols) + size_t(a64(cols)); }
 
 void qgemm_t_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
