@@ -30,8 +30,8 @@ void write_packed(const PackOptions& opt, const std::vector<TensorSpec>& specs, 
 
 class GgufModel;
 
-// The format a GGUF keeps its size class in: q4 when most weights are 6 bits or fewer
-// (Q2_K..Q5_K, Q4_0..Q5_1), q8 for Q6_K/Q8_0, bf16 for F16/BF16/F32.
+// The format a GGUF keeps its size class in, by where most of its weights are: q4 for
+// Q2_K..Q4_K and Q4_0/Q4_1, q5 for Q5_0/Q5_1/Q5_K, q8 for Q6_K/Q8_0, bf16 for F16/BF16/F32.
 Format gguf_size_class(const GgufModel& m);
 
 // `r1 pack model.gguf`: opt.src is the GGUF (the first part of a split one). Without an

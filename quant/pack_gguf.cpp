@@ -191,19 +191,24 @@ uint64_t gguf_row(uint64_t hf_row, uint64_t rows, int64_t heads) {
 }  // namespace
 
 Format gguf_size_class(const GgufModel& m) {
-  uint64_t by_class[3] = {0, 0, 0};  // q4, q8, bf16
+  // r1 formats by bits per weight: q4 (Q4_*, Q2_K, Q3_K, IQ*), q5 (Q5_*), q8 (Q6_K, Q8_0), bf16
+  const Format cls[4] = {Format::Q4, Format::Q5, Format::Q8, Format::BF16};
+  uint64_t by_class[4] = {0, 0, 0, 0};
   for (auto& [name, t] : m.tensors()) {
     if (t.ne.size() < 2) continue;
     int c;
     switch (t.type) {
-      case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: c = 2; break;
-      case GgmlType::Q6_K: case GgmlType::Q8_0: c = 1; break;
+      case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: c = 3; break;
+      case GgmlType::Q6_K: case GgmlType::Q8_0: c = 2; break;
+      case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q5_K: c = 1; break;
       default: c = 0;
     }
     by_class[c] += t.numel;
   }
-  if (by_class[0] >= by_class[1] && by_class[0] >= by_class[2]) return Format::Q4;
-  return by_class[1] >= by_class[2] ? Format::Q8 : Format::BF16;
+  int best = 0;  // the class holding most weights; a tie goes to the smaller format
+  for (int c = 1; c < 4; c++)
+    if (by_class[c] > by_class[best]) best = c;
+  return cls[best];
 }
 
 void pack_gguf(const PackOptions& opt_in, bool quant_given) {

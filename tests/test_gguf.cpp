@@ -484,6 +484,25 @@ TEST_CASE("GGUF models r1 cannot run are refused clearly", "[gguf]") {
 
 TEST_CASE("r1 pack on a GGUF keeps its size class unless --quant says otherwise", "[gguf]") {
   r1::test::TempDir td("gguf");
+  {  // the class holding most weights, from hand-made files: Q5_* -> q5, Q6_K/Q8_0 -> q8
+    auto cls = [&](std::vector<std::pair<GgmlType, uint64_t>> ts) {  // (type, rows of 256 weights)
+      Builder b;
+      int k = 0;
+      for (auto [type, rows] : ts) {
+        const GgmlTypeInfo* ti = ggml_type_info(uint32_t(type));
+        b.tensor("t" + std::to_string(k++), {256, rows}, uint32_t(type), std::string(rows * 256 / ti->block * ti->bytes, '\0'));
+      }
+      b.tensor("norm", {256}, uint32_t(GgmlType::F32), std::string(1024, '\0'));  // 1-D: not counted
+      r1::test::write_file(td / "cls.gguf", b.bytes());
+      return gguf_size_class(GgufModel::open(td / "cls.gguf"));
+    };
+    CHECK(cls({{GgmlType::Q5_0, 6}, {GgmlType::Q4_0, 4}}) == Format::Q5);
+    CHECK(cls({{GgmlType::Q5_K, 3}, {GgmlType::Q5_1, 3}, {GgmlType::Q4_K, 5}}) == Format::Q5);
+    CHECK(cls({{GgmlType::Q4_K, 6}, {GgmlType::Q6_K, 2}, {GgmlType::Q5_0, 2}}) == Format::Q4);  // Q4_K_M-like
+    CHECK(cls({{GgmlType::Q6_K, 4}, {GgmlType::Q8_0, 3}, {GgmlType::Q5_0, 5}}) == Format::Q8);
+    CHECK(cls({{GgmlType::BF16, 5}, {GgmlType::Q8_0, 4}}) == Format::BF16);
+    CHECK(cls({{GgmlType::Q5_0, 4}, {GgmlType::Q4_0, 4}}) == Format::Q4);  // a tie: the smaller
+  }
   const std::string q8 = gguf_fixture("tiny-qwen2-q8_0.gguf");
   auto r = r1::test::run_r1({"pack", q8, "-o", td / "a.r1m", "-q"});
   REQUIRE(r.code == 0);
