@@ -226,6 +226,7 @@ TEST_CASE("cpu::attention matches the reference (f16 and f32 cache, GQA, splits)
   cases.push_back({128, 2, 6, 4100, 1});
   cases.push_back({128, 4, 7, 1500, 1});
   for (int i = 0; i < 6; i++) cases.push_back({rint_in(0, 1) ? 64 : 128, rint_in(1, 8), rint_in(1, 9), rint_in(0, 290), rint_in(1, 10)});
+  // both register blockings where the CPU has AVX-512 (the "avx2-vnni" set): 32 and 16 registers
   for (int nt : {1, 2, 3}) {
     ThreadPool pool(nt);
     for (const auto& c : cases)
@@ -240,6 +241,11 @@ TEST_CASE("cpu::attention matches the reference (f16 and f32 cache, GQA, splits)
         const auto q = randn(size_t(c.n_q * n_heads * c.hd), 0.3f);
         std::vector<float> out(q.size()), want(q.size()), scores(static_cast<size_t>(ctx));
         cpu::attention(pool, out.data(), q.data(), K, V, f16, ctx, c.pos0, c.n_q, n_heads, c.n_kv, c.hd);
+        std::vector<float> narrow(q.size());
+        cpu::force_no_vnni(true);
+        cpu::attention(pool, narrow.data(), q.data(), K, V, f16, ctx, c.pos0, c.n_q, n_heads, c.n_kv, c.hd);
+        cpu::force_no_vnni(false);
+        CHECK(std::memcmp(out.data(), narrow.data(), out.size() * 4) == 0);  // same sums, other blocking
         for (int64_t t = 0; t < c.n_q; t++) {
           const int64_t off = t * n_heads * c.hd;
           ref::attention(want.data() + off, q.data() + off, K, V, f16, ctx, c.pos0 + t + 1, n_heads, c.n_kv, c.hd,

@@ -61,5 +61,8 @@ void silu_mul(float* gate, const float* up, int64_t n);
 // hd % 8 == 0. Scores are pre-multiplied by `scale`.
 void attn_partial(const float* q, const void* k, const void* v, bool kv_f16, int g_heads, int hd, int64_t p0,
                   int64_t p1, float scale, float* scores, float* out, float* m, float* l);
+// The same (bitwise) with 32 vector registers; needs cpu_has_vnni().
+void attn_partial_wide(const float* q, const void* k, const void* v, bool kv_f16, int g_heads, int hd, int64_t p0,
+                       int64_t p1, float scale, float* scores, float* out, float* m, float* l);
 
 }  // namespace r1::avx2

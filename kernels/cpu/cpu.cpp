@@ -204,6 +204,7 @@ void attention(ThreadPool& pool, float* out, const float* q, const void* k, cons
   const int64_t part = int64_t(G) * hd + 2 * G;  // out, m, l of one item
   thread_local Scratch ps;
   float* parts = nsplit > 1 ? ps.get<float>(size_t(items * part) * 4) : nullptr;
+  auto* const partial = use_vnni() ? avx2::attn_partial_wide : avx2::attn_partial;
   pool.parallel_for(items, [&](int64_t b, int64_t e, int) {
     thread_local Scratch ss;
     thread_local std::vector<float> ml;
@@ -219,14 +220,14 @@ void attention(ThreadPool& pool, float* out, const float* q, const void* k, cons
       float* sc = ss.get<float>(size_t(G * (p1 - p0)) * 4);
       if (nsplit == 1) {
         float* o_ = out + hoff;
-        avx2::attn_partial(q + hoff, kb, vb, kv_f16, G, hd, p0, p1, scale, sc, o_, ml.data(), ml.data() + G);
+        partial(q + hoff, kb, vb, kv_f16, G, hd, p0, p1, scale, sc, o_, ml.data(), ml.data() + G);
         for (int g = 0; g < G; g++) {
           const float inv = 1.0f / ml[size_t(G + g)];
           for (int i = 0; i < hd; i++) o_[g * hd + i] *= inv;
         }
       } else {
         float* pp = parts + it * part;
-        avx2::attn_partial(q + hoff, kb, vb, kv_f16, G, hd, p0, p1, scale, sc, pp, pp + G * hd, pp + G * hd + G);
+        partial(q + hoff, kb, vb, kv_f16, G, hd, p0, p1, scale, sc, pp, pp + G * hd, pp + G * hd + G);
       }
     }
   });
