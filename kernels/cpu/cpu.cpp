@@ -180,8 +180,8 @@ void attention(ThreadPool& pool, float* out, const float* q, const void* k, cons
                int64_t ctx_stride, int64_t pos0, int64_t n_q, int n_heads, int n_kv, int hd) {
   if (use_ref() || hd % 8 != 0) {
     pool.parallel_for(n_q, [&](int64_t b, int64_t e, int) {
-      thread_local std::vector<float> scores;
-      if (int64_t(scores.size()) < pos0 + n_q) scores.resize(size_t(pos0 + n_q));
+      thread_local std::vector<float> scores;  // for the whole cache: not regrown as positions fill
+      if (int64_t(scores.size()) < ctx_stride) scores.resize(size_t(ctx_stride));
       for (int64_t t = b; t < e; t++) {
         const int64_t off = t * int64_t(n_heads) * hd;
         ref::attention(out + off, q + off, k, v, kv_f16, ctx_stride, pos0 + t + 1, n_heads, n_kv, hd, scores.data());
@@ -206,9 +206,11 @@ void attention(ThreadPool& pool, float* out, const float* q, const void* k, cons
   float* parts = nsplit > 1 ? ps.get<float>(size_t(items * part) * 4) : nullptr;
   auto* const partial = use_vnni() ? avx2::attn_partial_wide : avx2::attn_partial;
   pool.parallel_for(items, [&](int64_t b, int64_t e, int) {
+    // scores for as many positions as the cache holds, then m and l: sized once per thread for
+    // the cache, not grown as the sequence does (no allocation in the per-token loop)
     thread_local Scratch ss;
-    thread_local std::vector<float> ml;
-    if (ml.size() < size_t(2 * G)) ml.resize(size_t(2 * G));
+    float* const sc = ss.get<float>(size_t(G * ctx_stride + 2 * G) * 4);
+    float* const ml = sc + G * ctx_stride;
     for (int64_t it = b; it < e; it++) {
       const int64_t s = it % nsplit, bi = it / nsplit, kvh = bi % n_kv, o = bi / n_kv;
       // alternate short and long causal rows so contiguous chunks carry equal work
@@ -217,12 +219,11 @@ void attention(ThreadPool& pool, float* out, const float* q, const void* k, cons
       const int64_t hoff = (t * n_heads + kvh * G) * hd;
       const auto* kb = static_cast<const uint8_t*>(k) + size_t(kvh * ctx_stride * hd) * esz;
       const auto* vb = static_cast<const uint8_t*>(v) + size_t(kvh * ctx_stride * hd) * esz;
-      float* sc = ss.get<float>(size_t(G * (p1 - p0)) * 4);
       if (nsplit == 1) {
         float* o_ = out + hoff;
-        partial(q + hoff, kb, vb, kv_f16, G, hd, p0, p1, scale, sc, o_, ml.data(), ml.data() + G);
+        partial(q + hoff, kb, vb, kv_f16, G, hd, p0, p1, scale, sc, o_, ml, ml + G);
         for (int g = 0; g < G; g++) {
-          const float inv = 1.0f / ml[size_t(G + g)];
+          const float inv = 1.0f / ml[G + g];
           for (int i = 0; i < hd; i++) o_[g * hd + i] *= inv;
         }
       } else {

@@ -54,13 +54,14 @@ static void chunk(int64_t n, int64_t align, int parts, int idx, int64_t* b, int6
   *e = std::min(n, hi * align);
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t align) {
+void ThreadPool::run(int64_t n, int64_t align, void* fn, Call call) {
   if (n <= 0) return;
   if (n_ == 1 || n <= align) {
-    fn(0, n, 0);
+    call(fn, 0, n, 0);
     return;
   }
-  job_ = &fn;
+  job_ = fn;
+  call_ = call;
   job_n_ = n;
   job_align_ = align;
   pending_.store(n_ - 1, std::memory_order_relaxed);
@@ -68,7 +69,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   gen_.notify_all();  // cheap when nobody sleeps (libstdc++ counts waiters)
   int64_t b, e;
   chunk(n, align, n_, 0, &b, &e);
-  if (b < e) fn(b, e, 0);
+  if (b < e) call(fn, b, e, 0);
   auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
   if (!spin_until(done))
     for (int p; (p = pending_.load(std::memory_order_acquire)) != 0;) pending_.wait(p);
@@ -85,7 +86,7 @@ void ThreadPool::worker(int idx) {
     if (stop_.load()) return;
     int64_t b, e;
     chunk(job_n_, job_align_, n_, idx, &b, &e);
-    if (b < e) (*job_)(b, e, idx);
+    if (b < e) call_(job_, b, e, idx);
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
   }
 }
