@@ -84,6 +84,10 @@ TEST_CASE("r1 bench --json reports speeds, bytes and bandwidth", "[synthetic][cl
                          double(c.vocab_size) * double(c.hidden) / 16;
   CHECK(j["prefill_gmac_s"].get<double>() == Approx(j["prefill_tok_s"].get<double>() * per_tok / 1e9).epsilon(1e-9));
   if (j["kernel_set"] != "ref") CHECK(j["int8_peak_gmac_s"].get<double>() > 0);
+  // the ceiling is the better of the two bandwidth measurements
+  CHECK(j["read_bw_before_gb_s"].get<double>() > 0);
+  CHECK(j["read_bw_gb_s"].get<double>() ==
+        std::max(j["read_bw_before_gb_s"].get<double>(), j["read_bw_after_gb_s"].get<double>()));
 
   auto u = test::run_r1({"bench", "--synthetic", "tiny", "--device", "cuda"});
   CHECK(u.code == 1);
