@@ -192,13 +192,15 @@ void partial(const float* q, const void* k, const void* v, int G, int hd, int64_
   }
 }
 
-inline void partial_any(const float* q, const void* k, const void* v, bool kv_f16, int G, int hd, int64_t p0,
-                        int64_t p1, float scale, float* scores, float* out, float* m, float* l) {
+}  // namespace
+
+// The entry point of this build: attn_partial or attn_partial_wide (kernels/cpu/avx2.h).
+void R1_ATTN_ENTRY(const float* q, const void* k, const void* v, bool kv_f16, int g_heads, int hd, int64_t p0,
+                   int64_t p1, float scale, float* scores, float* out, float* m, float* l) {
   if (kv_f16)
-    partial<true>(q, k, v, G, hd, p0, p1, scale, scores, out, m, l);
+    partial<true>(q, k, v, g_heads, hd, p0, p1, scale, scores, out, m, l);
   else
-    partial<false>(q, k, v, G, hd, p0, p1, scale, scores, out, m, l);
+    partial<false>(q, k, v, g_heads, hd, p0, p1, scale, scores, out, m, l);
 }
 
-}  // namespace
 }  // namespace r1::avx2

@@ -15,16 +15,8 @@
 #endif
 
 #define R1_WIDE 1
+#define R1_ATTN_ENTRY attn_partial_wide
 #include "kernels/cpu/attn_kernel_avx2.h"
-
-namespace r1::avx2 {
-
-void attn_partial_wide(const float* q, const void* k, const void* v, bool kv_f16, int g_heads, int hd, int64_t p0,
-                       int64_t p1, float scale, float* scores, float* out, float* m, float* l) {
-  partial_any(q, k, v, kv_f16, g_heads, hd, p0, p1, scale, scores, out, m, l);
-}
-
-}  // namespace r1::avx2
 
 #if defined(__clang__)
 #pragma clang attribute pop
