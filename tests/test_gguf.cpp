@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
+#include <algorithm>
 #include <functional>
 #include <mutex>
 #include <random>
@@ -15,11 +16,14 @@
 #include "core/chat_template.h"
 #include "core/error.h"
 #include "core/tokenizer.h"
+#include "kernels/cpu/ref.h"
 #include "fixture_models.h"
 #include "kernels/cpu/threadpool.h"
 #include "models/transformer.h"
 #include "quant/gguf.h"
+#include "quant/half.h"
 #include "quant/pack_common.h"
+#include "quant/quantize.h"
 #include "test_util.h"
 
 using namespace r1;
@@ -537,4 +541,44 @@ TEST_CASE("real R1-Distill-Qwen GGUF header (opt-in: R1_GGUF_REAL_HEADER)", "[gg
     n++;
   }
   CHECK(n > 0);
+}
+
+TEST_CASE("Q5_0 tensors re-quantize to q5 without loss", "[gguf]") {
+  // Blocks as llama.cpp's reference Q5_0 quantizer writes them (the largest-magnitude weight is
+  // d * -16, d stored in f16), from Gaussian and heavy-tailed weights; dequantized by r1's GGUF
+  // reader, then quantized by r1's q5: every weight must come back bit for bit.
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0, 0.02f);
+  std::student_t_distribution<float> td(3);
+  const int nblocks = 4000;
+  std::string raw;
+  for (int b = 0; b < nblocks; b++) {
+    float x[32], amax = 0, mx = 0;
+    for (float& v : x) v = b % 2 ? nd(rng) : 0.01f * td(rng);
+    for (float v : x)
+      if (std::fabs(v) > amax) amax = std::fabs(v), mx = v;
+    const float d = mx / -16, id = d != 0 ? 1 / d : 0;
+    const uint16_t dh = f32_to_f16(d);
+    uint32_t qh = 0;
+    uint8_t qs[16];
+    for (int j = 0; j < 16; j++) {
+      const int x0 = std::min(31, int(int8_t(x[j] * id + 16.5f))), x1 = std::min(31, int(int8_t(x[j + 16] * id + 16.5f)));
+      qs[j] = uint8_t((x0 & 15) | ((x1 & 15) << 4));
+      qh |= uint32_t((x0 & 16) >> 4) << j;
+      qh |= uint32_t((x1 & 16) >> 4) << (j + 16);
+    }
+    raw.append(reinterpret_cast<const char*>(&dh), 2);
+    raw.append(reinterpret_cast<const char*>(&qh), 4);
+    raw.append(reinterpret_cast<const char*>(qs), 16);
+  }
+  std::vector<float> w(size_t(nblocks) * 32), back(w.size());
+  gguf_dequantize(GgmlType::Q5_0, reinterpret_cast<const uint8_t*>(raw.data()), w.size(), w.data());
+  const int64_t rows = nblocks / 4, cols = 128;
+  std::vector<uint8_t> q(tensor_bytes(Format::Q5, uint64_t(rows), uint64_t(cols)));
+  quantize_matrix(Format::Q5, w.data(), rows, cols, q.data());
+  const WeightView v = make_view(Format::Q5, uint64_t(rows), uint64_t(cols), q.data());
+  for (int64_t r = 0; r < rows; r++) ref::dequant_row(v, r, back.data() + r * cols);
+  size_t diff = 0;
+  for (size_t i = 0; i < w.size(); i++) diff += back[i] != w[i];
+  CHECK(diff == 0);
 }
