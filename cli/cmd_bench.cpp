@@ -199,8 +199,20 @@ int run(const BenchArgs& a) {
   const double load_s = secs(t_load);
   const Config& c = model->cfg;
 
+  // q4/q5/q8 on the CPU are compute-bound when many tokens share each weight read (prefill, big
+  // batches): their matrix MACs per second are compared with the measured peak of the int8 dot.
+  bool all_q = is_quantized(model->lm_head.fmt);
+  double layer_macs = 0;
+  for (auto& L : model->layers)
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) {
+      all_q = all_q && is_quantized(w->fmt);
+      layer_macs += double(w->rows) * double(w->cols);
+    }
+  const double head_macs = double(model->lm_head.rows) * double(model->lm_head.cols);
+  const bool compute = !gpu && all_q && std::string(cpu::kernel_set()) != "ref";
+
   ThreadPool pool(nthreads);
-  const double peak_before = gpu ? 0.0 : cpu::int8_dot_peak_gmacs(pool);
+  const double peak_before = compute ? cpu::int8_dot_peak_gmacs(pool) : 0.0;
   const int64_t warm = 2;  // untimed decode steps first: scratch buffers, page faults of a mapped file
   const int64_t B = std::max<int64_t>(a.batch, 1);  // sequences decoded together
   std::mt19937 g(7);
@@ -247,17 +259,6 @@ int run(const BenchArgs& a) {
   const double per_step = double(wb) + double(B) * kvb, per_tok = per_step / double(B);
   const double gbs = per_tok * ds.median / 1e9;
 
-  // q4/q5/q8 on the CPU are compute-bound when many tokens share each weight read (prefill, big
-  // batches): their matrix MACs per second against the measured peak of the int8 dot.
-  bool all_q = is_quantized(model->lm_head.fmt);
-  double layer_macs = 0;
-  for (auto& L : model->layers)
-    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) {
-      all_q = all_q && is_quantized(w->fmt);
-      layer_macs += double(w->rows) * double(w->cols);
-    }
-  const double head_macs = double(model->lm_head.rows) * double(model->lm_head.cols);
-  const bool compute = !gpu && all_q && std::string(cpu::kernel_set()) != "ref";
   const double peak = compute ? std::max(peak_before, cpu::int8_dot_peak_gmacs(pool)) : 0;
   // prefill: every prompt token through the layers, the lm_head once per prompt
   const double pf_gmacs = a.p > 0 ? ps.median * (layer_macs + head_macs / double(a.p)) / 1e9 : 0;

@@ -8,9 +8,9 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
-#include <type_traits>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace r1 {
