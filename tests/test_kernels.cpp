@@ -165,7 +165,8 @@ TEST_CASE("f32/f16/bf16 matmul matches the reference", "[kernels]") {
   if (!has_avx2()) return;
   for (Format f : {Format::F32, Format::F16, Format::BF16})
     for (int iter = 0; iter < 10; iter++) {
-      const int64_t rows = rint_in(1, 29), cols = iter == 0 ? 1536 : rint_in(1, 300), n = rint_in(1, 8);
+      const int64_t rows = rint_in(1, 29), cols = iter == 0 ? 1536 : iter == 2 ? 4096 + rint_in(1, 40) : rint_in(1, 300);  // both decode shapes
+      const int64_t n = iter % 2 == 0 ? 1 : rint_in(1, 8);  // n = 1: the decode path
       const auto w = randn(size_t(rows * cols));
       const auto X = randn(size_t(n * cols));
       Mat M(f, rows, cols, w);
@@ -176,6 +177,12 @@ TEST_CASE("f32/f16/bf16 matmul matches the reference", "[kernels]") {
       for (size_t i = 0; i < y.size(); i++) {
         INFO("fmt " << format_name(f) << " rows " << rows << " cols " << cols << " n " << n << " i " << i);
         REQUIRE(std::fabs(y[i] - yref[i]) <= 2e-5f * mag[i]);
+      }
+      if (avx2::cpu_has_vnni()) {  // the 32-register build: other tiles, the same sums
+        std::vector<float> yw(y.size());
+        avx2::fmatmul_wide(M.v, X.data(), n, yw.data(), rows, 0, rows);
+        INFO("fmt " << format_name(f) << " rows " << rows << " cols " << cols << " n " << n);
+        CHECK(std::memcmp(y.data(), yw.data(), y.size() * 4) == 0);
       }
     }
 }
@@ -315,7 +322,7 @@ TEST_CASE("matmul rows are bitwise matvecs; matmul_multi equals separate calls",
       ThreadPool pool(nt);
       for (Format f : {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4, Format::Q5})
       for (int64_t n : {rint_in(2, 4), rint_in(5, 13)}) {  // both sides of the GEMM threshold
-        const int64_t cols = 32 * rint_in(1, 50);
+        const int64_t cols = 32 * rint_in(1, 140);  // float decode: row streams up to 4096 columns, tiles above
         const int64_t rows[3] = {rint_in(1, 90), rint_in(1, 40), rint_in(17, 70)};
         std::vector<Mat> M;
         for (int j = 0; j < 3; j++) M.emplace_back(f, rows[j], cols, randn(size_t(rows[j] * cols), 0.1f));

@@ -48,6 +48,8 @@ int64_t dot_peak_loop_vnni(int64_t iters);
 
 // Float formats (f32, f16, bf16): Y[t * ldy + r] = W[r, :] . X[t, :]     X: [n, cols]
 void fmatmul(const WeightView& W, const float* X, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1);
+// The same (bitwise) with 32 vector registers; needs cpu_has_vnni().
+void fmatmul_wide(const WeightView& W, const float* X, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1);
 void dequant_row(const WeightView& W, int64_t r, float* out);
 
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);

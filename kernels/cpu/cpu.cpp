@@ -100,10 +100,11 @@ void matmul_multi(ThreadPool& pool, const WeightView* Ws, int m, const float* X,
     return;
   }
   if (!all_q) {
+    auto* const fmatmul = use_vnni() ? avx2::fmatmul_wide : avx2::fmatmul;
     for (int j = 0; j < m; j++) {
       if (is_quantized(Ws[j].fmt)) { matmul_multi(pool, Ws + j, 1, X, n, Ys + j); continue; }
       pool.parallel_for(Ws[j].rows, [&](int64_t b, int64_t e, int) {
-        avx2::fmatmul(Ws[j], X, n, Ys[j], Ws[j].rows, b, e);
+        fmatmul(Ws[j], X, n, Ys[j], Ws[j].rows, b, e);
       }, kRowAlign);
     }
     return;

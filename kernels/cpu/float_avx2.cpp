@@ -1,6 +1,5 @@
-// Float-format matmul (f32 / f16 / bf16 weights, f32 activations) and the elementwise ops, AVX2.
-// Weights are converted to f32 8 at a time inside the dot; an R x T register tile reuses each
-// converted weight vector for T tokens and each activation load for R rows.
+// Float-format matmul with 16 registers (the tile code is kernels/cpu/float_kernel_avx2.h),
+// dequant_row and the elementwise ops, AVX2.
 #include <cmath>
 #include <immintrin.h>
 
@@ -9,88 +8,11 @@
 #include "kernels/cpu/vmath_avx2.h"
 #include "quant/half.h"
 
+#define R1_WIDE 0
+#define R1_FMATMUL_ENTRY fmatmul
+#include "kernels/cpu/float_kernel_avx2.h"
+
 namespace r1::avx2 {
-namespace {
-
-template <Format F>
-inline __m256 load8(const uint8_t* base, int64_t i) {
-  if constexpr (F == Format::F32) {
-    return _mm256_loadu_ps(reinterpret_cast<const float*>(base) + i);
-  } else if constexpr (F == Format::F16) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(base) + i)));
-  } else {
-    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(base) + i));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  }
-}
-
-template <Format F>
-inline float load1(const uint8_t* base, int64_t i) {
-  if constexpr (F == Format::F32) return reinterpret_cast<const float*>(base)[i];
-  else if constexpr (F == Format::F16) return f16_to_f32(reinterpret_cast<const uint16_t*>(base)[i]);
-  else return bf16_to_f32(reinterpret_cast<const uint16_t*>(base)[i]);
-}
-
-constexpr int64_t esize(Format F) { return F == Format::F32 ? 4 : 2; }
-constexpr int64_t kPfTiles = 2;  // measured best of 0/1/2/4/8 (bf16, 30 MB, one thread)
-
-template <Format F, int R, int T>
-void ftile(const WeightView& W, int64_t r, const float* X, float* Y, int64_t ldy) {
-  const int64_t n = W.cols, n8 = n / 8 * 8;
-  const uint8_t* w[R];
-  for (int i = 0; i < R; i++) w[i] = W.codes + (r + i) * n * esize(F);
-  __m256 acc[R][T];
-  for (int i = 0; i < R; i++)
-    for (int t = 0; t < T; t++) acc[i][t] = _mm256_setzero_ps();
-  // R interleaved row streams defeat the hardware prefetcher: fetch each 64-byte line the same
-  // spot kPfTiles tiles ahead (DRAM latency needs several KB in flight per core).
-  constexpr int64_t per_line = 64 / (8 * esize(F));  // 8-wide steps per line
-  const int64_t pf = kPfTiles * R * n * esize(F);
-  for (int64_t c = 0; c < n8; c += 8) {
-    const bool line = (c / 8) % per_line == 0;
-    for (int i = 0; i < R; i++) {
-      if (line) _mm_prefetch(reinterpret_cast<const char*>(w[i] + pf + c * esize(F)), _MM_HINT_T0);
-      const __m256 wv = load8<F>(w[i], c);
-      for (int t = 0; t < T; t++) acc[i][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(X + t * n + c), acc[i][t]);
-    }
-  }
-  for (int i = 0; i < R; i++)
-    for (int t = 0; t < T; t++) {
-      float s = hsum8(acc[i][t]);
-      for (int64_t c = n8; c < n; c++) s += load1<F>(w[i], c) * X[t * n + c];
-      Y[t * ldy + r + i] = s;
-    }
-}
-
-template <Format F, int T>
-void frows(const WeightView& W, const float* X, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
-  int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) ftile<F, 4, T>(W, r, X, Y, ldy);
-  for (; r < r1; r++) ftile<F, 1, T>(W, r, X, Y, ldy);
-}
-
-template <Format F>
-void fmatmul_f(const WeightView& W, const float* X, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
-  const int64_t rblock = n == 1 ? r1 - r0 : 16;
-  for (int64_t rb = r0; rb < r1; rb += rblock) {
-    const int64_t re = rb + rblock < r1 ? rb + rblock : r1;
-    int64_t t = 0;
-    for (; t + 3 <= n; t += 3) frows<F, 3>(W, X + t * W.cols, Y + t * ldy, ldy, rb, re);
-    if (n - t == 2) frows<F, 2>(W, X + t * W.cols, Y + t * ldy, ldy, rb, re);
-    if (n - t == 1) frows<F, 1>(W, X + t * W.cols, Y + t * ldy, ldy, rb, re);
-  }
-}
-
-}  // namespace
-
-void fmatmul(const WeightView& W, const float* X, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
-  switch (W.fmt) {
-    case Format::F32: fmatmul_f<Format::F32>(W, X, n, Y, ldy, r0, r1); break;
-    case Format::F16: fmatmul_f<Format::F16>(W, X, n, Y, ldy, r0, r1); break;
-    case Format::BF16: fmatmul_f<Format::BF16>(W, X, n, Y, ldy, r0, r1); break;
-    default: break;
-  }
-}
 
 void dequant_row(const WeightView& W, int64_t r, float* out) {
   const int64_t n = W.cols;

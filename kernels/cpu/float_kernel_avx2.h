@@ -1,0 +1,122 @@
+// Float-format matmul (f32 / f16 / bf16 weights, f32 activations), AVX2. Weights are converted
+// to f32 8 at a time inside the dot; an R x T register tile reuses each converted weight vector
+// for T tokens and each activation load for R rows.
+//
+// Included by float_avx2.cpp (R1_WIDE 0: 16 vector registers) and float_vnni_avx2.cpp (R1_WIDE
+// 1: AVX-512VL's 32, so twice the rows per tile). Every tile shape sums a (row, token) dot in
+// the same order, so both builds, and a matvec and a matmul, give the same bits (tested).
+#pragma once
+#include <cmath>
+#include <immintrin.h>
+
+#include "kernels/cpu/avx2.h"
+#include "kernels/cpu/vmath_avx2.h"
+#include "quant/half.h"
+
+namespace r1::avx2 {
+namespace {
+
+template <Format F>
+inline __m256 load8(const uint8_t* base, int64_t i) {
+  if constexpr (F == Format::F32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(base) + i);
+  } else if constexpr (F == Format::F16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(base) + i)));
+  } else {
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(base) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <Format F>
+inline float load1(const uint8_t* base, int64_t i) {
+  if constexpr (F == Format::F32) return reinterpret_cast<const float*>(base)[i];
+  else if constexpr (F == Format::F16) return f16_to_f32(reinterpret_cast<const uint16_t*>(base)[i]);
+  else return bf16_to_f32(reinterpret_cast<const uint16_t*>(base)[i]);
+}
+
+constexpr int64_t esize(Format F) { return F == Format::F32 ? 4 : 2; }
+constexpr int64_t kPfTiles = 2;     // GEMM: measured best of 0/1/2/4/8 (bf16, 30 MB, one thread)
+constexpr int64_t kPfBytes = 8192;  // decode: one row's stream, a fixed distance ahead
+
+// One R x T tile. Each (row, token) dot keeps two accumulators, for the even and the odd 8-column
+// steps: the decode case (R = 1, T = 1) is then two FMA chains instead of one latency-bound chain
+// (which capped a row stream at ~4 bytes per cycle), and every tile shape sums in the same order,
+// so a token's result has the same bits in a matvec and in a batched matmul.
+template <Format F, int R, int T>
+void ftile(const WeightView& W, int64_t r, const float* X, float* Y, int64_t ldy) {
+  const int64_t n = W.cols, n8 = n / 8 * 8;
+  const uint8_t* w[R];
+  for (int i = 0; i < R; i++) w[i] = W.codes + (r + i) * n * esize(F);
+  __m256 acc[2][R][T];
+  for (int h = 0; h < 2; h++)
+    for (int i = 0; i < R; i++)
+      for (int t = 0; t < T; t++) acc[h][i][t] = _mm256_setzero_ps();
+  // Prefetch each 64-byte line ahead. A single row is one sequential stream, fetched kPfBytes
+  // ahead; R > 1 interleaves R streams, so it fetches the same spot kPfTiles tiles ahead.
+  constexpr int64_t per_line = 64 / (8 * esize(F));  // 8-wide steps per line
+  const int64_t pf = R == 1 ? kPfBytes : kPfTiles * R * n * esize(F);
+  auto step = [&](int64_t c, __m256(&a)[R][T]) __attribute__((always_inline)) {
+    for (int i = 0; i < R; i++) {
+      if ((c / 8) % per_line == 0) _mm_prefetch(reinterpret_cast<const char*>(w[i] + pf + c * esize(F)), _MM_HINT_T0);
+      const __m256 wv = load8<F>(w[i], c);
+      for (int t = 0; t < T; t++) a[i][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(X + t * n + c), a[i][t]);
+    }
+  };
+  int64_t c = 0;
+  for (; c + 16 <= n8; c += 16) {
+    step(c, acc[0]);
+    step(c + 8, acc[1]);
+  }
+  if (c < n8) step(c, acc[0]);
+  for (int i = 0; i < R; i++)
+    for (int t = 0; t < T; t++) {
+      float s = hsum8(_mm256_add_ps(acc[0][i][t], acc[1][i][t]));
+      for (int64_t j = n8; j < n; j++) s = std::fma(load1<F>(w[i], j), X[t * n + j], s);  // explicit: both builds contract alike
+      Y[t * ldy + r + i] = s;
+    }
+}
+
+// Decode reads a row at a time where the activations fit L1 with room to spare: one stream per
+// thread, measured 1.3-1.8x the 4-row tile from DRAM (bf16, 1536 columns, 1-2 threads), as for
+// the quantized GEMV. Longer rows take 4-row tiles: a row stream then reloads its activations
+// from L2 at twice the weight bytes (bf16, 8960 columns: 4 rows 1.3-1.4x faster than one).
+// The GEMM reuses each converted weight vector for T tokens and each activation load for kR
+// rows: R x 3 x 2 accumulators fit 16 registers at R = 2, 32 at R = 4 (bf16 prefill measured
+// 20-25% slower at R = 2 than at 4).
+constexpr int64_t kStreamCols = 4096;
+
+template <Format F, int T>
+void frows(const WeightView& W, const float* X, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
+  constexpr int kR = T == 1 ? 4 : R1_WIDE ? 4 : 2;
+  int64_t r = r0;
+  if (T > 1 || W.cols > kStreamCols)
+    for (; r + kR <= r1; r += kR) ftile<F, kR, T>(W, r, X, Y, ldy);
+  for (; r < r1; r++) ftile<F, 1, T>(W, r, X, Y, ldy);
+}
+
+template <Format F>
+void fmatmul_f(const WeightView& W, const float* X, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
+  const int64_t rblock = n == 1 ? r1 - r0 : 16;
+  for (int64_t rb = r0; rb < r1; rb += rblock) {
+    const int64_t re = rb + rblock < r1 ? rb + rblock : r1;
+    int64_t t = 0;
+    for (; t + 3 <= n; t += 3) frows<F, 3>(W, X + t * W.cols, Y + t * ldy, ldy, rb, re);
+    if (n - t == 2) frows<F, 2>(W, X + t * W.cols, Y + t * ldy, ldy, rb, re);
+    if (n - t == 1) frows<F, 1>(W, X + t * W.cols, Y + t * ldy, ldy, rb, re);
+  }
+}
+
+}  // namespace
+
+// The entry point of this build: fmatmul or fmatmul_wide (kernels/cpu/avx2.h).
+void R1_FMATMUL_ENTRY(const WeightView& W, const float* X, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
+  switch (W.fmt) {
+    case Format::F32: fmatmul_f<Format::F32>(W, X, n, Y, ldy, r0, r1); break;
+    case Format::F16: fmatmul_f<Format::F16>(W, X, n, Y, ldy, r0, r1); break;
+    case Format::BF16: fmatmul_f<Format::BF16>(W, X, n, Y, ldy, r0, r1); break;
+    default: break;
+  }
+}
+
+}  // namespace r1::avx2
