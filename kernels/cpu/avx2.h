@@ -10,7 +10,8 @@
 //   u  : uint8[cols]  q + 128 (the unsigned operand of vpdpbusd for q8 weights)
 //   dp : float[G]     dx per group; within each 8-group chunk in order 0 2 4 6 1 3 5 7 (the lane
 //                     order the hadd reduction produces), tail groups natural
-//   s  : int32[G]     128 * sum(q) per group, same order as dp (undoes the +128 of q4 levels)
+//   s  : int32[G]     128 * sum(q) per group, same order as dp (undoes the +128 of q4 levels;
+//                     q5, whose codes are level + 16, takes s / 8)
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -70,7 +70,7 @@ inline void transpose8(__m256i r[8]) {  // 8x8 int32 transpose in registers
   }
 }
 
-// Row block of q4/q5/q8 weights as u8 (level + 128 / code + 128) in t-layout, plus each chunk's
+// Row block of q4/q5/q8 weights as u8 (q4 level + 128, q5 code, q8 code + 128) in t-layout, plus each chunk's
 // f16 scales as floats in lane order P. wt: [rows][G8][8 vectors], sw: [rows][G8][8].
 template <Format F>
 void unpack_rows(const K& k, const WeightView& W, int64_t r0, int64_t nr, uint8_t* wt, float* sw) {
@@ -107,7 +107,7 @@ void unpack_rows(const K& k, const WeightView& W, int64_t r0, int64_t nr, uint8_
         }
       } else if constexpr (F == Format::Q5) {
         for (int L = 0; L < 8; L++)  // group P[L] of the chunk, natural element order
-          v[L] = _mm256_add_epi8(group_codes<F>(k, wc, hb, c * 8 + kP[L]), k.q5off);
+          v[L] = group_codes<F>(k, wc, hb, c * 8 + kP[L]);
         transpose8(v);
       } else {
         for (int L = 0; L < 8; L++)
@@ -148,7 +148,7 @@ void tile_t(const K& k, const WeightView& W, int64_t r, const uint8_t* wt, const
       }
     }
     for (int t = 0; t < T; t++) {
-      const __m256i corr = _mm256_load_si256(reinterpret_cast<const __m256i*>(A[t].s + c * 8));
+      const __m256i corr = corr_of<F>(A[t].s + c * 8);
       const __m256 dp = _mm256_loadu_ps(A[t].dp + c * 8);
       for (int i = 0; i < R; i++) {
         const __m256 swv = _mm256_load_ps(sw + (i * G8 + c) * 8);

@@ -48,13 +48,24 @@ inline float hsum_ps(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+#if R1_VNNI
+// The u8 operand of vpdpbusd is q4's level + 128 but q5's bare code (level + 16: no add per
+// byte), so the activation term to subtract is 128 sum(x) (Act::s) for q4 and 16 sum(x) for q5;
+// Act::s is a multiple of 128, so the shift is exact.
+inline int32_t q5_corr(int32_t s128) { return s128 >> 3; }
+template <Format F>
+inline __m256i corr_of(const int32_t* s) {
+  const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(s));
+  return F == Format::Q5 ? _mm256_srai_epi32(v, 3) : v;
+}
+#endif
+
 // Constants of one kernel call.
 struct K {
   __m256i m4 = _mm256_set1_epi8(0x0f);
 #if R1_VNNI
   __m256i lut;  // q4 level + 128 as u8
   __m256i c80 = _mm256_set1_epi8(char(0x80));
-  __m256i q5off = _mm256_set1_epi8(112);  // q5 level + 128 = code + 112
 #else
   __m256i lut_s, lut_a;  // q4 level, |level|
   __m256i one16 = _mm256_set1_epi16(1);
@@ -140,9 +151,9 @@ inline WP prep_pair(const K& k, const uint8_t* wc, const uint8_t* hb, int64_t g)
     p.l = _mm256_shuffle_epi8(k.lut, l);
     p.h = _mm256_shuffle_epi8(k.lut, h);
     p.c = _mm256_setzero_si256();
-  } else if constexpr (F == Format::Q5) {
-    p.l = _mm256_add_epi8(l, k.q5off);
-    p.h = _mm256_add_epi8(h, k.q5off);
+  } else if constexpr (F == Format::Q5) {  // code = level + 16: corrected by 16 sum(x) (q5_corr)
+    p.l = l;
+    p.h = h;
     p.c = _mm256_setzero_si256();
   } else {
     p.l = l;
@@ -226,7 +237,7 @@ inline int dot_group(const K& k, const uint8_t* wc, const uint8_t* hb, int64_t g
   if constexpr (F == Format::Q4) {
     return hsum_i32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_shuffle_epi8(k.lut, w), x)) - a.s[g];
   } else if constexpr (F == Format::Q5) {
-    return hsum_i32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_add_epi8(w, k.q5off), x)) - a.s[g];
+    return hsum_i32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x)) - q5_corr(a.s[g]);
   } else {
     __m256i xu = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.u + g * 32));
     __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), xu, w);
@@ -304,7 +315,7 @@ void tile(const K& k, const WeightView& W, int64_t r, const Act* A, float* Y, in
                                         dot_pair<F>(k, p3, A[t].q + g * 32 + 192, A[t].u + g * 32 + 192));
         __m256i h = _mm256_hadd_epi32(h01[t], h23);
 #if R1_VNNI
-        if constexpr (!Q8) h = _mm256_sub_epi32(h, _mm256_load_si256(reinterpret_cast<const __m256i*>(A[t].s + g)));
+        if constexpr (!Q8) h = _mm256_sub_epi32(h, corr_of<F>(A[t].s + g));
 #endif
         acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(sw, _mm256_loadu_ps(A[t].dp + g)), acc[i][t]);
       }
