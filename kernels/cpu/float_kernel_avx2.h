@@ -3,8 +3,9 @@
 // for T tokens and each activation load for R rows.
 //
 // Included by float_avx2.cpp (R1_WIDE 0: 16 vector registers) and float_vnni_avx2.cpp (R1_WIDE
-// 1: AVX-512VL's 32, so twice the rows per tile). Every tile shape sums a (row, token) dot in
-// the same order, so both builds, and a matvec and a matmul, give the same bits (tested).
+// 1: AVX-512VL's 32). Within a build every tile shape sums a (row, token) dot in the same order,
+// so a matvec and a batched matmul give the same bits (tested); the two builds differ in how
+// many FMA chains that order has (below), so their results differ in the last bits.
 #pragma once
 #include <cmath>
 #include <immintrin.h>
@@ -39,17 +40,20 @@ constexpr int64_t esize(Format F) { return F == Format::F32 ? 4 : 2; }
 constexpr int64_t kPfTiles = 2;     // GEMM: measured best of 0/1/2/4/8 (bf16, 30 MB, one thread)
 constexpr int64_t kPfBytes = 8192;  // decode: one row's stream, a fixed distance ahead
 
-// One R x T tile. Each (row, token) dot keeps two accumulators, for the even and the odd 8-column
-// steps: the decode case (R = 1, T = 1) is then two FMA chains instead of one latency-bound chain
-// (which capped a row stream at ~4 bytes per cycle), and every tile shape sums in the same order,
-// so a token's result has the same bits in a matvec and in a batched matmul.
+// FMA chains per (row, token) dot: with 32 registers two (even and odd 8-column steps), so a
+// decode row stream is not bound by the FMA latency (one chain caps it at ~4 bytes per cycle,
+// 15 GB/s per thread here; two reach 23-24) while the GEMM keeps 4-row tiles (4 x 3 x 2
+// accumulators). With 16 registers one: two chains would force 2-row GEMM tiles, measured
+// 20-25% slower on bf16 prefill, and a desktop's many threads do not need more than 15 GB/s each.
+constexpr int kChains = R1_WIDE ? 2 : 1;
+
 template <Format F, int R, int T>
 void ftile(const WeightView& W, int64_t r, const float* X, float* Y, int64_t ldy) {
   const int64_t n = W.cols, n8 = n / 8 * 8;
   const uint8_t* w[R];
   for (int i = 0; i < R; i++) w[i] = W.codes + (r + i) * n * esize(F);
-  __m256 acc[2][R][T];
-  for (int h = 0; h < 2; h++)
+  __m256 acc[kChains][R][T];
+  for (int h = 0; h < kChains; h++)
     for (int i = 0; i < R; i++)
       for (int t = 0; t < T; t++) acc[h][i][t] = _mm256_setzero_ps();
   // Prefetch each 64-byte line ahead. A single row is one sequential stream, fetched kPfBytes
@@ -64,34 +68,35 @@ void ftile(const WeightView& W, int64_t r, const float* X, float* Y, int64_t ldy
     }
   };
   int64_t c = 0;
-  for (; c + 16 <= n8; c += 16) {
-    step(c, acc[0]);
-    step(c + 8, acc[1]);
-  }
-  if (c < n8) step(c, acc[0]);
+  if constexpr (kChains == 2)
+    for (; c + 16 <= n8; c += 16) {
+      step(c, acc[0]);
+      step(c + 8, acc[1]);
+    }
+  for (; c < n8; c += 8) step(c, acc[0]);
   for (int i = 0; i < R; i++)
     for (int t = 0; t < T; t++) {
-      float s = hsum8(_mm256_add_ps(acc[0][i][t], acc[1][i][t]));
-      for (int64_t j = n8; j < n; j++) s = std::fma(load1<F>(w[i], j), X[t * n + j], s);  // explicit: both builds contract alike
+      __m256 v = acc[0][i][t];
+      if constexpr (kChains == 2) v = _mm256_add_ps(v, acc[1][i][t]);
+      float s = hsum8(v);
+      for (int64_t j = n8; j < n; j++) s = std::fma(load1<F>(w[i], j), X[t * n + j], s);  // not left to contraction
       Y[t * ldy + r + i] = s;
     }
 }
 
 // Decode reads a row at a time where the activations fit L1 with room to spare: one stream per
-// thread, measured 1.3-1.8x the 4-row tile from DRAM (bf16, 1536 columns, 1-2 threads), as for
-// the quantized GEMV. Longer rows take 4-row tiles: a row stream then reloads its activations
-// from L2 at twice the weight bytes (bf16, 8960 columns: 4 rows 1.3-1.4x faster than one).
-// The GEMM reuses each converted weight vector for T tokens and each activation load for kR
-// rows: R x 3 x 2 accumulators fit 16 registers at R = 2, 32 at R = 4 (bf16 prefill measured
-// 20-25% slower at R = 2 than at 4).
+// thread, measured 1.3-1.8x the 4-row tile from DRAM (bf16, 1536 columns, 1-2 threads, two
+// chains; one chain 1.1x on one thread), as for the quantized GEMV. Longer rows take 4-row
+// tiles: a row stream then reloads its activations from L2 at twice the weight bytes (bf16,
+// 8960 columns: 4 rows 1.3-1.4x faster than one). The GEMM reuses each converted weight vector
+// for T tokens and each activation load for 4 rows.
 constexpr int64_t kStreamCols = 4096;
 
 template <Format F, int T>
 void frows(const WeightView& W, const float* X, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
-  constexpr int kR = T == 1 ? 4 : R1_WIDE ? 4 : 2;
   int64_t r = r0;
   if (T > 1 || W.cols > kStreamCols)
-    for (; r + kR <= r1; r += kR) ftile<F, kR, T>(W, r, X, Y, ldy);
+    for (; r + 4 <= r1; r += 4) ftile<F, 4, T>(W, r, X, Y, ldy);
   for (; r < r1; r++) ftile<F, 1, T>(W, r, X, Y, ldy);
 }
 
