@@ -50,7 +50,6 @@ struct PfStream {
   }
 };
 
-
 inline void transpose8(__m256i r[8]) {  // 8x8 int32 transpose in registers
   __m256i t[8];
   for (int i = 0; i < 8; i += 2) {
@@ -70,8 +69,8 @@ inline void transpose8(__m256i r[8]) {  // 8x8 int32 transpose in registers
   }
 }
 
-// Row block of q4/q5/q8 weights as u8 (q4 level + 128, q5 code, q8 code + 128) in t-layout, plus each chunk's
-// f16 scales as floats in lane order P. wt: [rows][G8][8 vectors], sw: [rows][G8][8].
+// Row block of weights as u8 (q4 level + 128, q5 code, q8 code + 128) in t-layout, plus each
+// chunk's f16 scales as floats in lane order P. wt: [rows][G8][8 vectors], sw: [rows][G8][8].
 template <Format F>
 void unpack_rows(const K& k, const WeightView& W, int64_t r0, int64_t nr, uint8_t* wt, float* sw) {
   constexpr bool Q8 = F == Format::Q8;
@@ -125,7 +124,7 @@ void unpack_rows(const K& k, const WeightView& W, int64_t r0, int64_t nr, uint8_
 
 // Y[t, r] for R unpacked rows x T tokens (t-layout activations at at[t]), full chunks + tail.
 // For q8 the unsigned operand is the weight (code + 128), so the correction is the same
-// 128 * sum(x) as for q4.
+// 128 * sum(x) as for q4; q5's bare code takes 16 * sum(x) (corr_of).
 template <Format F, int R, int T>
 void tile_t(const K& k, const WeightView& W, int64_t r, const uint8_t* wt, const float* sw, const Act* A,
             const int8_t* const* at, float* Y, int64_t ldy, PfStream& pf) {
