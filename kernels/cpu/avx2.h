@@ -20,6 +20,11 @@
 
 namespace r1::avx2 {
 
+// Software prefetch distance for a streamed weight row (every kernel that reads weights once):
+// DRAM latency needs several KB in flight per core (measured best of 1-16 KB: q4, q5 and q8, one
+// and two threads; bf16 row streams likewise).
+inline constexpr int64_t kPfBytes = 8192;
+
 bool cpu_has_avx2();  // avx2 && fma && f16c
 bool cpu_has_vnni();  // avx512vnni && avx512vl (256-bit vpdpbusd), avx512bw, bmi2
 

@@ -38,7 +38,6 @@ inline float load1(const uint8_t* base, int64_t i) {
 
 constexpr int64_t esize(Format F) { return F == Format::F32 ? 4 : 2; }
 constexpr int64_t kPfTiles = 2;     // GEMM: measured best of 0/1/2/4/8 (bf16, 30 MB, one thread)
-constexpr int64_t kPfBytes = 8192;  // decode: one row's stream, a fixed distance ahead
 
 // FMA chains per (row, token) dot: with 32 registers two (even and odd 8-column steps), so a
 // decode row stream is not bound by the FMA latency (one chain caps it at ~4 bytes per cycle,

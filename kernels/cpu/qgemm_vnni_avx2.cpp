@@ -159,12 +159,16 @@ void tile_t(const K& k, const WeightView& W, int64_t r, const uint8_t* wt, const
   finish_tile<F, R, T>(k, W, r, acc, A, Y, ldy);
 }
 
+// Rows per register tile (3 x 4 tokens: 12 int32 + 12 float accumulators of the 32 registers).
+constexpr int kTR = 3;
+
 template <Format F, int T>
 void rows_t(const K& k, const WeightView& W, int64_t rb, int64_t nr, const uint8_t* wt, const float* sw,
             const Act* A, const int8_t* const* at, float* Y, int64_t ldy, PfStream& pf) {
   const int64_t G8 = W.cols / kGroup / 8;
   int64_t i = 0;
-  for (; i + 3 <= nr; i += 3) tile_t<F, 3, T>(k, W, rb + i, wt + i * G8 * 256, sw + i * G8 * 8, A, at, Y, ldy, pf);
+  for (; i + kTR <= nr; i += kTR)
+    tile_t<F, kTR, T>(k, W, rb + i, wt + i * G8 * 256, sw + i * G8 * 8, A, at, Y, ldy, pf);
   for (; i < nr; i++) tile_t<F, 1, T>(k, W, rb + i, wt + i * G8 * 256, sw + i * G8 * 8, A, at, Y, ldy, pf);
 }
 
@@ -185,7 +189,7 @@ void qgemm_t_impl(const WeightView& W, const uint8_t* act, int64_t n, float* Y, 
     unpack_rows<F>(k, W, rb, nr, wt, sw);
     // the next block's codes (rows are contiguous), spread over this block's chunk steps
     const int64_t next = rb + kRB < r1 ? rb + kRB : r1, next_nr = next + kRB < r1 ? kRB : r1 - next;
-    const int64_t steps = (nr / 3 + nr % 3) * G8 * ((n + T - 1) / T);
+    const int64_t steps = (nr / kTR + nr % kTR) * G8 * ((n + T - 1) / T);  // tile_t calls x chunks
     PfStream pf;
     pf.p = reinterpret_cast<const char*>(W.codes + next * rbytes);
     pf.end = pf.p + next_nr * rbytes;

@@ -271,10 +271,6 @@ inline void finish_tile(const K& k, const WeightView& W, int64_t r, const __m256
   }
 }
 
-// Software prefetch distance for streamed weights: DRAM latency needs several KB in flight per
-// core (measured best of 1-16 KB, q4 and q8, one thread).
-constexpr int64_t kPfBytes = 8192;
-
 template <Format F, int R, int T>
 void tile(const K& k, const WeightView& W, int64_t r, const Act* A, float* Y, int64_t ldy) {
   constexpr bool Q8 = F == Format::Q8;
