@@ -120,36 +120,57 @@ int main() {
                   "%.1f GMAC/s\n",
                   format_name(f), (long long)T, best * 1e3, T / (kLayers * best), macs / best / 1e9);
     }
-    // decode attention at depth 4096, f16 cache: one layer, 12 q heads over 2 kv heads
+    // decode attention at depth 4096, f16 and q8 caches: one layer, 12 q heads over 2 kv heads
     {
-      // 28 layers of random K/V (112 MB: from DRAM, as in decode); where AVX-512 is present the
-      // 16- and 32-register blockings alternate in this process (min of 15 each), so their ratio
-      // is not at the mercy of this VM's bandwidth swings
-      const int64_t ctx = 4096, per = kKv * ctx * kHd;
+      // 28 layers of random K/V (112 MB in f16: from DRAM, as in decode). The formats, and where
+      // AVX-512 is present the 16- and 32-register blockings, alternate in this process (min of
+      // 15 each), so their ratios are not at the mercy of this VM's bandwidth swings
+      const int64_t ctx = 4096, rows = kLayers * kKv * ctx;
       std::mt19937 g(3);
       std::normal_distribution<float> nd(0, 1);
-      std::vector<uint16_t> K(size_t(kLayers * per)), V(K.size());
-      for (auto& x : K) x = f32_to_f16(nd(g));
-      for (auto& x : V) x = f32_to_f16(nd(g));
+      const KvFormat fmts[2] = {KvFormat::F16, KvFormat::Q8};
+      std::vector<uint8_t> K[2], V[2];
+      std::vector<float> x(kHd);
+      for (int f = 0; f < 2; f++) {
+        const int64_t rb = kv_row_bytes(fmts[f], kHd);
+        K[f].resize(size_t(rows * rb));
+        V[f].resize(K[f].size());
+        for (auto* c : {&K[f], &V[f]})
+          for (int64_t r = 0; r < rows; r++) {
+            for (auto& e : x) e = nd(g);
+            uint8_t* row = c->data() + r * rb;
+            if (fmts[f] == KvFormat::Q8) kv_quantize_q8(x.data(), kHd, row);
+            else
+              for (int i = 0; i < kHd; i++) {
+                const uint16_t h = f32_to_f16(x[size_t(i)]);
+                std::memcpy(row + 2 * i, &h, 2);
+              }
+          }
+      }
       std::vector<float> q(kHeads * kHd), o(kHeads * kHd);
-      for (auto& x : q) x = 0.1f * nd(g);
+      for (auto& e : q) e = 0.1f * nd(g);
       const bool both = std::string(cpu::kernel_set()) == "avx2-vnni";
-      double best[2] = {1e9, 1e9};  // 16, 32 registers
+      double best[2][2] = {{1e9, 1e9}, {1e9, 1e9}};  // [format][16, 32 registers]
       for (int r = 0; r < 15; r++)
-        for (int w = both ? 0 : 1; w < 2; w++) {
-          cpu::force_no_vnni(w == 0);
-          const double t0 = now_s();
-          for (int l = 0; l < kLayers; l++)
-            cpu::attention(pool, o.data(), q.data(), K.data() + l * per, V.data() + l * per, true, ctx, ctx - 1, 1,
-                           kHeads, kKv, kHd);
-          best[w] = std::min(best[w], now_s() - t0);
-        }
+        for (int f = 0; f < 2; f++)
+          for (int w = both ? 0 : 1; w < 2; w++) {
+            cpu::force_no_vnni(w == 0);
+            const int64_t per = kKv * ctx * kv_row_bytes(fmts[f], kHd);
+            const double t0 = now_s();
+            for (int l = 0; l < kLayers; l++)
+              cpu::attention(pool, o.data(), q.data(), K[f].data() + l * per, V[f].data() + l * per, fmts[f], ctx,
+                             ctx - 1, 1, kHeads, kKv, kHd);
+            best[f][w] = std::min(best[f][w], now_s() - t0);
+          }
       cpu::force_no_vnni(false);
-      const double kv_bytes = double(kLayers) * double(per) * 4;
-      std::printf("attention decode depth 4096 (f16, 28 layers): %.2f ms/token, %.1f GB/s", best[1] * 1e3,
-                  kv_bytes / best[1] / 1e9);
-      if (both) std::printf(" | with 16 registers %.2f ms (32 registers: %.2fx)", best[0] * 1e3, best[0] / best[1]);
-      std::printf("\n");
+      for (int f = 0; f < 2; f++) {
+        const double kv_bytes = double(K[f].size()) * 2;
+        std::printf("attention decode depth 4096 (%s, 28 layers): %.2f ms/token, %.1f GB/s", kv_format_name(fmts[f]),
+                    best[f][1] * 1e3, kv_bytes / best[f][1] / 1e9);
+        if (both)
+          std::printf(" | with 16 registers %.2f ms (32 registers: %.2fx)", best[f][0] * 1e3, best[f][0] / best[f][1]);
+        std::printf(f == 1 ? " | f16/q8 time %.2fx\n" : "\n", best[0][1] / best[1][1]);
+      }
     }
   }
 }

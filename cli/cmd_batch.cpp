@@ -40,9 +40,9 @@ uint64_t record_seed(uint64_t base, const std::string& id) {
 // How many sequences run at once: --max-concurrent, no more than there are prompts, and KV slots
 // of ctx positions within half the available memory. An explicit --max-concurrent that does not
 // fit is an error; the default shrinks to what fits.
-int64_t choose_slots(const Config& c, int64_t ctx, bool kv_f16, int64_t want, bool explicit_want, int64_t runnable) {
+int64_t choose_slots(const Config& c, int64_t ctx, KvFormat kv, int64_t want, bool explicit_want, int64_t runnable) {
   int64_t n = std::max<int64_t>(1, std::min(want, runnable));
-  const uint64_t per = KVCache::bytes_for(c, ctx, kv_f16), budget = available_memory() / 2;
+  const uint64_t per = KVCache::bytes_for(c, ctx, kv), budget = available_memory() / 2;
   if (budget == 0 || per * uint64_t(n) <= budget) return n;
   const int64_t fit = int64_t(budget / per);
   if (fit >= 1 && !explicit_want) return std::min(n, fit);
@@ -121,12 +121,12 @@ int run(BatchArgs& a, bool concurrency_given) {
   if (!concurrency_given && is_quantized(L.rt.model->layers.at(0).gate.fmt) && L.device == "cpu" &&
       std::string(cpu::kernel_set()) == "avx2")
     want = 1;
-  const int64_t n_slots = choose_slots(L.rt.model->cfg, ctx, L.kv_f16, want, concurrency_given, runnable);
+  const int64_t n_slots = choose_slots(L.rt.model->cfg, ctx, L.kv, want, concurrency_given, runnable);
   std::unique_ptr<BatchSession> batch = make_batch(L, n_slots, ctx);
   BatchSession& session = *batch;
   if (a.model.verbose)
     std::fprintf(stderr, "%s | batch: %lld slots of %lld positions, KV %.2f GB\n", describe(L, a.model).c_str(),
-                 (long long)n_slots, (long long)ctx, double(KVCache::bytes_for(L.rt.model->cfg, ctx, L.kv_f16, n_slots)) / 1e9);
+                 (long long)n_slots, (long long)ctx, double(KVCache::bytes_for(L.rt.model->cfg, ctx, L.kv, n_slots)) / 1e9);
 
   auto t0 = std::chrono::steady_clock::now();
   int64_t tokens = 0, written = 0, failed = 0;

@@ -31,7 +31,7 @@ using namespace r1::cli;
 using Clock = std::chrono::steady_clock;
 
 struct BenchArgs {
-  std::string model, synthetic, quant, device = "cpu";
+  std::string model, synthetic, quant, device = "cpu", kv = "f16";
   int64_t p = 512, n = 128, depth = 0, bw_mib = 1024, batch = 0;
   int threads = 0, repeat = 3;
   bool json = false;
@@ -54,22 +54,18 @@ int32_t argmax(const float* x, int64_t n) {
   return int32_t(std::max_element(x, x + n) - x);
 }
 
-// Positions [0, depth) of every layer's K and V get random f16 values in +-[0.5, 1): decode at
+// Positions [0, depth) of every layer's K and V get random values in +-[0.5, 1): decode at
 // depth reads them exactly as it would read a prefilled history (only the traffic matters).
 void fill_kv(KVCache& kv, int64_t depth, ThreadPool& pool) {
-  const int64_t rows = kv.n_layers * kv.n_kv, per_row = depth * kv.head_dim;  // rows: [layer, kv head]
+  const int64_t rows = kv.n_layers * kv.n_slots;  // of the cache, each [n_kv, depth] positions
   pool.parallel_for(rows, [&](int64_t b, int64_t e, int) {
+    std::vector<float> kx(size_t(kv.n_kv * kv.head_dim)), vx(kx.size());
     for (int64_t r = b; r < e; r++) {
       std::mt19937 g(uint32_t(r + 1));
-      for (auto* cache : {&kv.k, &kv.v}) {
-        uint8_t* base = cache->data() + size_t(r * kv.ctx * kv.head_dim * kv.elem_bytes());
-        if (kv.f16) {
-          auto* h = reinterpret_cast<uint16_t*>(base);
-          for (int64_t i = 0; i < per_row; i++) h[i] = uint16_t((g() & 0x83ffu) | 0x3800u);
-        } else {
-          auto* f = reinterpret_cast<float*>(base);
-          for (int64_t i = 0; i < per_row; i++) f[i] = f16_to_f32(uint16_t((g() & 0x83ffu) | 0x3800u));
-        }
+      for (int64_t p = 0; p < depth; p++) {
+        for (auto* x : {&kx, &vx})
+          for (float& f : *x) f = f16_to_f32(uint16_t((g() & 0x83ffu) | 0x3800u));
+        kv.store(r % kv.n_layers, p, kx.data(), vx.data(), r / kv.n_layers);
       }
     }
   });
@@ -167,6 +163,9 @@ int run(const BenchArgs& a) {
   std::string why;
   if (a.device == "cuda" && !cuda_available(&why)) fail_usage("--device cuda: " + why);
   const bool gpu = a.device == "cuda";
+  KvFormat kv = KvFormat::F16;
+  if (!parse_kv_format(a.kv, &kv)) fail_usage("--kv " + a.kv + ": expected f16, q8 or f32");
+  if (gpu && kv != KvFormat::F16) fail_usage("--device cuda keeps an f16 KV cache; --kv " + a.kv + " needs --device cpu");
   if (a.model.empty() == a.synthetic.empty()) fail_usage("give one of -m MODEL.r1m or --synthetic PRESET");
   if (!a.model.empty() && !a.quant.empty())
     fail_usage("--quant applies to --synthetic; a packed model's formats are fixed (r1 pack --quant)");
@@ -224,7 +223,7 @@ int run(const BenchArgs& a) {
 #ifdef R1_HAVE_CUDA
     if (gpu) s = std::make_unique<CudaBatch>(*model, B, ctx);
 #endif
-    if (!s) s = std::make_unique<CpuBatch>(*model, B, ctx, /*kv_f16=*/true, pool);
+    if (!s) s = std::make_unique<CpuBatch>(*model, B, ctx, kv, pool);
     bench_batched(a, *model, *s, warm, g, prefill, decode);
   } else {
     ctx = std::max<int64_t>({a.p, a.depth + warm + a.n, 1});
@@ -235,7 +234,7 @@ int run(const BenchArgs& a) {
     }
 #endif
     if (!gpu) {
-      CpuSession s(*model, ctx, /*kv_f16=*/true, pool);
+      CpuSession s(*model, ctx, kv, pool);
       bench_single(a, *model, s, [&](int64_t depth) { fill_kv(s.kv_mut(), depth, pool); }, warm, g, prefill, decode);
     }
   }
@@ -249,13 +248,14 @@ int run(const BenchArgs& a) {
 #endif
   const double bw = std::max(bw_before, bw_after);
 
-  // Bytes per decode step: every matrix once, plus K and V of every cached position (f16) of each
+  // Bytes per decode step: every matrix once, plus K and V of every cached position of each
   // sequence at the mean position of the timed tokens. A step makes B tokens.
   const Stats ps = stats(prefill), ds = stats(decode);
   const uint64_t wb = model->weight_bytes();
   const int64_t depth = a.batch > 0 ? a.p : a.depth;
   const double mean_pos = double(depth) + double(a.n + 1) / 2;
-  const double kvb = a.n > 0 ? double(c.n_layers) * 2.0 * double(c.kv_dim()) * 2.0 * mean_pos : 0.0;
+  const double kvb =
+      a.n > 0 ? double(c.n_layers) * 2.0 * double(c.n_kv_heads * kv_row_bytes(kv, c.head_dim)) * mean_pos : 0.0;
   const double per_step = double(wb) + double(B) * kvb, per_tok = per_step / double(B);
   const double gbs = per_tok * ds.median / 1e9;
 
@@ -276,6 +276,7 @@ int run(const BenchArgs& a) {
                         {"gen_tokens", a.n},
                         {"depth", depth},
                         {"batch", B},
+                        {"kv", a.kv},
                         {"repeat", a.repeat},
                         {"prefill_tok_s", ps.median},
                         {"prefill_tok_s_min", ps.min},
@@ -307,11 +308,12 @@ int run(const BenchArgs& a) {
     o += buf;
   };
   if (gpu)
-    line("%s: %s, %lld layers, %s | cuda, %s | kv f16, ctx %lld\n", name.c_str(), c.arch_name(), (long long)c.n_layers,
-         quant.c_str(), devname.c_str(), (long long)ctx);
+    line("%s: %s, %lld layers, %s | cuda, %s | kv %s, ctx %lld\n", name.c_str(), c.arch_name(), (long long)c.n_layers,
+         quant.c_str(), devname.c_str(), a.kv.c_str(), (long long)ctx);
   else
-    line("%s: %s, %lld layers, %s | %s, %d thread%s | kv f16, ctx %lld\n", name.c_str(), c.arch_name(),
-         (long long)c.n_layers, quant.c_str(), devname.c_str(), pool.size(), pool.size() == 1 ? "" : "s", (long long)ctx);
+    line("%s: %s, %lld layers, %s | %s, %d thread%s | kv %s, ctx %lld\n", name.c_str(), c.arch_name(),
+         (long long)c.n_layers, quant.c_str(), devname.c_str(), pool.size(), pool.size() == 1 ? "" : "s", a.kv.c_str(),
+         (long long)ctx);
   if (a.batch > 0) {
     line("batch   %5lld sequences, one pass per decode step; rates are aggregate\n", (long long)B);
     if (a.p > 0)
@@ -359,6 +361,8 @@ R1_COMMAND("bench", "Measure prefill and decode speed (of a model file or a synt
   sub.add_option("--quant", a->quant, "Weight format of a synthetic model: q4, q5, q8, bf16 (also f16, f32); "
                                       "default q4, tensors as `r1 pack --quant` lays them out");
   sub.add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  sub.add_option("--kv", a->kv, "KV cache precision: f16, q8 (CPU only) or f32")
+      ->check(CLI::IsMember({"f16", "q8", "f32"}));
   sub.add_option("-p,--prompt-tokens", a->p, "Prompt length for prefill, one batched forward (0: skip)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   sub.add_option("-n,--gen-tokens", a->n, "Tokens to decode, greedy (0: skip)")

@@ -27,7 +27,7 @@ using namespace r1::cli;
 
 struct ScoreArgs {
   ModelArgs model;
-  std::string input, text, kl_base, tmpl;
+  std::string input, text, kl_base, base_kv, tmpl;
   int64_t stride = 0;
   bool bos = false, raw = false, chat = false, json = false;
 };
@@ -52,9 +52,9 @@ Runtime open_runtime(const ModelArgs& a, const std::string& path) {
 // The session is sized by the caller (the window, or the longest record) rather than by the
 // generation default, so that no memory goes to cache positions that are never used.
 Loaded finish_load(Runtime rt, const ModelArgs& a, int64_t ctx) {
-  Loaded l{std::move(rt), nullptr, nullptr, 0, a.kv == "f16", resolve_device(a)};
+  Loaded l{std::move(rt), nullptr, nullptr, 0, kv_format(a), resolve_device(a)};
   l.pool = std::make_unique<ThreadPool>(a.threads > 0 ? a.threads : ThreadPool::default_threads());
-  l.ctx = choose_ctx(l.rt.model->cfg, ctx, l.kv_f16);
+  l.ctx = choose_ctx(l.rt.model->cfg, ctx, l.kv);
   l.session = make_session(l);
   return l;
 }
@@ -133,7 +133,7 @@ int score_records(ScoreArgs& a) {
     recs.push_back(encode_record(*rt.tok, tmpl ? &*tmpl : nullptr, a.bos, recs_json[i], lines[i]));
     need = std::max(need, int64_t(recs.back().context.size() + recs.back().continuation.size()) - 1);
   }
-  const int64_t ctx = a.model.ctx > 0 ? a.model.ctx : std::min(choose_ctx(rt.model->cfg, 0, a.model.kv == "f16"), need);
+  const int64_t ctx = a.model.ctx > 0 ? a.model.ctx : std::min(choose_ctx(rt.model->cfg, 0, kv_format(a.model)), need);
   Loaded L = finish_load(std::move(rt), a.model, ctx);
   if (a.model.verbose) std::fprintf(stderr, "%s\n", describe(L, a.model).c_str());
 
@@ -188,7 +188,9 @@ int score_text(ScoreArgs& a) {
     if (base_rt->model->cfg.vocab_size != L.rt.model->cfg.vocab_size || base_rt->tok->vocab_size() != tok.vocab_size())
       fail_input(a.kl_base + ": a different vocabulary from " + a.model.model + "; KL needs the same tokenizer");
     // One pool for both: the two sessions run alternately, never at once.
-    base = std::make_unique<CpuSession>(*base_rt->model, L.ctx, L.kv_f16, *L.pool);
+    KvFormat bkv = L.kv;
+    if (!a.base_kv.empty() && !parse_kv_format(a.base_kv, &bkv)) fail_usage("--kl-base-kv " + a.base_kv + ": expected f16, q8 or f32");
+    base = std::make_unique<CpuSession>(*base_rt->model, L.ctx, bkv, *L.pool);
   }
 
   TextEvalOptions o;
@@ -253,6 +255,7 @@ int run(ScoreArgs& a) {
   const bool text = !a.text.empty();
   if (text == !a.input.empty()) fail_usage("give either a JSONL file of {prompt, completion} records or --text FILE");
   if (!text && (!a.kl_base.empty() || a.stride)) fail_usage("--kl-base and --stride go with --text");
+  if (!a.base_kv.empty() && a.kl_base.empty()) fail_usage("--kl-base-kv goes with --kl-base");
   if (!a.tmpl.empty()) a.chat = true;
   if (a.chat && (text || a.raw)) fail_usage(text ? "--chat/--template go with JSONL records, not --text" : "--raw and --chat exclude each other");
   if (a.chat && a.bos) fail_usage("--bos is for raw prompts; the chat template adds its own");
@@ -269,6 +272,9 @@ R1_COMMAND("score", "Log-likelihood of completions (JSONL), or perplexity and KL
       ->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   sub.add_option("--kl-base", a->kl_base, "With --text: reference .r1m (e.g. bf16) to compare with: mean KL(ref || model), "
                                           "same top-1, both PPLs, RMS Δp");
+  sub.add_option("--kl-base-kv", a->base_kv, "KV cache precision of the reference (default: --kv's); with the model "
+                                             "itself as --kl-base, --kv q8 --kl-base-kv f16 measures what the q8 cache costs")
+      ->check(CLI::IsMember({"f16", "q8", "f32"}));
   sub.add_flag("--raw", a->raw, "The prompt text is the model's input as is (the default)");
   sub.add_flag("--chat", a->chat, "Render each prompt as a user turn with the model's chat template");
   sub.add_option("--template", a->tmpl, "Chat template to force (implies --chat): r1, chatml, llama3 or raw")

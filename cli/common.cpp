@@ -27,7 +27,9 @@ void add_model_flags(CLI::App& app, ModelArgs& a, bool model_required) {
   app.add_option("--ctx", a.ctx, "Context length in tokens (default: the model's, capped by memory and at 32768)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   app.add_option("--threads", a.threads, "CPU threads (default: physical cores in this process's CPU set and quota)")->check(CLI::Range(1, 512));
-  app.add_option("--kv", a.kv, "KV cache precision")->check(CLI::IsMember({"f16", "f32"}));
+  app.add_option("--kv", a.kv,
+                 "KV cache precision: f16, q8 (8-bit, 56% of f16's memory; CPU only) or f32 (default: f16)")
+      ->check(CLI::IsMember({"f16", "q8", "f32"}));
   app.add_option("--device", a.device, "cpu, cuda or auto")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_flag("-v,--verbose", a.verbose, "Print model, context and timing details on stderr");
 }
@@ -49,39 +51,45 @@ void add_sampling_flags(CLI::App& app, SamplingArgs& s) {
 std::string resolve_device(const ModelArgs& a) {
   std::string why;
   if (a.device == "cpu") return "cpu";
+  if (a.kv != "f16") {
+    if (a.device == "cuda") fail_usage("--device cuda keeps an f16 KV cache; --kv " + a.kv + " needs --device cpu");
+    return "cpu";
+  }
   if (!cuda_available(&why)) {
     if (a.device == "cuda") fail_usage("--device cuda: " + why + "; use --device cpu");
     return "cpu";
   }
-  if (a.kv != "f16") {
-    if (a.device == "cuda") fail_usage("--device cuda keeps an f16 KV cache; --kv f32 needs --device cpu");
-    return "cpu";
-  }
   return "cuda";
+}
+
+KvFormat kv_format(const ModelArgs& a) {
+  KvFormat f = KvFormat::F16;
+  if (!parse_kv_format(a.kv, &f)) fail_usage("--kv " + a.kv + ": expected f16, q8 or f32");
+  return f;
 }
 
 std::unique_ptr<Session> make_session(const Loaded& l) {
 #ifdef R1_HAVE_CUDA
   if (l.device == "cuda") return std::make_unique<CudaSession>(*l.rt.model, l.ctx);
 #endif
-  return std::make_unique<CpuSession>(*l.rt.model, l.ctx, l.kv_f16, *l.pool);
+  return std::make_unique<CpuSession>(*l.rt.model, l.ctx, l.kv, *l.pool);
 }
 
 std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64_t ctx) {
 #ifdef R1_HAVE_CUDA
   if (l.device == "cuda") return std::make_unique<CudaBatch>(*l.rt.model, n_slots, ctx);
 #endif
-  return std::make_unique<CpuBatch>(*l.rt.model, n_slots, ctx, l.kv_f16, *l.pool);
+  return std::make_unique<CpuBatch>(*l.rt.model, n_slots, ctx, l.kv, *l.pool);
 }
 
 Loaded load_for_run(const ModelArgs& a, bool with_session) {
   std::error_code ec;
   if (!std::filesystem::exists(a.model, ec)) fail_input(a.model + ": no such file");
   const std::string device = resolve_device(a);
-  Loaded l{Runtime::load(a.model), nullptr, nullptr, 0, a.kv == "f16", device};
+  Loaded l{Runtime::load(a.model), nullptr, nullptr, 0, kv_format(a), device};
   int threads = a.threads > 0 ? a.threads : ThreadPool::default_threads();
   l.pool = std::make_unique<ThreadPool>(threads);
-  l.ctx = choose_ctx(l.rt.model->cfg, a.ctx, l.kv_f16);
+  l.ctx = choose_ctx(l.rt.model->cfg, a.ctx, l.kv);
   if (with_session) l.session = make_session(l);
   return l;
 }

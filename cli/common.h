@@ -35,18 +35,19 @@ void add_sampling_flags(CLI::App& app, SamplingArgs& s);
 void add_template_flag(CLI::App& app, std::string& tmpl);
 
 // A loaded model with a CPU session sized from the flags (none with with_session false:
-// the caller makes its own, e.g. r1 batch's many-slot one, from ctx and kv_f16).
+// the caller makes its own, e.g. r1 batch's many-slot one, from ctx and kv).
 struct Loaded {
   Runtime rt;
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<Session> session;
   int64_t ctx = 0;
-  bool kv_f16 = true;
+  KvFormat kv = KvFormat::F16;
   std::string device = "cpu";  // what --device resolved to
 };
 Loaded load_for_run(const ModelArgs& a, bool with_session = true);
 // --device: "cuda" when asked (failing clearly if it cannot run) or when auto finds a usable GPU.
 std::string resolve_device(const ModelArgs& a);
+KvFormat kv_format(const ModelArgs& a);  // --kv
 // A session or many-slot batch on the resolved device.
 std::unique_ptr<Session> make_session(const Loaded& l);
 std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64_t ctx);

@@ -2,29 +2,41 @@
 
 #include <cstring>
 
+#include "core/error.h"
 #include "quant/half.h"
 
 namespace r1 {
 
-KVCache::KVCache(const Config& c, int64_t ctx_, bool f16_, int64_t n_slots_)
-    : n_layers(c.n_layers), n_kv(c.n_kv_heads), ctx(ctx_), head_dim(c.head_dim), n_slots(n_slots_), f16(f16_) {
+KVCache::KVCache(const Config& c, int64_t ctx_, KvFormat fmt_, int64_t n_slots_)
+    : n_layers(c.n_layers), n_kv(c.n_kv_heads), ctx(ctx_), head_dim(c.head_dim), n_slots(n_slots_), fmt(fmt_) {
+  if (fmt == KvFormat::Q8 && head_dim % kKvGroup != 0)
+    fail_usage("--kv q8 needs a head size that is a multiple of 32 (this model's is " + std::to_string(head_dim) +
+               "); use --kv f16");
   k.resize(size_t(n_slots * n_layers * layer_bytes()));
   v.resize(size_t(n_slots * n_layers * layer_bytes()));
 }
 
 void KVCache::store(int64_t l, int64_t pos, const float* kx, const float* vx, int64_t slot) {
+  const int64_t rb = row_bytes();
   for (int64_t h = 0; h < n_kv; h++) {
-    const int64_t off = (h * ctx + pos) * head_dim;
-    if (f16) {
-      auto* kd = reinterpret_cast<uint16_t*>(k_layer(l, slot)) + off;
-      auto* vd = reinterpret_cast<uint16_t*>(v_layer(l, slot)) + off;
-      for (int64_t i = 0; i < head_dim; i++) {
-        kd[i] = f32_to_f16(kx[h * head_dim + i]);
-        vd[i] = f32_to_f16(vx[h * head_dim + i]);
-      }
-    } else {
-      std::memcpy(reinterpret_cast<float*>(k_layer(l, slot)) + off, kx + h * head_dim, size_t(head_dim) * 4);
-      std::memcpy(reinterpret_cast<float*>(v_layer(l, slot)) + off, vx + h * head_dim, size_t(head_dim) * 4);
+    uint8_t* kd = k_layer(l, slot) + (h * ctx + pos) * rb;
+    uint8_t* vd = v_layer(l, slot) + (h * ctx + pos) * rb;
+    const float *ks = kx + h * head_dim, *vs = vx + h * head_dim;
+    switch (fmt) {
+      case KvFormat::F16:
+        for (int64_t i = 0; i < head_dim; i++) {
+          const uint16_t a = f32_to_f16(ks[i]), b = f32_to_f16(vs[i]);
+          std::memcpy(kd + 2 * i, &a, 2);
+          std::memcpy(vd + 2 * i, &b, 2);
+        }
+        break;
+      case KvFormat::Q8:
+        kv_quantize_q8(ks, head_dim, kd);
+        kv_quantize_q8(vs, head_dim, vd);
+        break;
+      default:
+        std::memcpy(kd, ks, size_t(rb));
+        std::memcpy(vd, vs, size_t(rb));
     }
   }
 }

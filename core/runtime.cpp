@@ -106,7 +106,7 @@ uint64_t available_memory() {
   return 0;
 }
 
-int64_t choose_ctx(const Config& c, int64_t requested, bool kv_f16) {
+int64_t choose_ctx(const Config& c, int64_t requested, KvFormat kv) {
   if (requested > 0) {
     if (requested > c.max_pos)
       fail_usage("--ctx " + std::to_string(requested) + " is beyond the model's " + std::to_string(c.max_pos) + " positions");
@@ -114,7 +114,7 @@ int64_t choose_ctx(const Config& c, int64_t requested, bool kv_f16) {
   }
   int64_t ctx = std::min<int64_t>(c.max_pos, 32768);
   const uint64_t avail = available_memory();
-  while (ctx > 512 && avail > 0 && KVCache::bytes_for(c, ctx, kv_f16) > avail / 4) ctx /= 2;
+  while (ctx > 512 && avail > 0 && KVCache::bytes_for(c, ctx, kv) > avail / 4) ctx /= 2;
   return ctx;
 }
 

@@ -27,7 +27,7 @@ struct Runtime {
 
 // Context length to use: `requested` if > 0 (checked against the model), else the model's
 // maximum capped at 32768 and at what a quarter of the available memory holds for the KV cache.
-int64_t choose_ctx(const Config& c, int64_t requested, bool kv_f16);
+int64_t choose_ctx(const Config& c, int64_t requested, KvFormat kv);
 
 // Bytes of memory available (MemAvailable), or 0 if unknown.
 uint64_t available_memory();

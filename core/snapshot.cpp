@@ -16,18 +16,25 @@ namespace r1 {
 uint64_t KvShape::bytes(int64_t n) const {
   uint64_t b = checked_mul(2 * uint64_t(n_layers), uint64_t(n_kv), "snapshot KV size");
   b = checked_mul(b, uint64_t(n), "snapshot KV size");
-  b = checked_mul(b, uint64_t(head_dim), "snapshot KV size");
-  return checked_mul(b, uint64_t(elem_bytes()), "snapshot KV size");
+  return checked_mul(b, uint64_t(row_bytes()), "snapshot KV size");
 }
 
-KvShape kv_shape(const KVCache& kv) { return KvShape{kv.n_layers, kv.n_kv, kv.head_dim, kv.f16}; }
+KvShape kv_shape(const KVCache& kv) { return KvShape{kv.n_layers, kv.n_kv, kv.head_dim, kv.fmt}; }
+
+// The header's flags for a KV format, and back (false for flags no version of r1 wrote).
+static uint32_t kv_flags(KvFormat f) { return f == KvFormat::F16 ? 1 : f == KvFormat::Q8 ? 2 : 0; }
+static bool kv_from_flags(uint32_t flags, KvFormat* f) {
+  if (flags > 2) return false;
+  *f = flags == 1 ? KvFormat::F16 : flags == 2 ? KvFormat::Q8 : KvFormat::F32;
+  return true;
+}
 
 // The cache is [layer][head][ctx][head_dim]: each (layer, head) keeps its first n rows.
 std::vector<uint8_t> kv_extract(const KVCache& kv, int64_t n) {
   if (n < 0 || n > kv.ctx) fail_input("internal: KV snapshot of " + std::to_string(n) + " positions");
   const KvShape sh = kv_shape(kv);
   std::vector<uint8_t> out(size_t(sh.bytes(n)));
-  const size_t row = size_t(kv.head_dim * kv.elem_bytes()), run = row * size_t(n);
+  const size_t row = size_t(kv.row_bytes()), run = row * size_t(n);
   uint8_t* dst = out.data();
   for (int64_t l = 0; l < kv.n_layers; l++)
     for (const std::vector<uint8_t>* src : {&kv.k, &kv.v})
@@ -42,7 +49,7 @@ std::vector<uint8_t> kv_extract(const KVCache& kv, int64_t n) {
 void kv_restore(KVCache& kv, const std::vector<uint8_t>& packed, int64_t n) {
   const KvShape sh = kv_shape(kv);
   if (n < 0 || n > kv.ctx || packed.size() != sh.bytes(n)) fail_input("internal: KV snapshot does not fit the cache");
-  const size_t row = size_t(kv.head_dim * kv.elem_bytes()), run = row * size_t(n);
+  const size_t row = size_t(kv.row_bytes()), run = row * size_t(n);
   const uint8_t* src = packed.data();
   for (int64_t l = 0; l < kv.n_layers; l++)
     for (std::vector<uint8_t>* dst : {&kv.k, &kv.v})
@@ -76,7 +83,7 @@ std::string encode_snapshot(const Snapshot& s) {
   SnapshotHeader h{};
   std::memcpy(h.magic, kSnapshotMagic, 8);
   h.version = kSnapshotVersion;
-  h.flags = s.shape.f16 ? 1 : 0;
+  h.flags = kv_flags(s.shape.fmt);
   h.model_id = s.model_id;
   h.n_tokens = n;
   h.n_layers = uint32_t(s.shape.n_layers);
@@ -101,12 +108,14 @@ Snapshot decode_snapshot(std::string_view bytes, uint64_t model_id, const KvShap
   if (h.payload_bytes != bytes.size() - sizeof h) bad("the file is truncated or has trailing bytes");
   if (h.model_id != model_id)
     fail_input("this snapshot was saved with a different model; load it with the model that saved it");
-  const KvShape saved{h.n_layers, h.n_kv, h.head_dim, (h.flags & 1) != 0};
+  KvFormat fmt;
+  if (!kv_from_flags(h.flags, &fmt)) bad("unknown KV format flags " + std::to_string(h.flags));
+  const KvShape saved{h.n_layers, h.n_kv, h.head_dim, fmt};
   if (saved.n_layers != shape.n_layers || saved.n_kv != shape.n_kv || saved.head_dim != shape.head_dim)
     bad("its KV cache layout does not match this model");
-  if (saved.f16 != shape.f16)
-    fail_input(std::string("this snapshot's KV cache is ") + (saved.f16 ? "f16" : "f32") + "; run with --kv " +
-               (saved.f16 ? "f16" : "f32") + " to load it");
+  if (saved.fmt != shape.fmt)
+    fail_input(std::string("this snapshot's KV cache is ") + kv_format_name(saved.fmt) + "; run with --kv " +
+               kv_format_name(saved.fmt) + " to load it");
   if (h.n_tokens == 0) bad("it holds no tokens");
   if (h.n_tokens >= uint64_t(max_tokens))
     fail_input("the snapshot holds " + std::to_string(h.n_tokens) + " tokens; the context holds " +

@@ -20,7 +20,7 @@ inline constexpr uint32_t kSnapshotVersion = 1;
 struct SnapshotHeader {
   char magic[8];
   uint32_t version;
-  uint32_t flags;           // bit 0: KV values are f16 (else f32)
+  uint32_t flags;           // KV format: 1 f16, 2 q8, 0 f32 (core/kv_format.h)
   uint64_t model_id;        // R1File::identity() of the model that made it
   uint64_t n_tokens;        // cached tokens = filled KV positions
   uint32_t n_layers, n_kv, head_dim, reserved;
@@ -33,8 +33,8 @@ static_assert(sizeof(SnapshotHeader) == 80, "the snapshot header is a file forma
 
 struct KvShape {
   int64_t n_layers = 0, n_kv = 0, head_dim = 0;
-  bool f16 = true;
-  int64_t elem_bytes() const { return f16 ? 2 : 4; }
+  KvFormat fmt = KvFormat::F16;
+  int64_t row_bytes() const { return kv_row_bytes(fmt, head_dim); }
   // Bytes of K and V for n positions.
   uint64_t bytes(int64_t n) const;
 };

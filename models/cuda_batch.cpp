@@ -29,7 +29,7 @@ struct PassShape {
 uint64_t cuda_bytes_needed(const Model& m, int64_t slots, int64_t ctx, int64_t rows) {
   const Config& c = m.cfg;
   const uint64_t work = cuda::attention_work_floats(rows, int(c.n_heads), c.head_dim, ctx - 1) * 4;
-  return KVCache::bytes_for(c, ctx, /*f16=*/true, slots) + PassShape(c).bytes(rows) + work;
+  return KVCache::bytes_for(c, ctx, KvFormat::F16, slots) + PassShape(c).bytes(rows) + work;
 }
 
 // The GPU kernels have no q5 path: a q5 matrix goes up as the q8 matrix of the same values
@@ -55,7 +55,7 @@ uint64_t cuda_weight_bytes(const Model& m) {
 std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_t free_bytes, const std::string& device) {
   const Config& c = m.cfg;
   const uint64_t headroom = 512ull << 20;  // CUDA context, graphs, fragmentation
-  const uint64_t wb = cuda_weight_bytes(m), kvb = KVCache::bytes_for(c, ctx, true, slots);
+  const uint64_t wb = cuda_weight_bytes(m), kvb = KVCache::bytes_for(c, ctx, KvFormat::F16, slots);
   const uint64_t work = cuda_bytes_needed(m, slots, ctx, cuda_pass_rows(slots, ctx)) - kvb;
   if (wb + kvb + work + headroom <= free_bytes) return "";
   // the longest context (a multiple of 256) that would fit: the need grows with ctx
@@ -168,7 +168,7 @@ CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx) : m_(m), slot
   const cuda::DeviceInfo dev = cuda::device_info();
   const std::string problem = cuda_fit_problem(m, n_slots, ctx, dev.free_bytes, dev.name);
   if (!problem.empty()) fail_input(problem);
-  const uint64_t kvb = KVCache::bytes_for(c, ctx, true, n_slots);
+  const uint64_t kvb = KVCache::bytes_for(c, ctx, KvFormat::F16, n_slots);
   w_ = std::make_unique<CudaWeights>(m);
   b_ = std::make_unique<Buffers>();
   b_->kv = {nullptr, nullptr, c.n_layers, c.n_kv_heads, ctx, c.head_dim};

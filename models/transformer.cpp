@@ -90,8 +90,8 @@ void check_append(const int32_t* tokens, int64_t n, int64_t n_past, int64_t ctx,
   check_tokens(tokens, n, vocab);  // all of them before any chunk runs: a refused prompt leaves the cache as it was
 }
 
-CpuBatch::CpuBatch(const Model& m, int64_t n_slots, int64_t ctx, bool kv_f16, ThreadPool& pool)
-    : m_(m), pool_(pool), kv_(m.cfg, ctx, kv_f16, n_slots) {
+CpuBatch::CpuBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv, ThreadPool& pool)
+    : m_(m), pool_(pool), kv_(m.cfg, ctx, kv, n_slots) {
   reserve(std::min<int64_t>(kPrefillChunk, ctx));
 }
 
@@ -159,7 +159,7 @@ void CpuBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs, 
       }
     // each run against its own slot's cache      att: [n, Q]
     for (int64_t s = 0, r0 = 0; s < n_runs; r0 += runs[s].n, s++)
-      cpu::attention(pool_, att + r0 * Q, q + r0 * Q, kv_.k_layer(l, runs[s].slot), kv_.v_layer(l, runs[s].slot), kv_.f16,
+      cpu::attention(pool_, att + r0 * Q, q + r0 * Q, kv_.k_layer(l, runs[s].slot), kv_.v_layer(l, runs[s].slot), kv_.fmt,
                      kv_.ctx, runs[s].pos0, runs[s].n, int(c.n_heads), int(c.n_kv_heads), int(hd));
     cpu::matmul(pool_, L.wo, att, n, xb);  // [n, H]
     for (int64_t i = 0; i < n * H; i++) x[i] += xb[i];
@@ -187,8 +187,8 @@ void CpuBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs, 
   if (rows > 0) cpu::matmul(pool_, m_.lm_head, xb, rows, out);
 }
 
-CpuSession::CpuSession(const Model& m, int64_t ctx, bool kv_f16, ThreadPool& pool)
-    : batch_(m, 1, ctx, kv_f16, pool), logits_(size_t(m.cfg.vocab_size)) {}
+CpuSession::CpuSession(const Model& m, int64_t ctx, KvFormat kv, ThreadPool& pool)
+    : batch_(m, 1, ctx, kv, pool), logits_(size_t(m.cfg.vocab_size)) {}
 
 void CpuSession::truncate(int64_t n) {
   if (n < 0 || n > n_past_) fail_input("internal: bad KV truncation");

@@ -58,7 +58,7 @@ const float* append_in_chunks(BatchSession& b, const int32_t* tokens, int64_t n,
 // not depend on what else is in the pass.
 class CpuBatch : public BatchSession {
  public:
-  CpuBatch(const Model& m, int64_t n_slots, int64_t ctx, bool kv_f16, ThreadPool& pool);
+  CpuBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv, ThreadPool& pool);
   int64_t slots() const override { return kv_.n_slots; }
   int64_t ctx() const override { return kv_.ctx; }
   int64_t vocab() const override { return m_.cfg.vocab_size; }
@@ -79,7 +79,7 @@ class CpuBatch : public BatchSession {
 // appends tokens (in chunks of kPrefillChunk); truncate() rewinds (to reuse a common prefix).
 class CpuSession : public Session {
  public:
-  CpuSession(const Model& m, int64_t ctx, bool kv_f16, ThreadPool& pool);
+  CpuSession(const Model& m, int64_t ctx, KvFormat kv, ThreadPool& pool);
   int64_t ctx() const override { return batch_.ctx(); }
   int64_t n_past() const override { return n_past_; }
   int64_t vocab() const override { return batch_.vocab(); }

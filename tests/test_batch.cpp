@@ -295,8 +295,8 @@ TEST_CASE("batch: the many-slot forward pass gives each sequence the bits it get
   auto model = r1::Model::load(r1test::packed("tiny-qwen2", "q4"));
   r1::ThreadPool pool(2);
   const int64_t V = model->cfg.vocab_size, ctx = 200;
-  for (bool kv_f16 : {true, false}) {
-    INFO((kv_f16 ? "kv f16" : "kv f32"));
+  for (r1::KvFormat kv : {r1::KvFormat::F16, r1::KvFormat::F32, r1::KvFormat::Q8}) {
+    INFO("kv " << r1::kv_format_name(kv));
     const std::vector<int64_t> lens = {5, 70, 1, 33};  // prompt lengths; 70 spans two chunks
     std::vector<std::vector<int32_t>> seqs;
     for (size_t s = 0; s < lens.size(); s++) {
@@ -307,7 +307,7 @@ TEST_CASE("batch: the many-slot forward pass gives each sequence the bits it get
     // alone: prompt, then 6 tokens one at a time; the logits after each step
     std::vector<std::vector<std::vector<float>>> alone(seqs.size());
     for (size_t s = 0; s < seqs.size(); s++) {
-      r1::CpuSession one(*model, ctx, kv_f16, pool);
+      r1::CpuSession one(*model, ctx, kv, pool);
       const float* lg = one.forward(seqs[s].data(), lens[s]);
       alone[s].emplace_back(lg, lg + V);
       for (int64_t i = lens[s]; i < int64_t(seqs[s].size()); i++) {
@@ -316,7 +316,7 @@ TEST_CASE("batch: the many-slot forward pass gives each sequence the bits it get
       }
     }
     // together: slot s starts its prompt at pass s (chunks of 64), then decodes one token per pass
-    r1::CpuBatch batch(*model, int64_t(seqs.size()), ctx, kv_f16, pool);
+    r1::CpuBatch batch(*model, int64_t(seqs.size()), ctx, kv, pool);
     std::vector<int64_t> filled(seqs.size(), 0);
     std::vector<size_t> seen(seqs.size(), 0);
     std::vector<float> out(seqs.size() * size_t(V));

@@ -113,7 +113,7 @@ std::string chat_cmd(const TempDir& dir, const std::string& model, const std::st
 TEST_CASE("a second chat turn prefills only the new tokens", "[chat]") {
   r1::Runtime rt = r1::Runtime::load(r1test::packed("tiny-qwen2", "q8"));
   r1::ThreadPool pool(2);
-  r1::CpuSession s(*rt.model, 512, true, pool);
+  r1::CpuSession s(*rt.model, 512, r1::KvFormat::F16, pool);
   r1::Generator gen(s, *rt.tok);
   r1::ChatTemplate t = rt.chat_template();
   r1::GenOptions opt;

@@ -82,7 +82,7 @@ LogitStats compare_logits(const std::string& model_name, const std::string& r1m)
     auto want = r1test::read_f32(r1test::fixture_dir(model_name) + "/" + cs["logits_file"].get<std::string>());
     const int64_t rows = cs["logits_shape"][0].get<int64_t>(), n = int64_t(ids.size());
     REQUIRE(int64_t(want.size()) == rows * V);
-    CpuSession s(*model, 256, false, pool);
+    CpuSession s(*model, 256, r1::KvFormat::F32, pool);
     const float* lg = s.forward(ids.data(), n, /*all_logits=*/true);
     for (int64_t t = 0; t < n; t++, total++) agree += argmax(lg + t * V, V) == am[size_t(t)];
     for (int64_t r = 0; r < rows; r++) {

@@ -226,7 +226,7 @@ TEST_CASE("cpu::matvec and cpu::matmul with 1, 2, 3 threads", "[kernels]") {
 
 // Outputs are convex combinations of V rows: errors (exp approximation ~2 ulp, summation order,
 // split-softmax merge) are measured against max |v|.
-TEST_CASE("cpu::attention matches the reference (f16 and f32 cache, GQA, splits)", "[kernels]") {
+TEST_CASE("cpu::attention matches the reference (f16, q8 and f32 cache, GQA, splits)", "[kernels]") {
   struct Case { int hd, n_kv, group; int64_t pos0, n_q; };
   std::vector<Case> cases = {{128, 2, 6, 0, 1}, {128, 2, 6, 299, 1}, {64, 1, 1, 0, 1},  {64, 8, 1, 17, 3},
                              {128, 4, 7, 280, 1}, {64, 3, 2, 5, 9},   {128, 1, 8, 260, 1}, {64, 2, 4, 0, 40},
@@ -234,37 +234,47 @@ TEST_CASE("cpu::attention matches the reference (f16 and f32 cache, GQA, splits)
   // deep decode at the real GQA shapes (Qwen-1.5B 12/2, Qwen-7B 28/4): long score rows, splits
   cases.push_back({128, 2, 6, 4100, 1});
   cases.push_back({128, 4, 7, 1500, 1});
-  for (int i = 0; i < 6; i++) cases.push_back({rint_in(0, 1) ? 64 : 128, rint_in(1, 8), rint_in(1, 9), rint_in(0, 290), rint_in(1, 10)});
+  for (int i = 0; i < 6; i++) cases.push_back({32 * rint_in(1, 4), rint_in(1, 8), rint_in(1, 9), rint_in(0, 290), rint_in(1, 10)});
   // both register blockings where the CPU has AVX-512 (the "avx2-vnni" set): 32 and 16 registers
   for (int nt : {1, 2, 3}) {
     ThreadPool pool(nt);
     for (const auto& c : cases)
-      for (bool f16 : {false, true}) {
+      for (KvFormat f : {KvFormat::F32, KvFormat::F16, KvFormat::Q8}) {
         const int n_heads = c.n_kv * c.group;
-        const int64_t ctx = c.pos0 + c.n_q + 5;
-        const auto kf = randn(size_t(c.n_kv * ctx * c.hd)), vf = randn(size_t(c.n_kv * ctx * c.hd));
-        std::vector<uint16_t> kh(kf.size()), vh(vf.size());
-        for (size_t i = 0; i < kf.size(); i++) kh[i] = f32_to_f16(kf[i]), vh[i] = f32_to_f16(vf[i]);
-        const void* K = f16 ? static_cast<const void*>(kh.data()) : kf.data();
-        const void* V = f16 ? static_cast<const void*>(vh.data()) : vf.data();
+        const int64_t ctx = c.pos0 + c.n_q + 5, rows = c.n_kv * ctx, rb = kv_row_bytes(f, c.hd);
+        const auto kf = randn(size_t(rows * c.hd)), vf = randn(size_t(rows * c.hd));
+        // the cache rows in format f, as KVCache::store writes them
+        std::vector<uint8_t> kc(size_t(rows * rb)), vc(kc.size());
+        for (int64_t r = 0; r < rows; r++)
+          for (auto [src, dst] : {std::pair{&kf, &kc}, std::pair{&vf, &vc}}) {
+            const float* x = src->data() + r * c.hd;
+            uint8_t* row = dst->data() + r * rb;
+            if (f == KvFormat::Q8) kv_quantize_q8(x, c.hd, row);
+            for (int i = 0; i < c.hd && f != KvFormat::Q8; i++) {
+              const uint16_t h = f32_to_f16(x[i]);
+              if (f == KvFormat::F16) std::memcpy(row + 2 * i, &h, 2);
+              else std::memcpy(row + 4 * i, x + i, 4);
+            }
+          }
+        const void *K = kc.data(), *V = vc.data();
         const auto q = randn(size_t(c.n_q * n_heads * c.hd), 0.3f);
         std::vector<float> out(q.size()), want(q.size()), scores(static_cast<size_t>(ctx));
-        cpu::attention(pool, out.data(), q.data(), K, V, f16, ctx, c.pos0, c.n_q, n_heads, c.n_kv, c.hd);
+        cpu::attention(pool, out.data(), q.data(), K, V, f, ctx, c.pos0, c.n_q, n_heads, c.n_kv, c.hd);
         std::vector<float> narrow(q.size());
         cpu::force_no_vnni(true);
-        cpu::attention(pool, narrow.data(), q.data(), K, V, f16, ctx, c.pos0, c.n_q, n_heads, c.n_kv, c.hd);
+        cpu::attention(pool, narrow.data(), q.data(), K, V, f, ctx, c.pos0, c.n_q, n_heads, c.n_kv, c.hd);
         cpu::force_no_vnni(false);
         CHECK(std::memcmp(out.data(), narrow.data(), out.size() * 4) == 0);  // same sums, other blocking
         for (int64_t t = 0; t < c.n_q; t++) {
           const int64_t off = t * n_heads * c.hd;
-          ref::attention(want.data() + off, q.data() + off, K, V, f16, ctx, c.pos0 + t + 1, n_heads, c.n_kv, c.hd,
+          ref::attention(want.data() + off, q.data() + off, K, V, f, ctx, c.pos0 + t + 1, n_heads, c.n_kv, c.hd,
                          scores.data());
         }
         float vmax = 0;
         for (float x : vf) vmax = std::fmax(vmax, std::fabs(x));
         for (size_t i = 0; i < out.size(); i++) {
           INFO("hd " << c.hd << " n_kv " << c.n_kv << " group " << c.group << " pos0 " << c.pos0 << " n_q " << c.n_q
-                     << " f16 " << f16 << " threads " << nt << " i " << i);
+                     << " kv " << kv_format_name(f) << " threads " << nt << " i " << i);
           REQUIRE(std::fabs(out[i] - want[i]) <= 2e-5f * vmax);
         }
       }

@@ -9,13 +9,13 @@
 
 namespace {
 
-r1::KVCache make_cache(bool f16, int64_t ctx, uint32_t seed) {
+r1::KVCache make_cache(r1::KvFormat fmt, int64_t ctx, uint32_t seed) {
   r1::KVCache kv;
   kv.n_layers = 2;
   kv.n_kv = 2;
   kv.ctx = ctx;
-  kv.head_dim = 4;
-  kv.f16 = f16;
+  kv.head_dim = fmt == r1::KvFormat::Q8 ? 32 : 4;  // q8 rows are groups of 32
+  kv.fmt = fmt;
   kv.k.resize(size_t(kv.n_layers * kv.layer_bytes()));
   kv.v.resize(kv.k.size());
   std::mt19937 rng(seed);
@@ -39,19 +39,20 @@ r1::Snapshot make_snapshot(const r1::KVCache& kv, int64_t n) {
 }  // namespace
 
 TEST_CASE("snapshot round trip restores the filled KV positions", "[snapshot]") {
-  for (bool f16 : {true, false}) {
-    r1::KVCache src = make_cache(f16, 16, 7);
+  for (r1::KvFormat fmt : {r1::KvFormat::F16, r1::KvFormat::F32, r1::KvFormat::Q8}) {
+    INFO("kv " << r1::kv_format_name(fmt));
+    r1::KVCache src = make_cache(fmt, 16, 7);
     const int64_t n = 5;
     r1::Snapshot s = make_snapshot(src, n);
-    CHECK(s.kv.size() == size_t(2 * 2 * 2 * n * 4 * (f16 ? 2 : 4)));
+    const int64_t row = fmt == r1::KvFormat::Q8 ? 32 + 4 : fmt == r1::KvFormat::F16 ? 4 * 2 : 4 * 4;
+    CHECK(s.kv.size() == size_t(2 * 2 * 2 * n * row));
     std::string bytes = r1::encode_snapshot(s);
     // A bigger context on load is fine: only the filled positions travel.
-    r1::KVCache dst = make_cache(f16, 32, 0);
+    r1::KVCache dst = make_cache(fmt, 32, 0);
     r1::Snapshot back = r1::decode_snapshot(bytes, s.model_id, r1::kv_shape(dst), dst.ctx);
     CHECK(back.conversation == s.conversation);
     CHECK(back.tokens == s.tokens);
     r1::kv_restore(dst, back.kv, n);
-    const int64_t row = src.head_dim * src.elem_bytes();
     for (int64_t l = 0; l < 2; l++)
       for (int64_t h = 0; h < 2; h++)
         for (int64_t p = 0; p < 32; p++) {
@@ -68,7 +69,7 @@ TEST_CASE("snapshot round trip restores the filled KV positions", "[snapshot]") 
 }
 
 TEST_CASE("corrupt or truncated snapshots are refused cleanly", "[snapshot]") {
-  r1::KVCache kv = make_cache(true, 16, 3);
+  r1::KVCache kv = make_cache(r1::KvFormat::F16, 16, 3);
   r1::Snapshot s = make_snapshot(kv, 6);
   const std::string good = r1::encode_snapshot(s);
   auto shape = r1::kv_shape(kv);
@@ -94,14 +95,16 @@ TEST_CASE("corrupt or truncated snapshots are refused cleanly", "[snapshot]") {
   other.head_dim = 8;
   CHECK(message(s.model_id, other, 16).find("layout") != std::string::npos);
   other = shape;
-  other.f16 = false;
-  CHECK(message(s.model_id, other, 16).find("--kv f16") != std::string::npos);
+  for (r1::KvFormat f : {r1::KvFormat::F32, r1::KvFormat::Q8}) {
+    other.fmt = f;
+    CHECK(message(s.model_id, other, 16).find("--kv f16") != std::string::npos);
+  }
   CHECK(message(s.model_id, shape, 6).find("raise --ctx") != std::string::npos);
 }
 
 TEST_CASE("snapshots are written atomically", "[snapshot]") {
   r1::test::TempDir dir("r1snap");
-  r1::KVCache kv = make_cache(false, 8, 5);
+  r1::KVCache kv = make_cache(r1::KvFormat::F32, 8, 5);
   r1::Snapshot s = make_snapshot(kv, 3);
   r1::save_snapshot(dir / "chat.r1s", s);
   r1::save_snapshot(dir / "chat.r1s", s);  // over an existing one

@@ -62,7 +62,7 @@ TEST_CASE("decode steps allocate nothing and fault in no pages", "[engine][stead
         ThreadPool pool(nt);
         auto m = make_synthetic_model(c, f);
         const int64_t ctx = 600;
-        CpuSession s(*m, ctx, true, pool);
+        CpuSession s(*m, ctx, r1::KvFormat::F16, pool);
         std::vector<int32_t> prompt(300);  // past 256: long-context attention splits over threads
         for (size_t i = 0; i < prompt.size(); i++) prompt[i] = int32_t(i * 7 % c.vocab_size);
         s.forward(prompt.data(), int64_t(prompt.size()));

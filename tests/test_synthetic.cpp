@@ -42,7 +42,7 @@ TEST_CASE("a tiny synthetic model decodes with finite logits in every format", "
     REQUIRE(m->owned);
     CHECK(m->layers.size() == size_t(c.n_layers));
     CHECK(m->weight_bytes() > 0);
-    CpuSession s(*m, 64, true, pool);
+    CpuSession s(*m, 64, r1::KvFormat::F16, pool);
     std::vector<int32_t> prompt = {1, 5, 9, 200, 511, 3, 7, 0};
     const float* lg = s.forward(prompt.data(), int64_t(prompt.size()));
     int32_t t = 0;

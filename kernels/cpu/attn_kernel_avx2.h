@@ -1,7 +1,8 @@
 // Attention of one kv head's query-head group over a range of cache positions (AVX2).
 //
 // Deep-context decode must stay bandwidth-bound: each K and V row is read from memory once for
-// all g_heads query heads that share it (GQA), and converted from f16 once per use. Three passes
+// all g_heads query heads that share it (GQA), and converted to f32 once per use (f16, or q8
+// codes times their group's scale). Three passes
 // over the range, each a stream:
 //   1. scores  s[h, j] = scale * q_h . k_j   NB heads x PB positions of accumulators in
 //      registers: one K load feeds NB FMAs, one q load feeds PB FMAs, and NB*PB independent chains
@@ -27,12 +28,20 @@ namespace {
 
 #define R1_INLINE inline __attribute__((always_inline))
 
-template <bool F16>
-R1_INLINE __m256 kv8(const void* base, int64_t i) {
-  if constexpr (F16)
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i)));
-  else
-    return _mm256_loadu_ps(static_cast<const float*>(base) + i);
+// Values c..c+7 of cache row `row` as floats, for KvFormat KF (c % 8 == 0).
+template <KvFormat KF>
+R1_INLINE __m256 kv8(const void* base, int64_t row, int hd, int c) {
+  if constexpr (KF == KvFormat::F16) {
+    const auto* e = static_cast<const uint16_t*>(base) + row * hd + c;
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(e)));
+  } else if constexpr (KF == KvFormat::Q8) {
+    // code * scale, one rounding: bitwise the reference's kv_q8_value
+    const auto* r = static_cast<const uint8_t*>(base) + row * kv_row_bytes(KF, hd);
+    const __m256 codes = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r + c))));
+    return _mm256_mul_ps(codes, _mm256_broadcast_ss(reinterpret_cast<const float*>(r + hd) + unsigned(c) / kKvGroup));
+  } else {
+    return _mm256_loadu_ps(static_cast<const float*>(base) + row * hd + c);
+  }
 }
 
 // Horizontal sums of 8 vectors at once: lane i of the result is the sum of a[i].
@@ -69,7 +78,7 @@ R1_INLINE void reduce_store(const __m256* acc, float scale, float* dst) {
 }
 
 // Pass 1 for PB positions starting at p: scores[h * np + (p - p0) + b], h < NB, b < PB.
-template <bool F16, int NB, int PB>
+template <KvFormat KF, int NB, int PB>
 R1_INLINE void scores_block(const float* q, const void* k, int hd, int64_t p, int64_t p0, float scale, float* scores,
                          int64_t np) {
   __m256 acc[PB * NB];  // [b][h]
@@ -77,13 +86,16 @@ R1_INLINE void scores_block(const float* q, const void* k, int hd, int64_t p, in
   // K rows kPfRows ahead: this loop is FMA-bound, so the core issues its loads late and a cold
   // cache stalls it; the prefetch measured 6-10% off the whole attention at depth 4096 (V's
   // blocked pass gained nothing from the same)
-  constexpr int64_t kPfRows = 8, esz = F16 ? 2 : 4;
+  // (Row bytes as hd * kNum / kDen, in this order: with a precomputed row size GCC spilled two
+  // of the f16 loop's K vectors, 12% slower.)
+  constexpr int64_t kPfRows = 8, kNum = KF == KvFormat::F32 ? 4 : KF == KvFormat::F16 ? 2 : 9, kDen = KF == KvFormat::Q8 ? 8 : 1;
+  static_assert(kv_row_bytes(KF, 128) == 128 * kNum / kDen && kv_row_bytes(KF, 96) == 96 * kNum / kDen);
   for (int b = 0; b < PB; b++)
-    for (int64_t o = 0; o < hd * esz; o += 64)
-      _mm_prefetch(static_cast<const char*>(k) + (p + b + kPfRows) * hd * esz + o, _MM_HINT_T0);
+    for (int64_t o = 0; o < hd * kNum / kDen; o += 64)
+      _mm_prefetch(static_cast<const char*>(k) + (p + b + kPfRows) * hd * kNum / kDen + o, _MM_HINT_T0);
   for (int c = 0; c < hd; c += 8) {
     __m256 kv[PB];
-    for (int b = 0; b < PB; b++) kv[b] = kv8<F16>(k, (p + b) * hd + c);
+    for (int b = 0; b < PB; b++) kv[b] = kv8<KF>(k, p + b, hd, c);
     for (int h = 0; h < NB; h++) {
       const __m256 qv = _mm256_loadu_ps(q + h * hd + c);
       for (int b = 0; b < PB; b++) acc[b * NB + h] = _mm256_fmadd_ps(qv, kv[b], acc[b * NB + h]);
@@ -95,7 +107,7 @@ R1_INLINE void scores_block(const float* q, const void* k, int hd, int64_t p, in
     for (int h = 0; h < NB; h++) scores[h * np + (p - p0) + b] = s[b * NB + h];
 }
 
-template <bool F16, int NB>
+template <KvFormat KF, int NB>
 void scores_nb(const float* q, const void* k, int hd, int64_t p0, int64_t p1, float scale, float* scores,
                int64_t np) {
   // positions per step: as many as keep NB * PB accumulators + PB K vectors + 1 q in 16 (32) registers
@@ -105,12 +117,12 @@ void scores_nb(const float* q, const void* k, int hd, int64_t p0, int64_t p1, fl
   constexpr int PB = NB <= 2 ? 4 : NB <= 4 ? 3 : NB <= 6 ? 2 : 1;
 #endif
   int64_t p = p0;
-  for (; p + PB <= p1; p += PB) scores_block<F16, NB, PB>(q, k, hd, p, p0, scale, scores, np);
-  for (; p < p1; p++) scores_block<F16, NB, 1>(q, k, hd, p, p0, scale, scores, np);
+  for (; p + PB <= p1; p += PB) scores_block<KF, NB, PB>(q, k, hd, p, p0, scale, scores, np);
+  for (; p < p1; p++) scores_block<KF, NB, 1>(q, k, hd, p, p0, scale, scores, np);
 }
 
 // Pass 3: out[h, c : c + 8 CB] += sum_j a[h, j] v_{p0+j}[c : c + 8 CB] over j in [j0, j1), h < NB.
-template <bool F16, int NB, int CB>
+template <KvFormat KF, int NB, int CB>
 R1_INLINE void av_nb(const float* a, int64_t np, const void* v, int hd, int64_t p0, int64_t j0, int64_t j1, float* out,
                   int c) {
   __m256 acc[NB][CB];
@@ -118,7 +130,7 @@ R1_INLINE void av_nb(const float* a, int64_t np, const void* v, int hd, int64_t 
     for (int b = 0; b < CB; b++) acc[h][b] = _mm256_loadu_ps(out + h * hd + c + 8 * b);
   for (int64_t j = j0; j < j1; j++) {
     __m256 vv[CB];
-    for (int b = 0; b < CB; b++) vv[b] = kv8<F16>(v, (p0 + j) * hd + c + 8 * b);
+    for (int b = 0; b < CB; b++) vv[b] = kv8<KF>(v, p0 + j, hd, c + 8 * b);
     for (int h = 0; h < NB; h++) {
       const __m256 w = _mm256_broadcast_ss(a + h * np + j);
       for (int b = 0; b < CB; b++) acc[h][b] = _mm256_fmadd_ps(w, vv[b], acc[h][b]);
@@ -154,11 +166,11 @@ inline void softmax_num(float* s, int64_t np, float* m, float* l) {
   *l = sv;
 }
 
-template <bool F16, int NB>
+template <KvFormat KF, int NB>
 void head_block(const float* q, const void* k, const void* v, int hd, int64_t p0, int64_t p1, float scale,
                 float* scores, float* out, float* m, float* l) {
   const int64_t np = p1 - p0;
-  scores_nb<F16, NB>(q, k, hd, p0, p1, scale, scores, np);
+  scores_nb<KF, NB>(q, k, hd, p0, p1, scale, scores, np);
   for (int h = 0; h < NB; h++) {
     softmax_num(scores + h * np, np, m + h, l + h);
     for (int c = 0; c < hd; c++) out[h * hd + c] = 0;
@@ -173,12 +185,12 @@ void head_block(const float* q, const void* k, const void* v, int hd, int64_t p0
   for (int64_t j0 = 0; j0 < np; j0 += kPB) {
     const int64_t j1 = j0 + kPB < np ? j0 + kPB : np;
     int c = 0;
-    for (; c + 8 * CB <= hd; c += 8 * CB) av_nb<F16, NB, CB>(scores, np, v, hd, p0, j0, j1, out, c);
-    for (; c < hd; c += 8) av_nb<F16, NB, 1>(scores, np, v, hd, p0, j0, j1, out, c);
+    for (; c + 8 * CB <= hd; c += 8 * CB) av_nb<KF, NB, CB>(scores, np, v, hd, p0, j0, j1, out, c);
+    for (; c < hd; c += 8) av_nb<KF, NB, 1>(scores, np, v, hd, p0, j0, j1, out, c);
   }
 }
 
-template <bool F16>
+template <KvFormat KF>
 void partial(const float* q, const void* k, const void* v, int G, int hd, int64_t p0, int64_t p1, float scale,
              float* scores, float* out, float* m, float* l) {
   // up to 8 heads per pass over K and V (a group of 12 makes two passes: 8 + 4)
@@ -187,14 +199,14 @@ void partial(const float* q, const void* k, const void* v, int G, int hd, int64_
     const float* qh = q + h * hd;
     float *oh = out + h * hd, *mh = m + h, *lh = l + h;
     switch (nb) {
-      case 8: head_block<F16, 8>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
-      case 7: head_block<F16, 7>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
-      case 6: head_block<F16, 6>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
-      case 5: head_block<F16, 5>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
-      case 4: head_block<F16, 4>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
-      case 3: head_block<F16, 3>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
-      case 2: head_block<F16, 2>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
-      default: head_block<F16, 1>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
+      case 8: head_block<KF, 8>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
+      case 7: head_block<KF, 7>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
+      case 6: head_block<KF, 6>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
+      case 5: head_block<KF, 5>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
+      case 4: head_block<KF, 4>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
+      case 3: head_block<KF, 3>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
+      case 2: head_block<KF, 2>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
+      default: head_block<KF, 1>(qh, k, v, hd, p0, p1, scale, scores, oh, mh, lh); break;
     }
   }
 }
@@ -202,12 +214,13 @@ void partial(const float* q, const void* k, const void* v, int G, int hd, int64_
 }  // namespace
 
 // The entry point of this build: attn_partial or attn_partial_wide (kernels/cpu/avx2.h).
-void R1_ATTN_ENTRY(const float* q, const void* k, const void* v, bool kv_f16, int g_heads, int hd, int64_t p0,
+void R1_ATTN_ENTRY(const float* q, const void* k, const void* v, KvFormat kv, int g_heads, int hd, int64_t p0,
                    int64_t p1, float scale, float* scores, float* out, float* m, float* l) {
-  if (kv_f16)
-    partial<true>(q, k, v, g_heads, hd, p0, p1, scale, scores, out, m, l);
-  else
-    partial<false>(q, k, v, g_heads, hd, p0, p1, scale, scores, out, m, l);
+  switch (kv) {
+    case KvFormat::F16: partial<KvFormat::F16>(q, k, v, g_heads, hd, p0, p1, scale, scores, out, m, l); break;
+    case KvFormat::Q8: partial<KvFormat::Q8>(q, k, v, g_heads, hd, p0, p1, scale, scores, out, m, l); break;
+    default: partial<KvFormat::F32>(q, k, v, g_heads, hd, p0, p1, scale, scores, out, m, l);
+  }
 }
 
 }  // namespace r1::avx2

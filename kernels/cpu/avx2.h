@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/kv_format.h"
 #include "quant/formats.h"
 
 namespace r1::avx2 {
@@ -65,12 +66,12 @@ void silu_mul(float* gate, const float* up, int64_t n);
 // Attention of g_heads query heads sharing one kv head over cache positions [p0, p1), as a
 // partial softmax so that position ranges can run on different threads and merge later:
 //   m[g] = max score, l[g] = sum exp(score - m[g]), out[g, :] = sum exp(score - m[g]) * v
-//   q, out: [g_heads, hd]   k, v: this kv head's rows, [ctx, hd]   scores: [g_heads * (p1 - p0)]
-// hd % 8 == 0. Scores are pre-multiplied by `scale`.
-void attn_partial(const float* q, const void* k, const void* v, bool kv_f16, int g_heads, int hd, int64_t p0,
+//   q, out: [g_heads, hd]   k, v: this kv head's rows, [ctx] in format kv   scores: [g_heads * (p1 - p0)]
+// hd % 8 == 0 (q8: hd % 32 == 0). Scores are pre-multiplied by `scale`.
+void attn_partial(const float* q, const void* k, const void* v, KvFormat kv, int g_heads, int hd, int64_t p0,
                   int64_t p1, float scale, float* scores, float* out, float* m, float* l);
 // The same (bitwise) with 32 vector registers; needs cpu_has_vnni().
-void attn_partial_wide(const float* q, const void* k, const void* v, bool kv_f16, int g_heads, int hd, int64_t p0,
+void attn_partial_wide(const float* q, const void* k, const void* v, KvFormat kv, int g_heads, int hd, int64_t p0,
                        int64_t p1, float scale, float* scores, float* out, float* m, float* l);
 
 }  // namespace r1::avx2

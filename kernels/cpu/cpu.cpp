@@ -177,7 +177,7 @@ void silu_mul(float* gate, const float* up, int64_t n) {
   avx2::silu_mul(gate, up, n);
 }
 
-void attention(ThreadPool& pool, float* out, const float* q, const void* k, const void* v, bool kv_f16,
+void attention(ThreadPool& pool, float* out, const float* q, const void* k, const void* v, KvFormat kv,
                int64_t ctx_stride, int64_t pos0, int64_t n_q, int n_heads, int n_kv, int hd) {
   if (use_ref() || hd % 8 != 0) {
     pool.parallel_for(n_q, [&](int64_t b, int64_t e, int) {
@@ -185,14 +185,14 @@ void attention(ThreadPool& pool, float* out, const float* q, const void* k, cons
       if (int64_t(scores.size()) < ctx_stride) scores.resize(size_t(ctx_stride));
       for (int64_t t = b; t < e; t++) {
         const int64_t off = t * int64_t(n_heads) * hd;
-        ref::attention(out + off, q + off, k, v, kv_f16, ctx_stride, pos0 + t + 1, n_heads, n_kv, hd, scores.data());
+        ref::attention(out + off, q + off, k, v, kv, ctx_stride, pos0 + t + 1, n_heads, n_kv, hd, scores.data());
       }
     });
     return;
   }
   const int G = n_heads / n_kv;
   const float scale = 1.0f / std::sqrt(float(hd));
-  const size_t esz = kv_f16 ? 2 : 4;
+  const size_t row = size_t(kv_row_bytes(kv, hd));
   // Work items: (query position, kv head, position split). Decode has few items, so long
   // contexts are split over positions (partial softmax, merged below) to use every thread.
   const int64_t base_items = n_q * n_kv, max_pos = pos0 + n_q;
@@ -218,18 +218,18 @@ void attention(ThreadPool& pool, float* out, const float* q, const void* k, cons
       const int64_t t = o % 2 == 0 ? o / 2 : n_q - 1 - o / 2;
       const int64_t n_pos = pos0 + t + 1, p0 = n_pos * s / nsplit, p1 = n_pos * (s + 1) / nsplit;
       const int64_t hoff = (t * n_heads + kvh * G) * hd;
-      const auto* kb = static_cast<const uint8_t*>(k) + size_t(kvh * ctx_stride * hd) * esz;
-      const auto* vb = static_cast<const uint8_t*>(v) + size_t(kvh * ctx_stride * hd) * esz;
+      const auto* kb = static_cast<const uint8_t*>(k) + size_t(kvh * ctx_stride) * row;
+      const auto* vb = static_cast<const uint8_t*>(v) + size_t(kvh * ctx_stride) * row;
       if (nsplit == 1) {
         float* o_ = out + hoff;
-        partial(q + hoff, kb, vb, kv_f16, G, hd, p0, p1, scale, sc, o_, ml, ml + G);
+        partial(q + hoff, kb, vb, kv, G, hd, p0, p1, scale, sc, o_, ml, ml + G);
         for (int g = 0; g < G; g++) {
           const float inv = 1.0f / ml[G + g];
           for (int i = 0; i < hd; i++) o_[g * hd + i] *= inv;
         }
       } else {
         float* pp = parts + it * part;
-        partial(q + hoff, kb, vb, kv_f16, G, hd, p0, p1, scale, sc, pp, pp + G * hd, pp + G * hd + G);
+        partial(q + hoff, kb, vb, kv, G, hd, p0, p1, scale, sc, pp, pp + G * hd, pp + G * hd + G);
       }
     }
   });

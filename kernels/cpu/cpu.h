@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 
+#include "core/kv_format.h"
 #include "kernels/cpu/threadpool.h"
 #include "quant/formats.h"
 
@@ -33,8 +34,8 @@ void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);
 void rope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin);
 void silu_mul(float* gate, const float* up, int64_t n);
 // Attention for n_q consecutive query positions; query t sees cache positions [0, pos0 + t].
-//   q, out: [n_q, n_heads, hd]   k, v: [n_kv, ctx_stride, hd]   (see ref::attention)
-void attention(ThreadPool& pool, float* out, const float* q, const void* k, const void* v, bool kv_f16,
+//   q, out: [n_q, n_heads, hd]   k, v: [n_kv, ctx_stride] rows   (see ref::attention)
+void attention(ThreadPool& pool, float* out, const float* q, const void* k, const void* v, KvFormat kv,
                int64_t ctx_stride, int64_t pos0, int64_t n_q, int n_heads, int n_kv, int hd);
 
 }  // namespace r1::cpu

@@ -160,21 +160,27 @@ void softmax(float* x, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] /= sum;
 }
 
-static inline float kv_at(const void* base, bool f16, int64_t idx) {
-  return f16 ? f16_to_f32(static_cast<const uint16_t*>(base)[idx]) : static_cast<const float*>(base)[idx];
+// Value i of cache row `row` (row index counted from base).
+static inline float kv_at(const void* base, KvFormat f, int hd, int64_t row, int i) {
+  const auto* r = static_cast<const uint8_t*>(base) + row * kv_row_bytes(f, hd);
+  switch (f) {
+    case KvFormat::F16: return f16_to_f32(reinterpret_cast<const uint16_t*>(r)[i]);
+    case KvFormat::Q8: return kv_q8_value(r, hd, i);
+    default: return reinterpret_cast<const float*>(r)[i];
+  }
 }
 
-void attention(float* out, const float* q, const void* k, const void* v, bool kv_f16, int64_t ctx_stride,
+void attention(float* out, const float* q, const void* k, const void* v, KvFormat kv, int64_t ctx_stride,
                int64_t n_pos, int n_heads, int n_kv, int hd, float* scores) {
   const float scale = 1.0f / std::sqrt(float(hd));
   const int group = n_heads / n_kv;
   for (int h = 0; h < n_heads; h++) {
     const int kvh = h / group;
     const float* qh = q + int64_t(h) * hd;
-    const int64_t base = int64_t(kvh) * ctx_stride * hd;
+    const int64_t base = int64_t(kvh) * ctx_stride;  // rows
     for (int64_t p = 0; p < n_pos; p++) {
       float s = 0;
-      for (int i = 0; i < hd; i++) s += qh[i] * kv_at(k, kv_f16, base + p * hd + i);
+      for (int i = 0; i < hd; i++) s += qh[i] * kv_at(k, kv, hd, base + p, i);
       scores[p] = s * scale;
     }
     softmax(scores, n_pos);
@@ -182,7 +188,7 @@ void attention(float* out, const float* q, const void* k, const void* v, bool kv
     for (int i = 0; i < hd; i++) o[i] = 0;
     for (int64_t p = 0; p < n_pos; p++) {
       const float a = scores[p];
-      for (int i = 0; i < hd; i++) o[i] += a * kv_at(v, kv_f16, base + p * hd + i);
+      for (int i = 0; i < hd; i++) o[i] += a * kv_at(v, kv, hd, base + p, i);
     }
   }
 }

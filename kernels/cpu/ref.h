@@ -2,6 +2,7 @@
 // Plain loops, float accumulation, dequantization inside the dot product. Shapes in comments.
 #pragma once
 #include <cstdint>
+#include "core/kv_format.h"
 #include "quant/formats.h"
 
 namespace r1::ref {
@@ -27,8 +28,8 @@ void softmax(float* x, int64_t n);
 
 // Causal attention of one query position over cache positions [0, n_pos), with GQA:
 // query head h reads kv head h / (n_heads / n_kv). Scale 1/sqrt(hd).
-//   q, out: [n_heads, hd]   k, v: [n_kv, ctx_stride, hd] in f16 (kv_f16) or f32   scores: [n_pos]
-void attention(float* out, const float* q, const void* k, const void* v, bool kv_f16, int64_t ctx_stride,
+//   q, out: [n_heads, hd]   k, v: [n_kv, ctx_stride] rows of kv_row_bytes(kv, hd)   scores: [n_pos]
+void attention(float* out, const float* q, const void* k, const void* v, KvFormat kv, int64_t ctx_stride,
                int64_t n_pos, int n_heads, int n_kv, int hd, float* scores);
 
 // --- int8-activation math of the SIMD q4/q8 kernels, scalar (parity tests can be near-exact) ---

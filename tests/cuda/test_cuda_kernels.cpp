@@ -684,7 +684,7 @@ TEST_CASE("cuda attention matches ref::attention for each row's slot and positio
         std::vector<float> want(q.size()), scores(static_cast<size_t>(ctx));
         for (int64_t t = 0; t < n; t++) {
           const size_t base = size_t((rows[size_t(t)].slot * L + layer) * n_kv * ctx * hd);
-          ref::attention(want.data() + t * Q, q.data() + t * Q, K.data() + base, V.data() + base, true, ctx,
+          ref::attention(want.data() + t * Q, q.data() + t * Q, K.data() + base, V.data() + base, KvFormat::F16, ctx,
                          rows[size_t(t)].pos + 1, n_heads, n_kv, hd, scores.data());
         }
         const DevBuf dq = upload(q), drows = upload(rows);

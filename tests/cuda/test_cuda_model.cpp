@@ -79,7 +79,7 @@ void check_model(const std::string& name, const std::string& quant) {
     const int64_t n = int64_t(ids.size());
     INFO(name << " " << quant << ", prompt of " << n << " tokens");
 
-    CpuSession cpu(*model, 256, /*kv_f16=*/true, pool);
+    CpuSession cpu(*model, 256, KvFormat::F16, pool);
     CudaSession gpu(*model, 256);
     const float* p = cpu.forward(ids.data(), n, true);
     const std::vector<float> lc(p, p + n * V);
