@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repository root, after `make bundle` here: the CUDA parity and
 # model tests, r1 run on cuda against cpu, and the benchmark table. Logs go to $OUT (or /tmp).
-#   scripts/gpu_check.sh [tests] [run] [bench PRESETS QUANTS] [depth]
+#   scripts/gpu_check.sh [tests] [run] [bench PRESETS QUANTS] [depth] [batch PRESET QUANT]
 set -uo pipefail
 OUT=${OUT:-/tmp/r1-gpu}; mkdir -p "$OUT"
 export R1_FIXTURES_DIR=$PWD/tests/fixtures
@@ -20,6 +20,21 @@ case "$what" in
         if [ "$a" == "$b" ]; then echo "run $m $q: cuda == cpu"; else echo "run $m $q: DIFFERENT"; echo "cpu: $a"; echo "cuda: $b"; fi
       done
     done ;;
+  batch)
+    # issue 8's table: 128-token prompts, 128 new tokens each, 1/8/32/128 sequences together
+    preset=${2:-qwen-1.5b}; quant=${3:-q4}
+    for n in 1 8 32 128; do
+      $B/r1 bench --synthetic $preset --quant $quant --device cuda -p 128 -n 128 --batch $n --repeat 2 --json 2>&1 | tee -a "$OUT/batch.jsonl" | tail -1
+    done
+    python3 - "$OUT/batch.jsonl" <<'PY'
+import json, sys
+rows = [j for j in (json.loads(l) for l in open(sys.argv[1]) if l.startswith('{'))]
+one = next((j['decode_tok_s'] for j in rows if j['batch'] == 1), 0)
+print(f"{'sequences':>9} {'decode tok/s':>12} {'x one':>6} {'prefill tok/s':>13}")
+for j in rows:
+    print(f"{j['batch']:9d} {j['decode_tok_s']:12.0f} {j['decode_tok_s'] / one if one else 0:6.1f} {j['prefill_tok_s']:13.0f}")
+PY
+    ;;
   bench)
     presets=${2:-"qwen-1.5b qwen-7b llama-8b"}; quants=${3:-"q4 q8"}; extra=${4:-}
     for p in $presets; do for q in $quants; do
