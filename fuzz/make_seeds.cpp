@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "core/r1m.h"
+#include "core/snapshot.h"
 #include "quant/quantize.h"
 
 namespace fs = std::filesystem;
@@ -133,6 +134,25 @@ int main(int argc, char** argv) {
     std::string h = hdr.dump();
     uint64_t hl = h.size();
     put(out / "safetensors" / "small.safetensors", std::string(reinterpret_cast<char*>(&hl), 8) + h + payload);
+  }
+
+  // chat snapshots of 5 tokens, one per KV format, in the shape fuzz_snapshot loads them into
+  for (r1::KvFormat f : {r1::KvFormat::F16, r1::KvFormat::F32, r1::KvFormat::Q8}) {
+    r1::KVCache kv;
+    kv.n_layers = 2;
+    kv.n_kv = 2;
+    kv.ctx = 64;
+    kv.head_dim = 32;
+    kv.fmt = f;
+    kv.k.assign(size_t(kv.n_layers * kv.layer_bytes()), 0x3c);
+    kv.v = kv.k;
+    r1::Snapshot s;
+    s.model_id = 0x1234abcd5678ef00ull;
+    s.shape = r1::kv_shape(kv);
+    s.conversation = R"({"system":"","turns":[{"role":"user","content":"hi"}]})";
+    s.tokens = {100, 101, 102, 103, 104};
+    s.kv = r1::kv_extract(kv, 5);
+    put(out / "snapshot" / r1::kv_format_name(f), r1::encode_snapshot(s));
   }
   return 0;
 }
