@@ -1,12 +1,14 @@
 // r1 pack / info / verify: making and inspecting .r1m files.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 
 #include "cli/command.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/kv_cache.h"
 #include "core/r1m.h"
 #include "quant/pack.h"
 #include "quant/pack_common.h"
@@ -63,6 +65,11 @@ nlohmann::json info_json(const R1File& f) {
                           {"tensors", params ? 8.0 * double(total_bytes) / double(params) : 0},
                           {"file", params ? 8.0 * double(f.size()) / double(params) : 0}};
   j["context_length"] = c.max_pos;
+  // what one cached position costs (K and V of every layer), to size --ctx and --kv
+  nlohmann::json kvb = nlohmann::json::object();
+  for (KvFormat f : {KvFormat::F16, KvFormat::Q8, KvFormat::F32})
+    if (f != KvFormat::Q8 || c.head_dim % kKvGroup == 0) kvb[kv_format_name(f)] = KVCache::bytes_for(c, 1, f);
+  j["kv_bytes_per_token"] = kvb;
   const auto& tc = f.meta().value("tokenizer_config", nlohmann::json::object());
   nlohmann::json special = nlohmann::json::object();
   for (const char* k : {"bos_token", "eos_token", "pad_token", "unk_token"})
@@ -106,6 +113,18 @@ R1_COMMAND("info", "Describe an .r1m file: architecture, sizes, formats, tokens,
                 j["bits_per_weight"]["file"].get<double>());
     std::printf("  context        %lld tokens, rope theta %g%s\n", (long long)j["context_length"],
                 c["rope_theta"].get<double>(), c["rope_scaling"].is_null() ? "" : " (llama3 scaling)");
+    const auto& kv = j["kv_bytes_per_token"];
+    const double full = double(std::min<int64_t>(j["context_length"].get<int64_t>(), 32768));
+    auto size = [](double b) {
+      char s[32];
+      std::snprintf(s, sizeof s, b >= 1e9 ? "%.2f GB" : "%.1f MB", b >= 1e9 ? b / 1e9 : b / 1e6);
+      return std::string(s);
+    };
+    std::printf("  KV cache       %.1f KB per token in f16 (%s at %.0f tokens)", kv["f16"].get<double>() / 1e3,
+                size(kv["f16"].get<double>() * full).c_str(), full);
+    if (kv.contains("q8"))
+      std::printf(", %.1f KB in q8 (%s)", kv["q8"].get<double>() / 1e3, size(kv["q8"].get<double>() * full).c_str());
+    std::printf("\n");
     std::printf("  tokens         bos %d, eos %s\n", j["bos_token_id"].get<int>(), j["eos_token_ids"].dump().c_str());
     std::printf("  chat template  %s\n", j["chat_template"].get<bool>() ? "yes" : "no");
     std::printf("  provenance     %s\n", j["provenance"].dump().c_str());

@@ -65,6 +65,11 @@ void check_info(const std::string& model, const std::string& quant, const std::s
   const int64_t head_dim = hf.contains("head_dim") ? hf["head_dim"].get<int64_t>()
                                                    : hf["hidden_size"].get<int64_t>() / hf["num_attention_heads"].get<int64_t>();
   CHECK(c["head_dim"] == head_dim);
+  // K and V of every layer per cached position: 2 bytes a value in f16, 1 + 4/32 in q8
+  const int64_t kv_values = 2 * hf["num_hidden_layers"].get<int64_t>() * hf["num_key_value_heads"].get<int64_t>() * head_dim;
+  CHECK(info["kv_bytes_per_token"]["f16"] == kv_values * 2);
+  CHECK(info["kv_bytes_per_token"]["f32"] == kv_values * 4);
+  CHECK(info["kv_bytes_per_token"]["q8"] == kv_values + kv_values / 32 * 4);
   CHECK(c["max_position_embeddings"] == hf["max_position_embeddings"]);
   const json& rp = hf.contains("rope_parameters") ? hf["rope_parameters"] : hf;
   CHECK(c["rope_theta"].get<double>() == rp["rope_theta"].get<double>());
