@@ -54,7 +54,7 @@ Runtime open_runtime(const ModelArgs& a, const std::string& path) {
 Loaded finish_load(Runtime rt, const ModelArgs& a, int64_t ctx) {
   Loaded l{std::move(rt), nullptr, nullptr, 0, kv_format(a), resolve_device(a)};
   l.pool = std::make_unique<ThreadPool>(a.threads > 0 ? a.threads : ThreadPool::default_threads());
-  l.ctx = choose_ctx(l.rt.model->cfg, ctx, l.kv);
+  l.ctx = choose_ctx(l.rt.model->cfg, ctx, l.kv, l.device == "cpu");
   l.session = make_session(l);
   return l;
 }

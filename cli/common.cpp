@@ -89,7 +89,7 @@ Loaded load_for_run(const ModelArgs& a, bool with_session) {
   Loaded l{Runtime::load(a.model), nullptr, nullptr, 0, kv_format(a), device};
   int threads = a.threads > 0 ? a.threads : ThreadPool::default_threads();
   l.pool = std::make_unique<ThreadPool>(threads);
-  l.ctx = choose_ctx(l.rt.model->cfg, a.ctx, l.kv);
+  l.ctx = choose_ctx(l.rt.model->cfg, a.ctx, l.kv, l.device == "cpu");
   if (with_session) l.session = make_session(l);
   return l;
 }

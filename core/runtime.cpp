@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 
 #include "core/error.h"
@@ -106,14 +107,25 @@ uint64_t available_memory() {
   return 0;
 }
 
-int64_t choose_ctx(const Config& c, int64_t requested, KvFormat kv) {
+int64_t choose_ctx(const Config& c, int64_t requested, KvFormat kv, bool kv_in_ram) {
+  const uint64_t avail = available_memory();
   if (requested > 0) {
     if (requested > c.max_pos)
       fail_usage("--ctx " + std::to_string(requested) + " is beyond the model's " + std::to_string(c.max_pos) + " positions");
+    // refused here rather than discovered by the kernel's OOM killer halfway through a prompt
+    const uint64_t need = KVCache::bytes_for(c, requested, kv), per = KVCache::bytes_for(c, 1, kv);
+    if (kv_in_ram && avail > 0 && need > avail) {
+      const bool q8_helps = kv != KvFormat::Q8 && c.head_dim % kKvGroup == 0;
+      char buf[320];
+      std::snprintf(buf, sizeof buf,
+                    "--ctx %lld needs %.2f GB of %s KV cache; %.2f GB of memory is available: try --ctx %lld%s",
+                    (long long)requested, double(need) / 1e9, kv_format_name(kv), double(avail) / 1e9,
+                    (long long)(avail / per >= 512 ? avail / per / 256 * 256 : avail / per), q8_helps ? " or --kv q8" : "");
+      fail_usage(buf);
+    }
     return requested;
   }
   int64_t ctx = std::min<int64_t>(c.max_pos, 32768);
-  const uint64_t avail = available_memory();
   while (ctx > 512 && avail > 0 && KVCache::bytes_for(c, ctx, kv) > avail / 4) ctx /= 2;
   return ctx;
 }

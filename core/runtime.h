@@ -25,9 +25,11 @@ struct Runtime {
   ChatTemplate chat_template(const std::string& forced = "") const;
 };
 
-// Context length to use: `requested` if > 0 (checked against the model), else the model's
-// maximum capped at 32768 and at what a quarter of the available memory holds for the KV cache.
-int64_t choose_ctx(const Config& c, int64_t requested, KvFormat kv);
+// Context length to use: `requested` if > 0 (checked against the model, and refused if its KV
+// cache alone exceeds the available memory), else the model's maximum capped at 32768 and at what
+// a quarter of the available memory holds for the KV cache. kv_in_ram false: the cache lives on
+// a GPU, which checks a requested context against its own memory.
+int64_t choose_ctx(const Config& c, int64_t requested, KvFormat kv, bool kv_in_ram = true);
 
 // Bytes of memory available (MemAvailable), or 0 if unknown.
 uint64_t available_memory();

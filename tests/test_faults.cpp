@@ -4,6 +4,8 @@
 #include <chrono>
 #include <thread>
 
+#include "core/error.h"
+#include "core/runtime.h"
 #include "fixture_models.h"
 #include "test_util.h"
 
@@ -74,4 +76,32 @@ TEST_CASE("SIGTERM during r1 batch: the current line is finished or dropped, and
   auto r = run_r1(args);
   CHECK(r.code == 0);
   CHECK(count_lines(slurp(d / "out.jsonl")) == 40);
+}
+
+// An explicit --ctx whose KV cache cannot fit is refused before anything is allocated, with what
+// would fit; without this, the cache's pages fill as the prompt runs and the OOM killer ends it.
+TEST_CASE("a --ctx whose KV cache exceeds the memory is refused up front", "[faults]") {
+  const uint64_t avail = r1::available_memory();
+  REQUIRE(avail > 0);  // Linux: MemAvailable
+  r1::Config c;  // Llama-70B's attention shape with a long trained context
+  c.n_layers = 80;
+  c.n_kv_heads = 8;
+  c.head_dim = 128;
+  c.max_pos = int64_t(1) << 24;
+  const int64_t per = 80 * 8 * 128 * 2 * 2;  // K and V in f16, bytes per position
+  const int64_t too_many = int64_t(avail / uint64_t(per)) + 4096;
+  REQUIRE(too_many <= c.max_pos);
+  std::string msg;
+  try {
+    r1::choose_ctx(c, too_many, r1::KvFormat::F16);
+  } catch (const r1::Error& e) {
+    msg = e.what();
+    CHECK(e.kind == r1::ErrorKind::Usage);
+  }
+  INFO(msg);
+  CHECK(msg.find("--ctx " + std::to_string(too_many) + " needs") != std::string::npos);
+  CHECK(msg.find("or --kv q8") != std::string::npos);
+  // what fits is accepted; a GPU's cache is not counted against this machine's memory
+  CHECK(r1::choose_ctx(c, 1024, r1::KvFormat::F16) == 1024);
+  CHECK(r1::choose_ctx(c, too_many, r1::KvFormat::F16, /*kv_in_ram=*/false) == too_many);
 }
