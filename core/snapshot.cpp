@@ -29,7 +29,7 @@ static bool kv_from_flags(uint32_t flags, KvFormat* f) {
   return true;
 }
 
-// The cache is [layer][head][ctx][head_dim]: each (layer, head) keeps its first n rows.
+// The cache is [layer][head][ctx] rows: each (layer, head) keeps its first n rows.
 std::vector<uint8_t> kv_extract(const KVCache& kv, int64_t n) {
   if (n < 0 || n > kv.ctx) fail_input("internal: KV snapshot of " + std::to_string(n) + " positions");
   const KvShape sh = kv_shape(kv);

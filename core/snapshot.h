@@ -45,7 +45,7 @@ struct Snapshot {
   KvShape shape;
   std::string conversation;      // JSON text, owned by the chat command
   std::vector<int32_t> tokens;   // what the KV cache holds, in order
-  std::vector<uint8_t> kv;       // per layer: K then V, each [n_kv, n_tokens, head_dim]
+  std::vector<uint8_t> kv;       // per layer: K then V, each [n_kv, n_tokens] cache rows
 };
 
 // The first n positions of the cache, packed (no unused context).
