@@ -1,6 +1,7 @@
 #include "cli/common.h"
 
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <random>
 
@@ -51,12 +52,14 @@ void add_sampling_flags(CLI::App& app, SamplingArgs& s) {
 std::string resolve_device(const ModelArgs& a) {
   std::string why;
   if (a.device == "cpu") return "cpu";
-  if (a.kv != "f16") {
-    if (a.device == "cuda") fail_usage("--device cuda keeps an f16 KV cache; --kv " + a.kv + " needs --device cpu");
-    return "cpu";
-  }
+  if (a.kv != "f16" && a.device == "cuda")
+    fail_usage("--device cuda keeps an f16 KV cache; --kv " + a.kv + " needs --device cpu");
   if (!cuda_available(&why)) {
     if (a.device == "cuda") fail_usage("--device cuda: " + why + "; use --device cpu");
+    return "cpu";
+  }
+  if (a.kv != "f16") {  // auto, with a GPU there: say why it is not used
+    std::fprintf(stderr, "r1: --kv %s runs on the CPU (the GPU keeps an f16 KV cache)\n", a.kv.c_str());
     return "cpu";
   }
   return "cuda";
