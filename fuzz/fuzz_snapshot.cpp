@@ -8,25 +8,7 @@
 
 #include "core/snapshot.h"
 #include "fuzz_util.h"
-
-namespace {
-
-constexpr uint64_t kModelId = 0x1234abcd5678ef00ull;  // make_seeds writes its seeds with this id
-
-// A 2-layer, 2-kv-head cache as the fuzz seeds have it (head_dim 32 so that q8 rows are whole).
-r1::KVCache cache(r1::KvFormat f) {
-  r1::KVCache kv;
-  kv.n_layers = 2;
-  kv.n_kv = 2;
-  kv.ctx = 64;
-  kv.head_dim = 32;
-  kv.fmt = f;
-  kv.k.resize(size_t(kv.n_layers * kv.layer_bytes()));
-  kv.v.resize(kv.k.size());
-  return kv;
-}
-
-}  // namespace
+#include "snapshot_cache.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string b(reinterpret_cast<const char*>(data), size);
@@ -35,9 +17,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::memcpy(b.data() + offsetof(r1::SnapshotHeader, header_hash), &h, 8);
   }
   for (r1::KvFormat f : {r1::KvFormat::F16, r1::KvFormat::F32, r1::KvFormat::Q8}) {
-    r1::KVCache kv = cache(f);
+    r1::KVCache kv = r1fuzz::snapshot_cache(f);
     r1fuzz::expect_clean([&] {
-      r1::Snapshot s = r1::decode_snapshot(b, kModelId, r1::kv_shape(kv), kv.ctx);
+      r1::Snapshot s = r1::decode_snapshot(b, r1fuzz::kSnapshotModelId, r1::kv_shape(kv), kv.ctx);
       r1::kv_restore(kv, s.kv, int64_t(s.tokens.size()));
     });
   }

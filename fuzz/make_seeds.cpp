@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/r1m.h"
 #include "core/snapshot.h"
+#include "snapshot_cache.h"
 #include "quant/quantize.h"
 
 namespace fs = std::filesystem;
@@ -138,16 +139,9 @@ int main(int argc, char** argv) {
 
   // chat snapshots of 5 tokens, one per KV format, in the shape fuzz_snapshot loads them into
   for (r1::KvFormat f : {r1::KvFormat::F16, r1::KvFormat::F32, r1::KvFormat::Q8}) {
-    r1::KVCache kv;
-    kv.n_layers = 2;
-    kv.n_kv = 2;
-    kv.ctx = 64;
-    kv.head_dim = 32;
-    kv.fmt = f;
-    kv.k.assign(size_t(kv.n_layers * kv.layer_bytes()), 0x3c);
-    kv.v = kv.k;
+    const r1::KVCache kv = r1fuzz::snapshot_cache(f, 0x3c);
     r1::Snapshot s;
-    s.model_id = 0x1234abcd5678ef00ull;
+    s.model_id = r1fuzz::kSnapshotModelId;
     s.shape = r1::kv_shape(kv);
     s.conversation = R"({"system":"","turns":[{"role":"user","content":"hi"}]})";
     s.tokens = {100, 101, 102, 103, 104};
