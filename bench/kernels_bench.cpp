@@ -138,13 +138,7 @@ int main() {
         for (auto* c : {&K[f], &V[f]})
           for (int64_t r = 0; r < rows; r++) {
             for (auto& e : x) e = nd(g);
-            uint8_t* row = c->data() + r * rb;
-            if (fmts[f] == KvFormat::Q8) kv_quantize_q8(x.data(), kHd, row);
-            else
-              for (int i = 0; i < kHd; i++) {
-                const uint16_t h = f32_to_f16(x[size_t(i)]);
-                std::memcpy(row + 2 * i, &h, 2);
-              }
+            kv_encode_row(fmts[f], x.data(), kHd, c->data() + r * rb);
           }
       }
       std::vector<float> q(kHeads * kHd), o(kHeads * kHd);

@@ -1,9 +1,6 @@
 #include "core/kv_cache.h"
 
-#include <cstring>
-
 #include "core/error.h"
-#include "quant/half.h"
 
 namespace r1 {
 
@@ -21,23 +18,8 @@ void KVCache::store(int64_t l, int64_t pos, const float* kx, const float* vx, in
   for (int64_t h = 0; h < n_kv; h++) {
     uint8_t* kd = k_layer(l, slot) + (h * ctx + pos) * rb;
     uint8_t* vd = v_layer(l, slot) + (h * ctx + pos) * rb;
-    const float *ks = kx + h * head_dim, *vs = vx + h * head_dim;
-    switch (fmt) {
-      case KvFormat::F16:
-        for (int64_t i = 0; i < head_dim; i++) {
-          const uint16_t a = f32_to_f16(ks[i]), b = f32_to_f16(vs[i]);
-          std::memcpy(kd + 2 * i, &a, 2);
-          std::memcpy(vd + 2 * i, &b, 2);
-        }
-        break;
-      case KvFormat::Q8:
-        kv_quantize_q8(ks, head_dim, kd);
-        kv_quantize_q8(vs, head_dim, vd);
-        break;
-      default:
-        std::memcpy(kd, ks, size_t(rb));
-        std::memcpy(vd, vs, size_t(rb));
-    }
+    kv_encode_row(fmt, kx + h * head_dim, head_dim, kd);
+    kv_encode_row(fmt, vx + h * head_dim, head_dim, vd);
   }
 }
 

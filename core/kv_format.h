@@ -11,6 +11,8 @@
 #include <cstring>
 #include <string>
 
+#include "quant/half.h"
+
 namespace r1 {
 
 enum class KvFormat : uint8_t { F32, F16, Q8 };
@@ -49,6 +51,20 @@ inline void kv_quantize_q8(const float* x, int64_t hd, uint8_t* row) {
     for (int i = 0; i < kKvGroup; i++)
       row[g * kKvGroup + i] = uint8_t(int8_t(std::nearbyint(std::fmax(-127.0f, std::fmin(127.0f, xg[i] * inv)))));
     std::memcpy(row + hd + g * 4, &d, 4);
+  }
+}
+
+// One row in format f from hd floats (as KVCache::store writes it).
+inline void kv_encode_row(KvFormat f, const float* x, int64_t hd, uint8_t* row) {
+  switch (f) {
+    case KvFormat::F16:
+      for (int64_t i = 0; i < hd; i++) {
+        const uint16_t h = f32_to_f16(x[i]);
+        std::memcpy(row + 2 * i, &h, 2);
+      }
+      break;
+    case KvFormat::Q8: kv_quantize_q8(x, hd, row); break;
+    default: std::memcpy(row, x, size_t(hd) * 4);
   }
 }
 

@@ -246,16 +246,8 @@ TEST_CASE("cpu::attention matches the reference (f16, q8 and f32 cache, GQA, spl
         // the cache rows in format f, as KVCache::store writes them
         std::vector<uint8_t> kc(size_t(rows * rb)), vc(kc.size());
         for (int64_t r = 0; r < rows; r++)
-          for (auto [src, dst] : {std::pair{&kf, &kc}, std::pair{&vf, &vc}}) {
-            const float* x = src->data() + r * c.hd;
-            uint8_t* row = dst->data() + r * rb;
-            if (f == KvFormat::Q8) kv_quantize_q8(x, c.hd, row);
-            for (int i = 0; i < c.hd && f != KvFormat::Q8; i++) {
-              const uint16_t h = f32_to_f16(x[i]);
-              if (f == KvFormat::F16) std::memcpy(row + 2 * i, &h, 2);
-              else std::memcpy(row + 4 * i, x + i, 4);
-            }
-          }
+          for (auto [src, dst] : {std::pair{&kf, &kc}, std::pair{&vf, &vc}})
+            kv_encode_row(f, src->data() + r * c.hd, c.hd, dst->data() + r * rb);
         const void *K = kc.data(), *V = vc.data();
         const auto q = randn(size_t(c.n_q * n_heads * c.hd), 0.3f);
         std::vector<float> out(q.size()), want(q.size()), scores(static_cast<size_t>(ctx));
