@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/common.h"
 #include "cli/term.h"
 #include "core/error.h"
 #include "core/membench.h"
@@ -163,8 +164,7 @@ int run(const BenchArgs& a) {
   std::string why;
   if (a.device == "cuda" && !cuda_available(&why)) fail_usage("--device cuda: " + why);
   const bool gpu = a.device == "cuda";
-  KvFormat kv = KvFormat::F16;
-  if (!parse_kv_format(a.kv, &kv)) fail_usage("--kv " + a.kv + ": expected f16, q8 or f32");
+  const KvFormat kv = kv_format("--kv", a.kv);
   if (gpu && kv != KvFormat::F16) fail_usage("--device cuda keeps an f16 KV cache; --kv " + a.kv + " needs --device cpu");
   if (a.model.empty() == a.synthetic.empty()) fail_usage("give one of -m MODEL.r1m or --synthetic PRESET");
   if (!a.model.empty() && !a.quant.empty())
@@ -362,7 +362,7 @@ R1_COMMAND("bench", "Measure prefill and decode speed (of a model file or a synt
                                       "default q4, tensors as `r1 pack --quant` lays them out");
   sub.add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   sub.add_option("--kv", a->kv, "KV cache precision: f16, q8 (CPU only) or f32")
-      ->check(CLI::IsMember({"f16", "q8", "f32"}));
+      ->check(CLI::IsMember(kKvNames));
   sub.add_option("-p,--prompt-tokens", a->p, "Prompt length for prefill, one batched forward (0: skip)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   sub.add_option("-n,--gen-tokens", a->n, "Tokens to decode, greedy (0: skip)")

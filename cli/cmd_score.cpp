@@ -188,8 +188,7 @@ int score_text(ScoreArgs& a) {
     if (base_rt->model->cfg.vocab_size != L.rt.model->cfg.vocab_size || base_rt->tok->vocab_size() != tok.vocab_size())
       fail_input(a.kl_base + ": a different vocabulary from " + a.model.model + "; KL needs the same tokenizer");
     // One pool for both: the two sessions run alternately, never at once.
-    KvFormat bkv = L.kv;
-    if (!a.base_kv.empty() && !parse_kv_format(a.base_kv, &bkv)) fail_usage("--kl-base-kv " + a.base_kv + ": expected f16, q8 or f32");
+    const KvFormat bkv = a.base_kv.empty() ? L.kv : kv_format("--kl-base-kv", a.base_kv);
     base = std::make_unique<CpuSession>(*base_rt->model, L.ctx, bkv, *L.pool);
   }
 
@@ -274,7 +273,7 @@ R1_COMMAND("score", "Log-likelihood of completions (JSONL), or perplexity and KL
                                           "same top-1, both PPLs, RMS Δp");
   sub.add_option("--kl-base-kv", a->base_kv, "KV cache precision of the reference (default: --kv's); with the model "
                                              "itself as --kl-base, --kv q8 --kl-base-kv f16 measures what the q8 cache costs")
-      ->check(CLI::IsMember({"f16", "q8", "f32"}));
+      ->check(CLI::IsMember(kKvNames));
   sub.add_flag("--raw", a->raw, "The prompt text is the model's input as is (the default)");
   sub.add_flag("--chat", a->chat, "Render each prompt as a user turn with the model's chat template");
   sub.add_option("--template", a->tmpl, "Chat template to force (implies --chat): r1, chatml, llama3 or raw")

@@ -30,7 +30,7 @@ void add_model_flags(CLI::App& app, ModelArgs& a, bool model_required) {
   app.add_option("--threads", a.threads, "CPU threads (default: physical cores in this process's CPU set and quota)")->check(CLI::Range(1, 512));
   app.add_option("--kv", a.kv,
                  "KV cache precision: f16, q8 (8-bit, 56% of f16's memory; CPU only) or f32 (default: f16)")
-      ->check(CLI::IsMember({"f16", "q8", "f32"}));
+      ->check(CLI::IsMember(kKvNames));
   app.add_option("--device", a.device, "cpu, cuda or auto")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_flag("-v,--verbose", a.verbose, "Print model, context and timing details on stderr");
 }
@@ -65,9 +65,9 @@ std::string resolve_device(const ModelArgs& a) {
   return "cuda";
 }
 
-KvFormat kv_format(const ModelArgs& a) {
+KvFormat kv_format(const std::string& flag, const std::string& value) {
   KvFormat f = KvFormat::F16;
-  if (!parse_kv_format(a.kv, &f)) fail_usage("--kv " + a.kv + ": expected f16, q8 or f32");
+  if (!parse_kv_format(value, &f)) fail_usage(flag + " " + value + ": expected f16, q8 or f32");
   return f;
 }
 

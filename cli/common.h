@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/runtime.h"
 #include "core/sampler.h"
@@ -47,7 +48,10 @@ struct Loaded {
 Loaded load_for_run(const ModelArgs& a, bool with_session = true);
 // --device: "cuda" when asked (failing clearly if it cannot run) or when auto finds a usable GPU.
 std::string resolve_device(const ModelArgs& a);
-KvFormat kv_format(const ModelArgs& a);  // --kv
+// A KV format flag's value (flag: its name, for the error); kKvNames is what the flags accept.
+inline const std::vector<std::string> kKvNames = {"f16", "q8", "f32"};
+KvFormat kv_format(const std::string& flag, const std::string& value);
+inline KvFormat kv_format(const ModelArgs& a) { return kv_format("--kv", a.kv); }
 // A session or many-slot batch on the resolved device.
 std::unique_ptr<Session> make_session(const Loaded& l);
 std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64_t ctx);
