@@ -136,13 +136,13 @@ TEST_CASE("r1 run: bad input gives one clear line and exit 2; bad flags exit 1",
   CHECK(r1::test::count_lines(q8cuda.err) == 1);
 }
 
-TEST_CASE("r1 run: generation at the context limit ends with finish_reason length", "[run]") {
+TEST_CASE("r1 run: generation at the context limit ends with finish_reason context", "[run]") {
   std::string path = r1test::packed("tiny-qwen2-py", "q8");
   CliResult r = run_r1({"run", "-m", path, "--raw", "-p", "def f(x):\n", "--ctx", "24", "--temp", "0", "--json"});
   INFO(r.err);
   REQUIRE(r.code == 0);
   auto j = nlohmann::json::parse(r.out);
-  CHECK(j["finish_reason"] == "length");
+  CHECK(j["finish_reason"] == "context");
   CHECK(j["prompt_tokens"].get<int>() + j["completion_tokens"].get<int>() == 24 + 1);
   CHECK(r.err.find("context limit") != std::string::npos);
 }

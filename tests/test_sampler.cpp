@@ -182,7 +182,7 @@ TEST_CASE("generation stops on stop tokens, -n, the context limit; splits reason
   opt.max_new = -1;
   GenResult r3 = g3.generate(prompt, opt);
   CHECK(r3.finish == Finish::Context);
-  CHECK(std::string(finish_name(r3.finish)) == "length");
+  CHECK(std::string(finish_name(r3.finish)) == "context");
   CHECK(r3.ids.size() == 3);
 
   // a prompt that does not fit is an error, never silently cut
@@ -191,7 +191,7 @@ TEST_CASE("generation stops on stop tokens, -n, the context limit; splits reason
   CHECK_THROWS_AS(g4.generate(prompt, opt), Error);
 }
 
-TEST_CASE("the think budget forces </think> and the answer follows", "[generate]") {
+TEST_CASE("the think budget closes the reasoning with a newline and </think>; the answer follows", "[generate]") {
   Tokenizer tok = Tokenizer::load(load_tokenizer_source(std::string(R1_FIXTURES) + "/models/tiny-qwen2"));
   const int32_t end_think = tok.token_id("</think>"), eos = tok.eos_id();
   auto a = tok.encode("a")[0];
@@ -205,11 +205,16 @@ TEST_CASE("the think budget forces </think> and the answer follows", "[generate]
   opt.think_budget = 3;
   opt.stop_ids = {eos};
   opt.max_new = 8;
+  opt.think_budget_message = "";  // only "\n" before "</think>" (the message: tests/test_reasoning.cpp)
   GenResult r = g.generate({1, 2}, opt);
-  CHECK(r.reasoning == "aaa");
+  CHECK(r.reasoning == "aaa\n");
   REQUIRE(r.ids.size() == 8);
-  CHECK(r.ids[3] == end_think);
-  CHECK(r.answer == "aaaa");
+  CHECK(r.ids[3] == tok.encode("\n")[0]);
+  CHECK(r.ids[4] == end_think);
+  CHECK(r.answer == "aaa");
+  CHECK(r.stats.think_tokens == 3);
+  CHECK(r.stats.answer_tokens == 3);
+  CHECK(r.think_end == ThinkEnd::Budget);
 }
 
 TEST_CASE("a second generation reuses the cached prefix", "[generate]") {
