@@ -20,8 +20,9 @@ using namespace r1::cli;
 struct RunArgs {
   ModelArgs model;
   SamplingArgs sampling;
+  ReasoningArgs reasoning;
   std::string prompt, system, think, tmpl, prompt_ids;
-  bool prompt_given = false, json = false, raw = false, print_ids = false, bos = false;
+  bool prompt_given = false, json = false, raw = false, print_ids = false, bos = false, quiet = false;
   int64_t n = -1;
 };
 
@@ -58,6 +59,7 @@ int run(RunArgs& a) {
 
   std::vector<int32_t> ids;
   GenOptions opt;
+  opt.sampling = a.sampling.resolve(L.rt.defaults);
   if (!a.prompt_ids.empty()) {
     ids = parse_ids(a.prompt_ids);
   } else if (a.raw) {
@@ -67,12 +69,12 @@ int run(RunArgs& a) {
     std::vector<Message> msgs;
     if (!a.system.empty()) msgs.push_back({"system", a.system});
     msgs.push_back({"user", a.prompt});
-    ids = tok.encode(t.render(msgs, true));
-    opt.starts_in_think = t.prompt_opens_think();
+    ids = tok.encode(t.generation_prompt(msgs, opt.starts_in_think));
+    advise_temperature(t, opt.sampling, a.quiet);
   }
   if (ids.empty()) fail_input("the prompt has no tokens");
   opt.max_new = a.n;
-  opt.sampling = a.sampling.resolve(L.rt.defaults);
+  a.reasoning.apply(opt);
   opt.stop_ids = L.rt.stop_ids;
   install_interrupt();
   opt.interrupt = &interrupted();
@@ -111,14 +113,9 @@ int run(RunArgs& a) {
     for (size_t i = 0; i < r.ids.size(); i++) s += (i ? " " : "") + std::to_string(r.ids[i]);
     out(stdout, s + "\n");
   } else if (a.json) {
-    nlohmann::json j = {{"reasoning", r.reasoning},
-                        {"answer", answer},
-                        {"finish_reason", finish_name(r.finish)},
-                        {"prompt_tokens", r.stats.prompt_tokens},
-                        {"completion_tokens", r.stats.completion_tokens},
-                        {"reasoning_tokens", r.stats.think_tokens},
-                        {"prefill_tok_s", r.stats.prefill_tps()},
-                        {"decode_tok_s", r.stats.decode_tps()}};
+    nlohmann::json j = result_json(r);
+    j["prefill_tok_s"] = r.stats.prefill_tps();
+    j["decode_tok_s"] = r.stats.decode_tps();
     out(stdout, j.dump() + "\n");
   } else {
     if (!answer.empty() && answer.back() != '\n') out(stdout, "\n");
@@ -126,6 +123,9 @@ int run(RunArgs& a) {
   if (r.finish == Finish::Context)
     std::fprintf(stderr, "r1 run: stopped at the context limit (%lld tokens); raise --ctx for longer output\n",
                  (long long)L.ctx);
+  if (r.finish == Finish::Loop)
+    std::fprintf(stderr, "r1 run: stopped: the %s repeats itself in a loop (--on-loop off lets it go on)\n",
+                 r.think_end == ThinkEnd::Open ? "reasoning" : "answer");
   if (a.model.verbose)
     std::fprintf(stderr, "prompt %lld tokens, %.1f tok/s | generated %lld tokens, %.1f tok/s | %s\n",
                  (long long)r.stats.prompt_tokens, r.stats.prefill_tps(), (long long)r.stats.completion_tokens,
@@ -141,11 +141,14 @@ R1_COMMAND("run", "Answer one prompt (from -p or stdin); for pipelines", 1, [](C
   sub.add_option("-n,--max-tokens", a->n, "Most tokens to generate (default: until the context is full)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   add_sampling_flags(sub, a->sampling);
+  add_reasoning_flags(sub, a->reasoning);
   sub.add_option("--think", a->think, "Reasoning: show (inline, dimmed on a terminal), hide, or stderr "
                                       "(default: show on a terminal, hide in a pipeline)")
       ->check(CLI::IsMember({"show", "hide", "stderr"}));
   add_template_flag(sub, a->tmpl);
-  sub.add_flag("--json", a->json, "Print one JSON object: reasoning, answer, finish_reason, token counts, speeds");
+  sub.add_flag("--json", a->json, "Print one JSON object: reasoning, answer, finish_reason (stop, length, context, "
+                                  "loop), reasoning_finish (stop, think_budget, loop), token counts, seed, speeds");
+  sub.add_flag("-q,--quiet", a->quiet, "No advice on stderr");
   sub.add_flag("--raw", a->raw, "No chat template: the prompt text is the model's input");
   sub.add_flag("--bos", a->bos, "With --raw: start with the BOS token");
   sub.add_option("--prompt-ids", a->prompt_ids, "Token ids, comma-separated, as the model's input");

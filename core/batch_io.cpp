@@ -81,6 +81,11 @@ std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::s
           if (!j["seed"].is_number_unsigned()) fail_input(where + ": \"seed\" must be a non-negative integer");
           r.seed = j["seed"].get<uint64_t>();
         }
+        if (j.contains("think_budget")) {
+          if (!j["think_budget"].is_number_integer() || j["think_budget"].get<int64_t>() < 0)
+            fail_input(where + ": \"think_budget\" must be a non-negative integer");
+          r.think_budget = j["think_budget"].get<int64_t>();
+        }
       } catch (const nlohmann::json::exception& e) {
         fail_input(where + ": " + e.what());
       }

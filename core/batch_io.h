@@ -18,9 +18,11 @@ struct BatchRecord {
   std::optional<int64_t> max_tokens;
   std::optional<float> temperature;
   std::optional<uint64_t> seed;
+  std::optional<int64_t> think_budget;
 };
 
-// JSONL ({"id", "prompt" | "messages", optional "max_tokens", "temperature", "seed"}) when
+// JSONL ({"id", "prompt" | "messages", optional "max_tokens", "temperature", "seed",
+// "think_budget"}) when
 // every non-empty line is a JSON object, else plain text with one prompt per line (ids are line
 // numbers from 1). `what` names the input in errors ("-" is stdin).
 std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::string& what);
