@@ -8,6 +8,7 @@
 #include "core/generate.h"
 #include "core/sampler.h"
 #include "core/tokenizer_load.h"
+#include "scripted_session.h"
 
 using namespace r1;
 
@@ -120,31 +121,7 @@ TEST_CASE("greedy takes the argmax; invalid parameters are usage errors", "[samp
   CHECK_THROWS_AS(validate(bad), Error);
 }
 
-// A session that returns scripted logits: position i's logits favour script[i].
-class ScriptedSession : public Session {
- public:
-  ScriptedSession(std::vector<int32_t> script, int64_t vocab, int64_t ctx) : script_(std::move(script)), vocab_(vocab), ctx_(ctx) {
-    logits_.resize(size_t(vocab));
-  }
-  int64_t ctx() const override { return ctx_; }
-  int64_t n_past() const override { return n_; }
-  int64_t vocab() const override { return vocab_; }
-  void truncate(int64_t n) override { n_ = n; }
-  const float* forward(const int32_t*, int64_t n, bool) override {
-    if (n_ + n > ctx_) fail_input("context full");
-    n_ += n;
-    std::fill(logits_.begin(), logits_.end(), 0.0f);
-    size_t step = size_t(calls_++);
-    logits_[size_t(step < script_.size() ? script_[step] : 0)] = 100;
-    return logits_.data();
-  }
-  int calls_ = 0;
-
- private:
-  std::vector<int32_t> script_;
-  int64_t vocab_, ctx_, n_ = 0;
-  std::vector<float> logits_;
-};
+using r1::test::ScriptedSession;
 
 TEST_CASE("generation stops on stop tokens, -n, the context limit; splits reasoning", "[generate]") {
   Tokenizer tok = Tokenizer::load(load_tokenizer_source(std::string(R1_FIXTURES) + "/models/tiny-qwen2"));
