@@ -9,6 +9,7 @@
 #include "core/generate.h"
 #include "core/loop_guard.h"
 #include "core/tokenizer_load.h"
+#include "loop_reference.h"
 #include "scripted_session.h"
 #include "test_util.h"
 
@@ -17,24 +18,8 @@ using r1::test::ScriptedSession;
 
 namespace {
 
-// The thresholds the guard promises: a span of 1 to 256 tokens, at least 3 copies, at least 128
-// tokens.
-constexpr size_t kSpan = 256, kCopies = 3, kTokens = 128;
-
-// How many tokens of `ids` have been generated when they first end in a loop, by the definition:
-// the latest T tokens each equal the one L before them (the first L of them excepted), with
-// L <= kSpan and T >= max(kCopies L, kTokens); -1 if never. Checked directly, position by position.
-int64_t first_loop(const std::vector<int32_t>& ids) {
-  for (size_t e = 1; e <= ids.size(); e++)
-    for (size_t L = 1; L <= kSpan; L++) {
-      const size_t T = std::max(kCopies * L, kTokens);
-      if (e < T) continue;
-      bool periodic = true;
-      for (size_t i = e - T + L; i < e && periodic; i++) periodic = ids[i] == ids[i - L];
-      if (periodic) return int64_t(e);
-    }
-  return -1;
-}
+constexpr size_t kSpan = r1::test::kLoopSpan, kCopies = r1::test::kLoopCopies, kTokens = r1::test::kLoopTokens;
+using r1::test::first_loop;
 
 // Pushes ids into a fresh guard; how many were pushed when it first fired, or -1.
 int64_t guard_fires(const std::vector<int32_t>& ids, int* span = nullptr) {
