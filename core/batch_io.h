@@ -22,9 +22,8 @@ struct BatchRecord {
 };
 
 // JSONL ({"id", "prompt" | "messages", optional "max_tokens", "temperature", "seed",
-// "think_budget"}) when
-// every non-empty line is a JSON object, else plain text with one prompt per line (ids are line
-// numbers from 1). `what` names the input in errors ("-" is stdin).
+// "think_budget"}) when every non-empty line is a JSON object, else plain text with one prompt
+// per line (ids are line numbers from 1). `what` names the input in errors ("-" is stdin).
 std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::string& what);
 
 // Shard I/N of the records: every N-th, starting at I (by input position).

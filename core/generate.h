@@ -122,7 +122,7 @@ class SeqDecoder {
   size_t closing_at_ = 0;
   ThinkEnd closing_why_ = ThinkEnd::None;
   std::vector<float> work_;
-  std::vector<int32_t> history_;  // prompt and generated ids (for the repetition penalty)
+  std::vector<int32_t> history_;  // prompt and generated ids (for the repetition penalty and DRY)
   GenResult res_;
   StreamDecoder dec_;
   bool in_think_, after_think_ = false;  // after_think: the answer's leading newlines are dropped

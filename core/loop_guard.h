@@ -1,7 +1,8 @@
 // The loop guard: notices when generated text has fallen into a loop, the same span of tokens
 // repeated back to back (the R1 distills do this inside <think> until the token cap). It fires
-// when the tokens so far end in whole copies of a span of L tokens, 1 <= L <= kMaxSpan, at
-// least kMinCopies of them and at least kMinTokens tokens in all.
+// when the latest T tokens each equal the token L before them (the first L excepted), with
+// 1 <= L <= kMaxSpan and T >= max(kMinCopies L, kMinTokens): at least kMinCopies whole copies
+// of a span of L tokens, and kMinTokens tokens in all.
 //
 // The thresholds are set against natural text: over the held-out Python
 // (tests/fixtures/heldout.py.txt, 57,770 tokens of tiny-qwen2-py's tokenizer) the longest

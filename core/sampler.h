@@ -1,6 +1,7 @@
 // Choosing the next token from logits: repetition penalty -> DRY -> greedy, or temperature ->
-// top-k -> top-p -> min-p -> a draw (the order of transformers' logits processors). Deterministic for a
-// given seed on every platform (own RNG, no std distributions).
+// top-k -> top-p -> min-p -> a draw (the order of transformers' logits processors, DRY where
+// llama.cpp puts it). Deterministic for a given seed on every platform (own RNG, no std
+// distributions).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -26,7 +27,7 @@ class Sampler {
  public:
   // dry: the processed sequence breakers of p.dry (needed only when DRY is on; kept by the caller).
   Sampler(const SamplerParams& p, int64_t vocab, const DryBreakers* dry = nullptr);
-  // logits are modified in place. history: tokens so far (for the repetition penalty).
+  // logits are modified in place. history: tokens so far (for the repetition penalty and DRY).
   int32_t sample(float* logits, const std::vector<int32_t>& history);
   // The distribution the draw uses (after all filters), for tests: probabilities over the vocab.
   std::vector<float> distribution(const float* logits, const std::vector<int32_t>& history);
