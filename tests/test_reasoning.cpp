@@ -292,7 +292,7 @@ TEST_CASE("think budget: exactly N reasoning tokens, the message and </think>, t
   CHECK(r.finish == Finish::Stop);
 }
 
-TEST_CASE("--on-loop: answer in the reasoning, stop in the answer, or off", "[generate]") {
+TEST_CASE("the loop guard modes: answer in the reasoning, stop in the answer, or off", "[generate]") {
   Scripted S;
   // 30 distinct tokens, then a span of 9 over and over: by the definition a loop after e tokens
   const auto script = planted_loop(30, 9, 2000, 8, S.pool);
