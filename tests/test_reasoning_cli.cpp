@@ -198,11 +198,11 @@ TEST_CASE("r1 batch: budgets and the loop guard, the same in a batch of 8 as alo
   CHECK(together["g"]["answer_tokens"].get<int>() > 0);
 }
 
-TEST_CASE("r1 chat --think-budget: N reasoning tokens, the message, then the answer; /stats accounts", "[reasoning]") {
+TEST_CASE("r1 chat --think-budget: N reasoning tokens, the message, then the answer; /stats accounts; /set on_loop", "[reasoning]") {
   Model m("tiny-qwen2");
   TempDir d("r1cbud");
   write_file(d / "in", "What is 2+2?\n/stats\n");
-  std::string cmd = shell_quote(R1_BIN) + " chat -q --temp 0 -n 60 --think-budget 6 --think show -m " + shell_quote(m.path) +
+  std::string cmd = shell_quote(R1_BIN) + " chat -q --threads 1 --temp 0 -n 60 --think-budget 6 --think show -m " + shell_quote(m.path) +
                     " <" + shell_quote(d / "in") + " >" + shell_quote(d / "out") + " 2>" + shell_quote(d / "err");
   REQUIRE(std::system(cmd.c_str()) == 0);
   const std::string out = slurp(d / "out");
@@ -213,6 +213,21 @@ TEST_CASE("r1 chat --think-budget: N reasoning tokens, the message, then the ans
   CHECK(out.substr(0, want.size()) == want);
   CHECK(out.find("(6 reasoning, " + std::to_string(j["answer_tokens"].get<int>()) + " answer)") != std::string::npos);
   CHECK(std::regex_search(out, std::regex(R"(seed \d+ \| finish length \| reasoning finish think_budget)")));
+
+  // /set on_loop: stop ends the looping reasoning where r1 run --on-loop stop does
+  Model py("tiny-qwen2-py");
+  write_file(d / "in", "/set on_loop maybe\n/set on_loop stop\nWhat is 2+2?\n/stats\n");
+  cmd = shell_quote(R1_BIN) + " chat -q --threads 1 --temp 0 -n 400 -m " + shell_quote(py.path) + " <" +
+        shell_quote(d / "in") + " >" + shell_quote(d / "out") + " 2>" + shell_quote(d / "err");
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  const std::string out2 = slurp(d / "out"), err2 = slurp(d / "err");
+  INFO(out2 << err2);
+  auto js = run_json(py.path, "What is 2+2?", {"--temp", "0", "-n", "400", "--on-loop", "stop"});
+  REQUIRE(js["finish_reason"] == "loop");
+  CHECK(err2.find("/set on_loop: expected answer, stop, off or auto") != std::string::npos);
+  CHECK(err2.find("[stopped: the reasoning repeats itself in a loop") != std::string::npos);
+  CHECK(out2.find("(" + std::to_string(js["reasoning_tokens"].get<int>()) + " reasoning, 0 answer)") != std::string::npos);
+  CHECK(out2.find("finish loop | reasoning finish loop") != std::string::npos);
 }
 
 TEST_CASE("the loop guard on a model that loops: --on-loop answer (default), stop, off", "[reasoning]") {
