@@ -129,7 +129,7 @@ TEST_CASE("both R1 template variants (with and without the trailing <think>) beh
     return slurp(d / "t");
   };
   CHECK(render(now).size() == render(d / "older.r1m").size() + std::string("<think>\n").size());
-  // ... and generate the same: greedy, sampled, with a budget, with the loop guard's message
+  // ... and generate the same: greedy; sampled with a budget; a budget of 0
   for (auto flags : std::vector<std::vector<std::string>>{{"--temp", "0", "--seed", "1", "-n", "30"},
                                                           {"--temp", "0.7", "--seed", "3", "-n", "40", "--think-budget", "9"},
                                                           {"--temp", "0", "--seed", "1", "-n", "20", "--think-budget", "0"}}) {
