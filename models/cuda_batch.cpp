@@ -386,6 +386,7 @@ void CudaBatch::enqueue_fused(int64_t n, int64_t wanted, bool wanted_identity) {
   in.rows = b.rowpos;
   in.inv_freq = w_->inv_freq;
   in.kv = b.kv;
+  in.work_q = b.xq, in.work_d = b.xd;  // lets 16 rows or more run in large tiles
   cuda::embed(w_->embed, b.tokens, n, b.x, /*device_layout=*/true);  // x: [n, H]
   mark(Kind::Embed);
   for (int64_t l = 0; l < c.n_layers; l++) {

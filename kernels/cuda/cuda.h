@@ -163,6 +163,10 @@ struct GemvIn {
   const float* inv_freq = nullptr;   // RoPE
   KVLayout kv;
   int64_t layer = 0;
+  // Scratch for n tokens' int8 activations ([n, cols] bytes) and scales ([n, cols / 32] floats):
+  // with it, 16 tokens or more run in large tiles (the same bits; R1_CUDA_GEMM=0: never).
+  int8_t* work_q = nullptr;
+  float* work_d = nullptr;
 };
 // Up to 3 products of one input in one launch, for n tokens (any n; a decode step is 1). Each
 // token is normalized (optionally) and quantized per group of 32 as ref::quantize_act_q8, then

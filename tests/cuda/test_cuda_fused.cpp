@@ -311,6 +311,63 @@ TEST_CASE("cuda gemv gives a token the same bits alone and among others", "[cuda
     }
 }
 
+// The large tiles (16 tokens or more, given a workspace) must give the tile kernel's bits for
+// every output and epilogue: batches and prompt chunks then match decoding alone.
+TEST_CASE("cuda gemv in large tiles gives the small tiles' bits", "[cuda][fused]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(110);
+  Rng g(seed);
+  INFO("seed " << seed);
+  const int n_heads = 8, n_kv = 2, hd = 64, Q = n_heads * hd, KV = n_kv * hd, S = 2, L = 1, ctx = 300;
+  Config c;
+  c.head_dim = hd;
+  const std::vector<float> inv_freq = rope_inv_freq(c);
+  const DevBuf dfreq = upload(inv_freq);
+  for (int64_t cols : {384, 1536, 2080})
+    for (int64_t n : {16, 17, 64, 65, 130}) {
+      INFO("cols " << cols << ", n " << n);
+      const std::vector<float> x = randn(g, size_t(n * cols)), norm = randn(g, size_t(cols));
+      const DevBuf dx = upload(x), dn = upload(norm);
+      const Format fq = pick(g, std::vector<Format>{Format::Q4, Format::Q5, Format::Q8});
+      const Mat wq(g, fq, Q, cols, true), wk(g, Format::Q8, KV, cols, true), wv(g, Format::Q5, KV, cols, true);
+      const Mat gate(g, fq, 200, cols, true), up(g, fq, 200, cols, true), plain(g, Format::Q4, 77, cols, true);
+      const std::vector<float> bq = randn(g, size_t(Q));
+      const DevBuf dbq = upload(bq);
+      std::vector<cuda::RowPos> rows;
+      for (int64_t t = 0; t < n; t++) rows.push_back({int32_t(t % S), int32_t(t / S)});
+      const DevBuf drows = upload(rows);
+      DevBuf wqs(uint64_t(n * cols)), wds(uint64_t(n * cols / 32) * 4);
+      const std::vector<float> y0 = randn(g, size_t(n * 77));
+      // every output of both runs: q, the K and V caches, glu, an accumulated plain product
+      auto run = [&](bool large) {
+        DevBuf dq(uint64_t(n * Q) * 4), dK(uint64_t(S * L * n_kv * ctx * hd) * 2), dV(dK.bytes()), dg(uint64_t(n * 200) * 4),
+            dy = upload(y0);
+        for (DevBuf* d : {&dq, &dK, &dV, &dg}) d->poison(0);
+        cuda::KVLayout kv;
+        kv.k = dK.as<uint16_t>(), kv.v = dV.as<uint16_t>(), kv.layers = L, kv.n_kv = n_kv, kv.ctx = ctx, kv.hd = hd;
+        cuda::GemvIn in;
+        in.x = dx.as<float>(), in.norm = dn.as<float>(), in.eps = 1e-6f, in.rows = drows.as<cuda::RowPos>();
+        in.inv_freq = dfreq.as<float>(), in.kv = kv;
+        if (large) in.work_q = wqs.as<int8_t>(), in.work_d = wds.as<float>();
+        const cuda::GemvOut qkv[3] = {{wq.dv, {}, dq.as<float>(), dbq.as<float>(), cuda::Epilogue::RopeQ},
+                                      {wk.dv, {}, nullptr, nullptr, cuda::Epilogue::RopeK},
+                                      {wv.dv, {}, nullptr, nullptr, cuda::Epilogue::CacheV}};
+        cuda::gemv(qkv, 3, in, n);
+        const cuda::GemvOut gu{gate.dv, up.dv, dg.as<float>(), nullptr, cuda::Epilogue::Glu};
+        cuda::gemv(&gu, 1, in, n);
+        in.norm = nullptr;
+        const cuda::GemvOut pl{plain.dv, {}, dy.as<float>(), nullptr, cuda::Epilogue::Accumulate};
+        cuda::gemv(&pl, 1, in, n);
+        return std::vector<std::vector<uint8_t>>{download<uint8_t>(dq, size_t(dq.bytes())), download<uint8_t>(dK, size_t(dK.bytes())),
+                                                 download<uint8_t>(dV, size_t(dV.bytes())), download<uint8_t>(dg, size_t(dg.bytes())),
+                                                 download<uint8_t>(dy, size_t(dy.bytes()))};
+      };
+      const auto small = run(false), large = run(true);
+      const char* what[] = {"q", "K cache", "V cache", "glu", "accumulated"};
+      for (size_t k = 0; k < small.size(); k++) check_bits(large[k], small[k], what[k]);
+    }
+}
+
 TEST_CASE("cuda attention_fused matches ref::attention for each row, and merges its chunks in one launch", "[cuda][fused]") {
   R1_REQUIRE_GPU();
   const uint32_t seed = seed_for(106);
