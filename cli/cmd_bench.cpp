@@ -163,7 +163,7 @@ int run(const BenchArgs& a) {
   if (a.device == "cuda" && !cuda_available(&why)) fail_usage("--device cuda: " + why);
   const bool gpu = a.device == "cuda";
   const KvFormat kv = kv_format("--kv", a.kv);
-  if (gpu && kv != KvFormat::F16) fail_usage("--device cuda keeps an f16 KV cache; --kv " + a.kv + " needs --device cpu");
+  if (gpu && kv == KvFormat::F32) fail_usage("--device cuda keeps an f16 or q8 KV cache; --kv f32 needs --device cpu");
   if (a.model.empty() == a.synthetic.empty()) fail_usage("give one of -m MODEL.r1m or --synthetic PRESET");
   if (!a.model.empty() && !a.quant.empty())
     fail_usage("--quant applies to --synthetic; a packed model's formats are fixed (r1 pack --quant)");
@@ -221,7 +221,7 @@ int run(const BenchArgs& a) {
     ctx = std::max<int64_t>(a.p + std::max(warm, a.n), 1);
     std::unique_ptr<BatchSession> s;
 #ifdef R1_HAVE_CUDA
-    if (gpu) s = std::make_unique<CudaBatch>(*model, B, ctx);
+    if (gpu) s = std::make_unique<CudaBatch>(*model, B, ctx, kv);
 #endif
     if (!s) s = std::make_unique<CpuBatch>(*model, B, ctx, kv, pool);
     bench_batched(a, *model, *s, warm, g, prefill, decode);
@@ -229,14 +229,14 @@ int run(const BenchArgs& a) {
     ctx = std::max<int64_t>({a.p, a.depth + warm + a.n, 1});
 #ifdef R1_HAVE_CUDA
     if (gpu) {  // the token loop on the device: argmax feeds the next step, nothing comes back
-      CudaSession s(*model, ctx);
+      CudaSession s(*model, ctx, kv);
       auto steps = [&](int32_t t, int64_t pos, int64_t k) { return s.batch().decode_greedy(t, pos, k); };
       bench_single(a, *model, s, [&](int64_t depth) { s.batch().fill_kv_random(depth); }, steps, warm, g, prefill,
                    decode);
       if (a.profile && a.n > 0) {
         const int64_t k = std::min<int64_t>(a.n, 32);
         std::vector<CudaBatch::KindTime> kt = s.batch().profile_decode(1, a.depth, k);
-        const std::vector<StepBytes> sb = cuda_step_bytes(*model, a.depth + k / 2);
+        const std::vector<StepBytes> sb = cuda_step_bytes(*model, a.depth + k / 2, kv);
         for (const auto& e : kt) {
           if (e.launches == 0) continue;
           uint64_t bytes = 0;
@@ -431,7 +431,7 @@ R1_COMMAND("bench", "Measure prefill and decode speed (of a model file or a synt
   sub.add_option("--quant", a->quant, "Weight format of a synthetic model: q4, q5, q8, bf16 (also f16, f32); "
                                       "default q4, tensors as `r1 pack --quant` lays them out");
   sub.add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  sub.add_option("--kv", a->kv, "KV cache precision: f16, q8 (CPU only) or f32")
+  sub.add_option("--kv", a->kv, "KV cache precision: f16, q8 (the GPU: with R1_CUDA_KERNELS=fused) or f32 (CPU only)")
       ->check(CLI::IsMember(kKvNames));
   sub.add_option("-p,--prompt-tokens", a->p, "Prompt length for prefill, one batched forward (0: skip)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 20));

@@ -134,13 +134,16 @@ nlohmann::json result_json(const GenResult& r) {
 std::string resolve_device(const ModelArgs& a) {
   std::string why;
   if (a.device == "cpu") return "cpu";
-  if (a.kv != "f16" && a.device == "cuda")
-    fail_usage("--device cuda keeps an f16 KV cache; --kv " + a.kv + " needs --device cpu");
+  // the GPU keeps f16, or q8 with the fused kernels (CudaBatch checks the model can run them)
+  const bool gpu_kv = a.kv == "f16" || (a.kv == "q8" && cuda_kernels() == CudaKernels::Fused);
+  if (!gpu_kv && a.device == "cuda")
+    fail_usage("--device cuda keeps an f16 KV cache" + std::string(a.kv == "q8" ? " (q8 with R1_CUDA_KERNELS=fused)" : "") +
+               "; --kv " + a.kv + " needs --device cpu");
   if (!cuda_available(&why)) {
     if (a.device == "cuda") fail_usage("--device cuda: " + why + "; use --device cpu");
     return "cpu";
   }
-  if (a.kv != "f16") {  // auto, with a GPU there: say why it is not used
+  if (!gpu_kv) {  // auto, with a GPU there: say why it is not used
     std::fprintf(stderr, "r1: --kv %s runs on the CPU (the GPU keeps an f16 KV cache)\n", a.kv.c_str());
     return "cpu";
   }
@@ -155,14 +158,14 @@ KvFormat kv_format(const std::string& flag, const std::string& value) {
 
 std::unique_ptr<Session> make_session(const Loaded& l) {
 #ifdef R1_HAVE_CUDA
-  if (l.device == "cuda") return std::make_unique<CudaSession>(*l.rt.model, l.ctx);
+  if (l.device == "cuda") return std::make_unique<CudaSession>(*l.rt.model, l.ctx, l.kv);
 #endif
   return std::make_unique<CpuSession>(*l.rt.model, l.ctx, l.kv, *l.pool);
 }
 
 std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64_t ctx) {
 #ifdef R1_HAVE_CUDA
-  if (l.device == "cuda") return std::make_unique<CudaBatch>(*l.rt.model, n_slots, ctx);
+  if (l.device == "cuda") return std::make_unique<CudaBatch>(*l.rt.model, n_slots, ctx, l.kv);
 #endif
   return std::make_unique<CpuBatch>(*l.rt.model, n_slots, ctx, l.kv, *l.pool);
 }

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/kv_cache.h"
+#include "quant/half.h"
 
 #include "quant/quantize.h"
 #include "kernels/cuda/cuda.h"    // plain C++: sizes and the API (the kernels only with CUDA)
@@ -65,9 +66,9 @@ bool cuda_fused(const Model& m) {
          cuda::attention_fused_supports(int(c.n_heads), int(c.n_kv_heads), c.head_dim);
 }
 
-uint64_t cuda_bytes_needed(const Model& m, int64_t slots, int64_t ctx, int64_t rows) {
+uint64_t cuda_bytes_needed(const Model& m, int64_t slots, int64_t ctx, int64_t rows, KvFormat kv) {
   const Config& c = m.cfg;
-  return KVCache::bytes_for(c, ctx, KvFormat::F16, slots) + PassShape(c).bytes(rows) +
+  return KVCache::bytes_for(c, ctx, kv, slots) + PassShape(c).bytes(rows) +
          attention_work_bytes(c, rows, ctx, cuda_fused(m));
 }
 
@@ -92,24 +93,35 @@ uint64_t cuda_weight_bytes(const Model& m) {
   return s;
 }
 
-std::vector<StepBytes> cuda_step_bytes(const Model& m, int64_t pos) {
+std::string cuda_kv_problem(const Model& m, KvFormat kv) {
+  if (kv == KvFormat::F16) return "";
+  if (kv == KvFormat::Q8 && cuda_fused(m)) return "";
+  if (kv == KvFormat::Q8)
+    return cuda_kernels() == CudaKernels::Fused
+               ? "--kv q8 on the GPU needs the fused kernels, which take q4/q5/q8 models only; use --kv f16 or --device cpu"
+               : "--kv q8 on the GPU needs the fused kernels (R1_CUDA_KERNELS=fused); use --kv f16 or --device cpu";
+  return std::string("--kv ") + kv_format_name(kv) + " is CPU only (the GPU keeps f16 or q8); use --device cpu";
+}
+
+std::vector<StepBytes> cuda_step_bytes(const Model& m, int64_t pos, KvFormat kvf) {
   const Config& c = m.cfg;
   const bool f = cuda_fused(m);
   auto b = [&](const WeightView& w) { return tensor_bytes(device_format(w.fmt, f), uint64_t(w.rows), uint64_t(w.cols)); };
   uint64_t qkv = 0, o = 0, gu = 0, dn = 0;
   for (const LayerWeights& L : m.layers) qkv += b(L.wq) + b(L.wk) + b(L.wv), o += b(L.wo), gu += b(L.gate) + b(L.up), dn += b(L.down);
-  const uint64_t kv = KVCache::bytes_for(c, pos + 1, KvFormat::F16);
+  const uint64_t kv = KVCache::bytes_for(c, pos + 1, kvf);
   return {{"qkv", qkv}, {"attention", kv}, {"o_proj", o}, {"gate/up", gu}, {"down", dn}, {"lm_head", b(m.lm_head)}};
 }
 
-std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_t free_bytes, const std::string& device) {
+std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_t free_bytes, const std::string& device,
+                             KvFormat kv) {
   const Config& c = m.cfg;
   const uint64_t headroom = 512ull << 20;  // CUDA context, graphs, fragmentation
-  const uint64_t wb = cuda_weight_bytes(m), kvb = KVCache::bytes_for(c, ctx, KvFormat::F16, slots);
-  const uint64_t work = cuda_bytes_needed(m, slots, ctx, cuda_pass_rows(slots, ctx)) - kvb;
+  const uint64_t wb = cuda_weight_bytes(m), kvb = KVCache::bytes_for(c, ctx, kv, slots);
+  const uint64_t work = cuda_bytes_needed(m, slots, ctx, cuda_pass_rows(slots, ctx), kv) - kvb;
   if (wb + kvb + work + headroom <= free_bytes) return "";
   // the longest context (a multiple of 256) that would fit: the need grows with ctx
-  auto need = [&](int64_t t) { return wb + cuda_bytes_needed(m, slots, t, cuda_pass_rows(slots, t)) + headroom; };
+  auto need = [&](int64_t t) { return wb + cuda_bytes_needed(m, slots, t, cuda_pass_rows(slots, t), kv) + headroom; };
   int64_t lo = 0, hi = ctx / 256 + 1;  // lo * 256 fits (or lo == 0); hi * 256 > ctx does not
   while (hi - lo > 1) {
     const int64_t mid = lo + (hi - lo) / 2;
@@ -216,19 +228,21 @@ struct CudaBatch::Buffers {
   }
 };
 
-CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx)
-    : m_(m), slots_(n_slots), ctx_(ctx), fused_(cuda_fused(m)) {
+CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv)
+    : m_(m), slots_(n_slots), ctx_(ctx), fused_(cuda_fused(m)), kv_fmt_(kv) {
+  const std::string kv_problem = cuda_kv_problem(m, kv);
+  if (!kv_problem.empty()) fail_usage(kv_problem);
   std::string why;
   if (!cuda::usable(&why)) fail_input("--device cuda: " + why);
   const Config& c = m.cfg;
   // Everything up front, before the first big allocation: weights, cache, workspace.
   const cuda::DeviceInfo dev = cuda::device_info();
-  const std::string problem = cuda_fit_problem(m, n_slots, ctx, dev.free_bytes, dev.name);
+  const std::string problem = cuda_fit_problem(m, n_slots, ctx, dev.free_bytes, dev.name, kv);
   if (!problem.empty()) fail_input(problem);
-  const uint64_t kvb = KVCache::bytes_for(c, ctx, KvFormat::F16, n_slots);
+  const uint64_t kvb = KVCache::bytes_for(c, ctx, kv, n_slots);
   w_ = std::make_unique<CudaWeights>(m, fused_);
   b_ = std::make_unique<Buffers>();
-  b_->kv = {nullptr, nullptr, c.n_layers, c.n_kv_heads, ctx, c.head_dim};
+  b_->kv = {nullptr, nullptr, c.n_layers, c.n_kv_heads, ctx, c.head_dim, kv == KvFormat::Q8};
   b_->kv.k = static_cast<uint16_t*>(cuda::alloc(kvb / 2, "the KV cache (keys)"));
   b_->kv.v = static_cast<uint16_t*>(cuda::alloc(kvb / 2, "the KV cache (values)"));
   reserve(cuda_pass_rows(n_slots, ctx));
@@ -396,8 +410,13 @@ void CudaBatch::enqueue_fused(int64_t n, int64_t wanted, bool wanted_identity) {
     const cuda::GemvOut qkv[3] = {{L.wq, {}, b.q, L.bq, E::RopeQ}, {L.wk, {}, nullptr, L.bk, E::RopeK},
                                   {L.wv, {}, nullptr, L.bv, E::CacheV}};
     in.x = b.x, in.norm = L.attn_norm;
+    if (b.kv.q8) in.k_stage = b.k, in.v_stage = b.v;  // k, v as floats, then whole q8 rows
     cuda::gemv(qkv, 3, in, n);
     mark(Kind::Qkv);
+    if (b.kv.q8) {
+      cuda::kv_store_q8(b.k, b.v, b.rowpos, n, b.kv, l);
+      mark(Kind::Rope);
+    }
     cuda::attention_fused(b.att, b.q, b.rowpos, n, heads, b.kv, l, b.work, b.counters);  // att: [n, Q]
     mark(Kind::Attention);
     const cuda::GemvOut o{L.wo, {}, b.x, nullptr, E::Accumulate};  // x += att Wo^T
@@ -518,21 +537,27 @@ std::vector<CudaBatch::KindTime> CudaBatch::profile_decode(int32_t token, int64_
 }
 
 void CudaBatch::fill_kv_random(int64_t depth) {
-  std::vector<uint16_t> row(size_t(depth * b_->kv.hd));
+  const int64_t hd = b_->kv.hd, rb = kv_row_bytes(kv_fmt_, hd);
+  std::vector<uint8_t> rows(size_t(depth * rb));
+  std::vector<float> x(static_cast<size_t>(hd));
   uint32_t st = 12345;
-  for (auto& h : row) {
-    st = st * 1664525u + 1013904223u;
-    h = uint16_t(((st >> 8) & 0x83ffu) | 0x3800u);
+  for (int64_t p = 0; p < depth; p++) {  // values in +-[0.5, 1), as rows of the cache's format
+    for (auto& f : x) {
+      st = st * 1664525u + 1013904223u;
+      f = f16_to_f32(uint16_t(((st >> 8) & 0x83ffu) | 0x3800u));
+    }
+    kv_encode_row(kv_fmt_, x.data(), hd, rows.data() + p * rb);
   }
   // every (slot, layer, kv head) block gets the same random history: only the traffic matters
-  const int64_t blocks = slots_ * b_->kv.layers * b_->kv.n_kv, stride = ctx_ * b_->kv.hd;
+  const int64_t blocks = slots_ * b_->kv.layers * b_->kv.n_kv, stride = ctx_ * rb;
   for (int64_t i = 0; i < blocks; i++) {
-    cuda::to_device(b_->kv.k + i * stride, row.data(), row.size() * 2);
-    cuda::to_device(b_->kv.v + i * stride, row.data(), row.size() * 2);
+    cuda::to_device(reinterpret_cast<uint8_t*>(b_->kv.k) + i * stride, rows.data(), rows.size());
+    cuda::to_device(reinterpret_cast<uint8_t*>(b_->kv.v) + i * stride, rows.data(), rows.size());
   }
 }
 
-CudaSession::CudaSession(const Model& m, int64_t ctx) : batch_(m, 1, ctx), logits_(size_t(m.cfg.vocab_size)) {}
+CudaSession::CudaSession(const Model& m, int64_t ctx, KvFormat kv)
+    : batch_(m, 1, ctx, kv), logits_(size_t(m.cfg.vocab_size)) {}
 
 void CudaSession::truncate(int64_t n) {
   if (n < 0 || n > n_past_) fail_input("internal: bad KV truncation");

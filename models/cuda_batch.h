@@ -29,13 +29,17 @@ bool cuda_fused(const Model& m);
 
 // Device bytes a model needs besides its weights: KV cache for slots x ctx, workspace for `rows`
 // tokens per pass. Used to refuse up front what would not fit.
-uint64_t cuda_bytes_needed(const Model& m, int64_t slots, int64_t ctx, int64_t rows);
+uint64_t cuda_bytes_needed(const Model& m, int64_t slots, int64_t ctx, int64_t rows, KvFormat kv = KvFormat::F16);
 // The weights as uploaded (each tensor 256-byte aligned).
 uint64_t cuda_weight_bytes(const Model& m);
 // The device-memory plan, checked before anything big is allocated: "" if weights + KV cache +
 // workspace (+ headroom for the CUDA context) fit in free_bytes, else a one-line error saying
 // what does not fit and what would (a shorter --ctx, a q4 file, --device cpu).
-std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_t free_bytes, const std::string& device);
+std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_t free_bytes, const std::string& device,
+                             KvFormat kv = KvFormat::F16);
+// "" if the GPU can keep this model's cache in format kv (f16 always; q8 with the fused kernels),
+// else why not (one line).
+std::string cuda_kv_problem(const Model& m, KvFormat kv);
 // Rows per pass a CudaBatch is first sized for.
 inline int64_t cuda_pass_rows(int64_t slots, int64_t ctx) { return std::min<int64_t>(kPrefillChunk, ctx) + slots; }
 
@@ -45,16 +49,17 @@ struct StepBytes {
   std::string kind;
   uint64_t bytes;
 };
-std::vector<StepBytes> cuda_step_bytes(const Model& m, int64_t pos);
+std::vector<StepBytes> cuda_step_bytes(const Model& m, int64_t pos, KvFormat kv = KvFormat::F16);
 
 #ifdef R1_HAVE_CUDA
 struct CudaWeights;  // the device copy of a Model's weights
 
 class CudaBatch : public BatchSession {
  public:
-  // Uploads the weights (shared by nothing else) and allocates the f16 KV cache and workspace;
-  // fails with what does not fit, and what would, before allocating anything big.
-  CudaBatch(const Model& m, int64_t n_slots, int64_t ctx);
+  // Uploads the weights (shared by nothing else) and allocates the KV cache (f16, or q8 with the
+  // fused kernels) and workspace; fails with what does not fit, and what would, before
+  // allocating anything big.
+  CudaBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv = KvFormat::F16);
   ~CudaBatch() override;
   int64_t slots() const override { return slots_; }
   int64_t ctx() const override { return ctx_; }
@@ -90,6 +95,7 @@ class CudaBatch : public BatchSession {
   const Model& m_;
   int64_t slots_, ctx_;
   bool fused_;
+  KvFormat kv_fmt_;
   std::unique_ptr<CudaWeights> w_;
   std::unique_ptr<Buffers> b_;
   void* graph_ = nullptr;         // cuda::Graph of decode_one
@@ -100,7 +106,7 @@ class CudaBatch : public BatchSession {
 // tokens through the captured decode graph.
 class CudaSession : public Session {
  public:
-  CudaSession(const Model& m, int64_t ctx);
+  CudaSession(const Model& m, int64_t ctx, KvFormat kv = KvFormat::F16);
   int64_t ctx() const override { return batch_.ctx(); }
   int64_t n_past() const override { return n_past_; }
   int64_t vocab() const override { return batch_.vocab(); }

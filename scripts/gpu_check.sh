@@ -47,6 +47,11 @@ run() {
         b=$(R1_CUDA_KERNELS=$k $B/r1 run -m /tmp/$m-$q.r1m --raw --temp 0 -n 48 -p 'def fib(n):' --device cuda --print-ids 2>>"$OUT/run.log")
         if [ "$a" == "$b" ]; then echo "run $m $q $k: cuda == cpu"; else echo "run $m $q $k: DIFFERENT"; echo "  cpu:  $a"; echo "  cuda: $b"; fi
       done
+      case $q in q4|q5|q8)  # the q8 cache: fused kernels on the GPU
+        a=$($B/r1 run -m /tmp/$m-$q.r1m --raw --temp 0 -n 48 -p 'def fib(n):' --device cpu --kv q8 --print-ids 2>>"$OUT/run.log")
+        b=$(R1_CUDA_KERNELS=fused $B/r1 run -m /tmp/$m-$q.r1m --raw --temp 0 -n 48 -p 'def fib(n):' --device cuda --kv q8 --print-ids 2>>"$OUT/run.log")
+        if [ "$a" == "$b" ]; then echo "run $m $q fused kv q8: cuda == cpu"; else echo "run $m $q fused kv q8: DIFFERENT"; echo "  cpu:  $a"; echo "  cuda: $b"; fi ;;
+      esac
     done
   done 2>&1 | tee -a "$OUT/run.log" | grep -E "DIFFERENT|cpu:|cuda:|failed" ; grep -c "cuda == cpu" "$OUT/run.log" | sed 's/^/runs equal: /'
 }
@@ -58,7 +63,9 @@ bench() {
   for p in $presets; do for q in $quants; do for k in $kernels; do
     local bin=$B/r1 env=legacy args=("$@")
     case $k in base) bin=$B/r1-base; args=("${args[@]/--profile}") ;; *) env=$k ;; esac
-    R1_CUDA_KERNELS=$env timeout 240 $bin bench --synthetic $p --quant $q --device cuda -p 512 -n 128 --repeat 3 ${args[@]+"${args[@]}"} --json \
+    local pn=(-p 512 -n 128)  # unless EXTRA says otherwise
+    [[ " $* " == *" -p "* ]] && pn=()
+    R1_CUDA_KERNELS=$env timeout 240 $bin bench --synthetic $p --quant $q --device cuda ${pn[@]+"${pn[@]}"} --repeat 3 ${args[@]+"${args[@]}"} --json \
       2>>"$OUT/bench.err" | sed "s/^{/{\"run\":\"$k\",/" | tee -a "$OUT/bench.jsonl" | cut -c1-200
   done; done; done
 }
@@ -102,6 +109,8 @@ case "${1:-tests}" in
     bench "llama-8b" "q8" "legacy fused" --profile
     bench "qwen-32b llama-70b" "q4" "fused"
     bench "llama-8b" "q4" "legacy fused" --depth 8192 --profile
+    bench "llama-8b" "q4" "fused" --depth 32768 -p 0 -n 64
+    bench "llama-8b" "q4" "fused" --depth 32768 -p 0 -n 64 --kv q8
     for k in legacy fused; do for n in 8 128; do
       R1_CUDA_KERNELS=$k timeout 120 $B/r1 bench --synthetic qwen-1.5b --quant q4 --device cuda -p 128 -n 64 --batch $n --repeat 2 --json 2>>"$OUT/bench.err" \
         | sed "s/^{/{\"run\":\"$k\",/" >> "$OUT/bench.jsonl"

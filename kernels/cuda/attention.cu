@@ -1,12 +1,13 @@
-// Attention of the fused kernels (CudaKernels::Fused, models/cuda_batch.h): every row of a pass over its slot's f16
-// cache positions [0, pos], in one launch. Flash-decoding: a row's positions are split into
-// chunks; a work item is (row, kv head, chunk), so the G query heads of a kv head share each K
-// and V read (GQA packing). The chunk size follows the row's own position on the device (64
-// positions, doubled until a row has at most kMaxSplits chunks), so one captured graph serves
-// every position, no CTA is launched for positions not yet written, and a row's bits depend only
-// on its own position. CTAs loop over the items; within an item, 256 positions at a time with a
-// running max and sum (online softmax). The last CTA to finish a (row, kv head) merges its
-// chunks (a counter per pair, reset by that CTA), so there is no second launch.
+// Attention of the fused kernels (CudaKernels::Fused, models/cuda_batch.h): every row of a pass
+// over its slot's cache positions [0, pos] (f16, or q8 rows read as code * scale), in one launch.
+// Flash-decoding: a row's positions are split into chunks; a work item is (row, kv head, chunk),
+// so the G query heads of a kv head share each K and V read (GQA packing). The chunk size follows
+// the row's own position on the device (64 positions, doubled until a row has at most
+// kMaxAttnSplits chunks), so one captured graph serves every position, no CTA works on positions
+// not yet written, and a row's bits depend only on its own position. CTAs loop over the items;
+// within an item, 256 positions at a time with a running max and sum (online softmax). The last
+// CTA to finish a (row, kv head) merges its chunks (a counter per pair, reset by that CTA), so
+// there is no second launch. kv_store_q8 (a q8 cache's write) lives here too.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -44,21 +45,52 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-__device__ __forceinline__ void halves8(const uint4& u, float* f) {
-  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+// Bytes of one cache row (a position of a kv head): f16, or q8 (codes, then a scale per 32).
+template <int HD, bool Q8>
+__host__ __device__ constexpr int row_bytes() { return Q8 ? HD + HD / 32 * 4 : 2 * HD; }
+
+// 8 values of a row from dimension d0 (a multiple of 8): loaded raw first (so that several loads
+// are in flight), converted after.
+struct Raw8 {
+  uint4 u;    // f16: the 8 halves; q8: the 8 codes in u.x, u.y
+  float s;    // q8: their group's scale
+};
+template <int HD, bool Q8>
+__device__ __forceinline__ Raw8 load8(const uint8_t* row, int d0) {
+  Raw8 r;
+  if constexpr (Q8) {
+    const uint2 c = *reinterpret_cast<const uint2*>(row + d0);
+    r.u = make_uint4(c.x, c.y, 0, 0);
+    r.s = *reinterpret_cast<const float*>(row + HD + d0 / 32 * 4);
+  } else {
+    r.u = *reinterpret_cast<const uint4*>(row + 2 * d0);
+    r.s = 0.f;
+  }
+  return r;
+}
+template <bool Q8>
+__device__ __forceinline__ void to_floats(const Raw8& r, float* f) {
+  if constexpr (Q8) {  // code * scale: one rounding, kv_q8_value's value
+    const uint32_t w[2] = {r.u.x, r.u.y};
 #pragma unroll
-  for (int e = 0; e < 4; e++) {
-    const float2 v = __half22float2(*reinterpret_cast<const __half2*>(&w[e]));
-    f[2 * e] = v.x;
-    f[2 * e + 1] = v.y;
+    for (int e = 0; e < 8; e++) f[e] = float(int8_t(uint8_t(w[e / 4] >> (8 * (e % 4))))) * r.s;
+  } else {
+    const uint32_t w[4] = {r.u.x, r.u.y, r.u.z, r.u.w};
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const float2 v = __half22float2(*reinterpret_cast<const __half2*>(&w[e]));
+      f[2 * e] = v.x;
+      f[2 * e + 1] = v.y;
+    }
   }
 }
 
 // One item: query heads [kvh * G, kvh * G + G) of row t over positions [p0, p1). Leaves the
 // unnormalized output in o_sm [G][HD] and the running max / sum in m_sm / l_sm.
-template <int HD>
-__device__ void item(const float* q, int n_heads, int G, const KVLayout& kv, int64_t base, float scale, int t, int kvh,
+template <int HD, bool Q8>
+__device__ void item(const float* q, int n_heads, int G, const uint8_t* K, const uint8_t* V, float scale, int t, int kvh,
                      int p0, int p1, float* qs, float* buf, float* m_sm, float* l_sm, float* corr) {
+  constexpr int RB = row_bytes<HD, Q8>();
   constexpr int kLanesPerRow = HD / 8;        // 16-byte V loads per row
   constexpr int kSlots = kThreads / kLanesPerRow;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -70,8 +102,6 @@ __device__ void item(const float* q, int n_heads, int G, const KVLayout& kv, int
 #pragma unroll
     for (int e = 0; e < 8; e++) acc[h][e] = 0.f;
   float* sc = buf;  // scores [G][kBlock]
-  const uint16_t* K = kv.k + base;
-  const uint16_t* V = kv.v + base;
   const int slot = tid / kLanesPerRow, dc = tid % kLanesPerRow;
   __syncthreads();
   for (int b0 = p0; b0 < p1; b0 += kBlock) {
@@ -81,20 +111,20 @@ __device__ void item(const float* q, int n_heads, int G, const KVLayout& kv, int
     const int ps = lane >> 3, sub = lane & 7;
     constexpr int kW = HD / 64;  // 16-byte K loads per lane and position
     for (int j0 = warp * 8; j0 < L; j0 += kWarps * 8) {
-      uint4 kr[2][kW];
+      Raw8 kr[2][kW];
 #pragma unroll
       for (int u = 0; u < 2; u++) {
         const int j = j0 + 4 * u + ps;
 #pragma unroll
         for (int w = 0; w < kW; w++)
-          kr[u][w] = j < L ? reinterpret_cast<const uint4*>(K + int64_t(b0 + j) * HD)[8 * w + sub] : make_uint4(0, 0, 0, 0);
+          kr[u][w] = j < L ? load8<HD, Q8>(K + int64_t(b0 + j) * RB, 64 * w + 8 * sub) : Raw8{make_uint4(0, 0, 0, 0), 0.f};
       }
 #pragma unroll
       for (int u = 0; u < 2; u++) {
         const int j = j0 + 4 * u + ps;
         float kf[HD / 8];
 #pragma unroll
-        for (int w = 0; w < kW; w++) halves8(kr[u][w], kf + 8 * w);
+        for (int w = 0; w < kW; w++) to_floats<Q8>(kr[u][w], kf + 8 * w);
 #pragma unroll
         for (int h = 0; h < kMaxG; h++) {
           if (h >= G) break;
@@ -142,18 +172,18 @@ __device__ void item(const float* q, int n_heads, int G, const KVLayout& kv, int
       for (int e = 0; e < 8; e++) acc[h][e] *= c;
     }
     for (int j0 = slot; j0 < L; j0 += 4 * kSlots) {  // four rows' loads in flight
-      uint4 vr[4];
+      Raw8 vr[4];
 #pragma unroll
       for (int u = 0; u < 4; u++) {
         const int j = j0 + u * kSlots;
-        vr[u] = j < L ? reinterpret_cast<const uint4*>(V + int64_t(b0 + j) * HD)[dc] : make_uint4(0, 0, 0, 0);
+        vr[u] = j < L ? load8<HD, Q8>(V + int64_t(b0 + j) * RB, 8 * dc) : Raw8{make_uint4(0, 0, 0, 0), 0.f};
       }
 #pragma unroll
       for (int u = 0; u < 4; u++) {
         const int j = j0 + u * kSlots;
         if (j >= L) break;
         float v[8];
-        halves8(vr[u], v);
+        to_floats<Q8>(vr[u], v);
 #pragma unroll
         for (int h = 0; h < kMaxG; h++) {
           if (h >= G) break;
@@ -181,7 +211,7 @@ __device__ void item(const float* q, int n_heads, int G, const KVLayout& kv, int
   __syncthreads();
 }
 
-template <int HD>
+template <int HD, bool Q8>
 __global__ void __launch_bounds__(kThreads) k_attention(float* out, const float* q, const RowPos* rows, int n, int n_heads,
                                                         KVLayout kv, int layer, float* work, int32_t* counters) {
   __shared__ float qs[kMaxG * HD];                                   // q, then the item's output
@@ -204,8 +234,9 @@ __global__ void __launch_bounds__(kThreads) k_attention(float* out, const float*
     const int splits = splits_for(rp.pos), ch = chunk_for(rp.pos);
     const int kvh = rest / splits, split = rest % splits;
     const int p0 = split * ch, p1 = min(p0 + ch, rp.pos + 1);
-    const int64_t base = (((int64_t(rp.slot) * kv.layers + layer) * kv.n_kv + kvh) * kv.ctx) * HD;
-    item<HD>(q, n_heads, G, kv, base, scale, t, kvh, p0, p1, qs, buf, m_sm, l_sm, corr);
+    const int64_t base = (((int64_t(rp.slot) * kv.layers + layer) * kv.n_kv + kvh) * kv.ctx) * row_bytes<HD, Q8>();
+    item<HD, Q8>(q, n_heads, G, reinterpret_cast<const uint8_t*>(kv.k) + base, reinterpret_cast<const uint8_t*>(kv.v) + base,
+                 scale, t, kvh, p0, p1, qs, buf, m_sm, l_sm, corr);
     float* dst = out + (int64_t(t) * n_heads + kvh * G) * HD;
     if (splits == 1) {
       for (int i = tid; i < G * HD; i += kThreads) dst[i] = qs[i] / l_sm[i / HD];
@@ -262,11 +293,37 @@ void attention_fused(float* out, const float* q, const RowPos* rows, int64_t n, 
   // four CTAs per SM (the items of a long context fill them; each CTA loops over its items)
   const int64_t most = n * kv.n_kv * kMaxAttnSplits;
   const unsigned grid = unsigned(std::min<int64_t>(most, int64_t(sms) * 4));
-  if (kv.hd == 64)
-    k_attention<64><<<grid, kThreads, 0, detail::stream()>>>(out, q, rows, int(n), n_heads, kv, int(layer), work, counters);
-  else
-    k_attention<128><<<grid, kThreads, 0, detail::stream()>>>(out, q, rows, int(n), n_heads, kv, int(layer), work, counters);
+  auto launch = [&](auto kernel) {
+    kernel<<<grid, kThreads, 0, detail::stream()>>>(out, q, rows, int(n), n_heads, kv, int(layer), work, counters);
+  };
+  if (kv.hd == 64) kv.q8 ? launch(k_attention<64, true>) : launch(k_attention<64, false>);
+  else kv.q8 ? launch(k_attention<128, true>) : launch(k_attention<128, false>);
   R1_CUDA_LAUNCHED("attention (fused)");
+}
+
+namespace {
+// A warp per group of 32 values of one row: as kv_quantize_q8 (clamped, so a non-finite value
+// cannot make the conversion undefined).
+__global__ void k_kv_store_q8(const float* k, const float* v, const RowPos* rows, KVLayout kv, int64_t layer) {
+  const int t = blockIdx.x, h = blockIdx.y % int(kv.n_kv), which = blockIdx.y / int(kv.n_kv);
+  const int hd = int(kv.hd), g = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const RowPos rp = rows[t];
+  const float x = (which ? v : k)[(int64_t(t) * kv.n_kv + h) * hd + g * 32 + lane];
+  const float amax = warp_max(fabsf(x));
+  const float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+  const int64_t rb = hd + hd / 32 * 4;
+  uint8_t* row = reinterpret_cast<uint8_t*>(which ? kv.v : kv.k) +
+                 ((((int64_t(rp.slot) * kv.layers + layer) * kv.n_kv + h) * kv.ctx) + rp.pos) * rb;
+  row[g * 32 + lane] = uint8_t(int8_t(rintf(fmaxf(-127.0f, fminf(127.0f, x * inv)))));
+  if (lane == 0) *reinterpret_cast<float*>(row + hd + g * 4) = d;
+}
+}  // namespace
+
+void kv_store_q8(const float* k, const float* v, const RowPos* rows, int64_t n, const KVLayout& kv, int64_t layer) {
+  if (n <= 0) return;
+  if (!kv.q8 || kv.hd % 32 || kv.hd > 1024) fail_input("internal: kv_store_q8 needs a q8 cache and head_dim % 32 == 0");
+  k_kv_store_q8<<<dim3(unsigned(n), unsigned(2 * kv.n_kv)), unsigned(kv.hd), 0, detail::stream()>>>(k, v, rows, kv, layer);
+  R1_CUDA_LAUNCHED("kv_store_q8");
 }
 
 }  // namespace r1::cuda

@@ -112,6 +112,9 @@ struct RowPos {
 struct KVLayout {
   uint16_t *k = nullptr, *v = nullptr;  // f16 [slots, layers, n_kv, ctx, hd]
   int64_t layers = 0, n_kv = 0, ctx = 0, hd = 0;
+  // Rows in core/kv_format.h's q8 (the fused kernels only): k and v then point at bytes, a row
+  // being hd int8 codes and hd / 32 f32 scales, the CPU cache's bytes.
+  bool q8 = false;
 };
 // out[t] = the index of the largest of logits[t, :] (the first on ties, as the CPU's argmax), for
 // each of n rows; with next_pos, also advances the position of row 0 (a greedy decode step
@@ -167,13 +170,21 @@ struct GemvIn {
   // with it, 16 tokens or more run in large tiles (the same bits; R1_CUDA_GEMM=0: never).
   int8_t* work_q = nullptr;
   float* work_d = nullptr;
+  // A q8 cache (kv.q8): RopeK and CacheV leave k and v as floats here ([n, n_kv * hd] each) for
+  // kv_store_q8, which quantizes whole rows.
+  float* k_stage = nullptr;
+  float* v_stage = nullptr;
 };
 // Up to 3 products of one input in one launch, for n tokens (any n; a decode step is 1). Each
 // token is normalized (optionally) and quantized per group of 32 as ref::quantize_act_q8, then
 // dotted as ref::matvec_q8act; its results do not depend on the other tokens.
 void gemv(const GemvOut* outs, int n_outs, const GemvIn& in, int64_t n);
 
-// Attention of every row over its slot's positions [0, pos] (RoPE'd q, f16 cache), split into at
+// k and v of each row ([n, n_kv * hd] floats) into a q8 cache (kv.q8) at its slot and position,
+// each row quantized as core/kv_format.h's kv_quantize_q8 (bit for bit).
+void kv_store_q8(const float* k, const float* v, const RowPos* rows, int64_t n, const KVLayout& kv, int64_t layer);
+
+// Attention of every row over its slot's positions [0, pos] (RoPE'd q, f16 or q8 cache), split into at
 // most kMaxAttnSplits chunks per row by the row's own position, merged in the same launch.
 //   q, out: [n, n_heads, hd]   work: attention_fused_work_floats   counters: [n, n_kv] int32,
 //   zero before the first launch (every launch leaves them zero)

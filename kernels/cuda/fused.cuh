@@ -37,6 +37,7 @@ struct Args {
   const float* inv_freq = nullptr;
   KVLayout kv;
   int layer = 0;
+  float *k_stage = nullptr, *v_stage = nullptr;  // a q8 cache's rows as floats (GemvIn)
 };
 
 enum Epi { kStore = 0, kAccumulate, kRopeQ, kRopeK, kCacheV, kGlu };
@@ -237,6 +238,10 @@ __device__ inline void epilogue(const Args& A, const Job& J, int ra, int rb, int
       if (J.epi == kRopeQ) {
         J.y[size_t(tok) * J.rows + ra] = y0;
         J.y[size_t(tok) * J.rows + rb] = y1;
+      } else if (A.kv.q8) {  // whole rows are quantized afterwards (kv_store_q8)
+        float* k = A.k_stage + size_t(tok) * (A.kv.n_kv * hd);
+        k[ra] = y0;
+        k[rb] = y1;
       } else {
         const int64_t off = kv_offset(A.kv, rp.slot, A.layer, ra / hd, rp.pos);
         A.kv.k[off + ra % hd] = __half_as_ushort(__float2half_rn(y0));
@@ -246,6 +251,12 @@ __device__ inline void epilogue(const Args& A, const Job& J, int ra, int rb, int
     }
     case kCacheV: {
       const RowPos rp = A.rows[tok];
+      if (A.kv.q8) {
+        float* v = A.v_stage + size_t(tok) * (A.kv.n_kv * hd);
+        if (ra >= 0) v[ra] = ya;
+        if (rb >= 0) v[rb] = yb;
+        break;
+      }
       if (ra >= 0) A.kv.v[kv_offset(A.kv, rp.slot, A.layer, ra / hd, rp.pos) + ra % hd] = __half_as_ushort(__float2half_rn(ya));
       if (rb >= 0) A.kv.v[kv_offset(A.kv, rp.slot, A.layer, rb / hd, rp.pos) + rb % hd] = __half_as_ushort(__float2half_rn(yb));
       break;

@@ -162,6 +162,8 @@ Args make_args(const GemvOut* outs, int n_outs, const GemvIn& in) {
   A.inv_freq = in.inv_freq;
   A.kv = in.kv;
   A.layer = int(in.layer);
+  A.k_stage = in.k_stage;
+  A.v_stage = in.v_stage;
   int blocks = 0;
   for (int k = 0; k < n_outs; k++) {
     const GemvOut& o = outs[k];
@@ -189,6 +191,8 @@ Args make_args(const GemvOut* outs, int n_outs, const GemvIn& in) {
     if ((rope || o.epi == Epilogue::CacheV) && (!in.rows || in.kv.hd <= 0 || in.kv.hd % 16 || w.rows % in.kv.hd))
       fail_input("internal: cuda::gemv RoPE / cache outputs need rows, a KV layout and whole heads (hd % 16 == 0)");
     if (rope && !in.inv_freq) fail_input("internal: cuda::gemv RoPE needs inv_freq");
+    if ((o.epi == Epilogue::RopeK || o.epi == Epilogue::CacheV) && in.kv.q8 && (!in.k_stage || !in.v_stage))
+      fail_input("internal: cuda::gemv into a q8 cache needs the k / v staging buffers");
     if (o.epi == Epilogue::Glu) {
       if (o.up.fmt != w.fmt || o.up.rows != w.rows || o.up.cols != w.cols)
         fail_input("internal: cuda::gemv gate and up differ in shape or format");

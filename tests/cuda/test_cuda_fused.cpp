@@ -4,6 +4,7 @@
 // layout (kernels/cuda/layout.h); references read the file's layout, so the layout is checked too.
 #include "cuda/cuda_test_util.h"
 
+#include "core/kv_format.h"
 #include "kernels/cuda/layout.h"
 
 using namespace r1;
@@ -368,6 +369,22 @@ TEST_CASE("cuda gemv in large tiles gives the small tiles' bits", "[cuda][fused]
     }
 }
 
+// f16 halves (uniform in [-1, 1)) as cache rows of format f: f16 as they are, q8 re-encoded.
+std::vector<uint8_t> cache_rows(const std::vector<uint16_t>& h, int64_t hd, KvFormat f) {
+  const int64_t rows = int64_t(h.size()) / hd, rb = kv_row_bytes(f, hd);
+  std::vector<uint8_t> out(size_t(rows * rb));
+  if (f == KvFormat::F16) {
+    std::memcpy(out.data(), h.data(), out.size());
+    return out;
+  }
+  std::vector<float> x(static_cast<size_t>(hd));
+  for (int64_t r = 0; r < rows; r++) {
+    for (int64_t i = 0; i < hd; i++) x[size_t(i)] = f16_to_f32(h[size_t(r * hd + i)]);
+    kv_encode_row(f, x.data(), hd, out.data() + r * rb);
+  }
+  return out;
+}
+
 TEST_CASE("cuda attention_fused matches ref::attention for each row, and merges its chunks in one launch", "[cuda][fused]") {
   R1_REQUIRE_GPU();
   const uint32_t seed = seed_for(106);
@@ -375,12 +392,15 @@ TEST_CASE("cuda attention_fused matches ref::attention for each row, and merges 
   INFO("seed " << seed);
   const int64_t S = 3, L = 2, layer = 1;
   const int heads[][2] = {{4, 4}, {6, 2}, {12, 2}, {28, 4}, {32, 8}, {64, 8}};
+  for (KvFormat kf : {KvFormat::F16, KvFormat::Q8})
   for (int hd : {64, 128})
     for (const auto& nh : heads) {
       const int n_heads = nh[0], n_kv = nh[1];
       REQUIRE(cuda::attention_fused_supports(n_heads, n_kv, hd));
+      if (kf == KvFormat::Q8 && n_heads != 28 && n_heads != 6) continue;  // q8: two shapes suffice
       const int64_t ctx = 8200 + rand_in(g, 0, 60), Q = int64_t(n_heads) * hd;
-      const std::vector<uint16_t> K = rand_f16_pm1(g(), size_t(S * L * n_kv * ctx * hd)), V = rand_f16_pm1(g(), K.size());
+      const std::vector<uint8_t> K = cache_rows(rand_f16_pm1(g(), size_t(S * L * n_kv * ctx * hd)), hd, kf),
+                                 V = cache_rows(rand_f16_pm1(g(), size_t(S * L * n_kv * ctx * hd)), hd, kf);
       const DevBuf dK = upload(K), dV = upload(V);
       cuda::KVLayout kv;
       kv.k = dK.as<uint16_t>();
@@ -389,6 +409,7 @@ TEST_CASE("cuda attention_fused matches ref::attention for each row, and merges 
       kv.n_kv = n_kv;
       kv.ctx = ctx;
       kv.hd = hd;
+      kv.q8 = kf == KvFormat::Q8;
       // positions at the chunk sizes' edges (64 positions per chunk up to 4096, then 128, ...)
       std::vector<int64_t> special = {0, 1, 63, 64, 65, 255, 256, 4095, 4096, 4097, 8191, 8192, ctx - 1};
       std::shuffle(special.begin(), special.end(), g);
@@ -405,7 +426,8 @@ TEST_CASE("cuda attention_fused matches ref::attention for each row, and merges 
       }
       for (const auto& rows : sets) {
         const int64_t n = int64_t(rows.size());
-        INFO("attention hd " << hd << ", heads " << n_heads << "/" << n_kv << ", ctx " << ctx << ", " << describe(rows));
+        INFO("attention " << kv_format_name(kf) << " cache, hd " << hd << ", heads " << n_heads << "/" << n_kv << ", ctx " << ctx
+                          << ", " << describe(rows));
         std::vector<float> q = randn(g, size_t(n * Q));
         for (int64_t t = 0; t < n; t++) {  // sharper and flatter softmaxes
           const float s = pick(g, std::vector<float>{0.5f, 2.0f, 4.0f});
@@ -413,8 +435,8 @@ TEST_CASE("cuda attention_fused matches ref::attention for each row, and merges 
         }
         std::vector<float> want(q.size()), scores(static_cast<size_t>(ctx));
         for (int64_t t = 0; t < n; t++) {
-          const size_t base = size_t((rows[size_t(t)].slot * L + layer) * n_kv * ctx * hd);
-          ref::attention(want.data() + t * Q, q.data() + t * Q, K.data() + base, V.data() + base, KvFormat::F16, ctx,
+          const size_t base = size_t((rows[size_t(t)].slot * L + layer) * n_kv * ctx * kv_row_bytes(kf, hd));
+          ref::attention(want.data() + t * Q, q.data() + t * Q, K.data() + base, V.data() + base, kf, ctx,
                          rows[size_t(t)].pos + 1, n_heads, n_kv, hd, scores.data());
         }
         const DevBuf dq = upload(q), drows = upload(rows);
@@ -439,6 +461,38 @@ TEST_CASE("cuda attention_fused matches ref::attention for each row, and merges 
         }
       }
     }
+}
+
+TEST_CASE("cuda kv_store_q8 writes the CPU cache's q8 rows bit for bit, and only the rows' own", "[cuda][fused]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(111);
+  Rng g(seed);
+  INFO("seed " << seed);
+  for (int hd : {64, 128}) {
+    const int64_t S = 2, L = 3, layer = 2, n_kv = 4, ctx = 50, rb = kv_row_bytes(KvFormat::Q8, hd), n = 7;
+    const std::vector<cuda::RowPos> rows = make_rows(g, n, S, ctx, {0, ctx - 1});
+    std::vector<float> k = randn(g, size_t(n * n_kv * hd), 3.0f), v = randn(g, k.size(), 0.01f);
+    std::fill_n(k.begin() + hd, 32, 0.0f);      // an all-zero group: scale 0, codes 0
+    k[5] = NAN, v[7] = INFINITY;                 // clamped like the CPU's
+    std::vector<uint8_t> K0(size_t(S * L * n_kv * ctx * rb)), V0(K0.size());
+    for (auto* c : {&K0, &V0})
+      for (auto& b : *c) b = uint8_t(g());
+    const DevBuf dk = upload(k), dv = upload(v), drows = upload(rows);
+    DevBuf dK = upload(K0), dV = upload(V0);
+    cuda::KVLayout kv;
+    kv.k = dK.as<uint16_t>(), kv.v = dV.as<uint16_t>(), kv.layers = L, kv.n_kv = n_kv, kv.ctx = ctx, kv.hd = hd, kv.q8 = true;
+    cuda::kv_store_q8(dk.as<float>(), dv.as<float>(), drows.as<cuda::RowPos>(), n, kv, layer);
+    std::vector<uint8_t> Kw = K0, Vw = V0;
+    for (int64_t t = 0; t < n; t++)
+      for (int64_t h = 0; h < n_kv; h++) {
+        const size_t at = size_t((((rows[size_t(t)].slot * L + layer) * n_kv + h) * ctx + rows[size_t(t)].pos) * rb);
+        kv_quantize_q8(k.data() + (t * n_kv + h) * hd, hd, Kw.data() + at);
+        kv_quantize_q8(v.data() + (t * n_kv + h) * hd, hd, Vw.data() + at);
+      }
+    INFO("hd " << hd << ", " << describe(rows));
+    check_bits(download<uint8_t>(dK, K0.size()), Kw, "K cache");
+    check_bits(download<uint8_t>(dV, V0.size()), Vw, "V cache");
+  }
 }
 
 TEST_CASE("cuda argmax picks the first largest logit of each row and advances the position", "[cuda][fused]") {

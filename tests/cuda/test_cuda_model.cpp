@@ -67,7 +67,7 @@ struct WithKernels {
 const CudaKernels kKernelSets[] = {CudaKernels::Legacy, CudaKernels::Fused};
 
 // Prompt logits and greedy continuation on cuda and cpu (f16 KV cache on both).
-void check_model(const std::string& name, const std::string& quant) {
+void check_model(const std::string& name, const std::string& quant, KvFormat kv = KvFormat::F16) {
   auto ref = r1test::reference(name);
   auto model = Model::load(r1test::packed(name, quant));
   ThreadPool pool(2);
@@ -87,8 +87,8 @@ void check_model(const std::string& name, const std::string& quant) {
     const int64_t n = int64_t(ids.size());
     INFO(name << " " << quant << ", prompt of " << n << " tokens");
 
-    CpuSession cpu(*model, 256, KvFormat::F16, pool);
-    CudaSession gpu(*model, 256);
+    CpuSession cpu(*model, 256, kv, pool);
+    CudaSession gpu(*model, 256, kv);
     const float* p = cpu.forward(ids.data(), n, true);
     const std::vector<float> lc(p, p + n * V);
     const float* lg = gpu.forward(ids.data(), n, true);
@@ -146,6 +146,10 @@ TEST_CASE("cuda: fixture models give the cpu's logits and greedy ids", "[cuda][m
         auto model = Model::load(r1test::packed(m, q));
         CHECK(cuda_fused(*model) == (k == CudaKernels::Fused));
         check_model(m, q);
+        if (k == CudaKernels::Fused && std::string(q) != "q5") {
+          INFO("q8 KV cache on both");
+          check_model(m, q, KvFormat::Q8);
+        }
       }
     }
   }
