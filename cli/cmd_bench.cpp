@@ -115,7 +115,7 @@ void bench_single(const BenchArgs& a, const Model& model, S& s, FillKV fill_kv, 
 }
 
 // --batch B: B sequences in the slots of one CpuBatch (what r1 batch runs). Each gets its own
-// p-token prompt (in chunks of kPrefillChunk, a pass per chunk); then every decode step is one
+// p-token prompt (in the session's prefill chunks, a pass per chunk); then every decode step is one
 // pass with one token of each sequence, so the weights are read once for B tokens. Rates are
 // aggregate: tokens of all sequences per second.
 void bench_batched(const BenchArgs& a, const Model& model, BatchSession& s, int64_t warm, std::mt19937& g,
@@ -133,8 +133,8 @@ void bench_batched(const BenchArgs& a, const Model& model, BatchSession& s, int6
     const auto t0 = Clock::now();
     for (int64_t i = 0; i < B; i++) {
       for (auto& x : prompt) x = tok(g);
-      for (int64_t done = 0; done < a.p; done += kPrefillChunk) {
-        const int64_t len = std::min(kPrefillChunk, a.p - done);
+      for (int64_t done = 0; done < a.p; done += s.prefill_chunk()) {
+        const int64_t len = std::min(s.prefill_chunk(), a.p - done);
         const bool last = done + len == a.p;
         SlotRun run{i, done, len, last ? SlotRun::Last : SlotRun::None};
         s.forward(prompt.data() + done, &run, 1, logits.data());
@@ -216,7 +216,7 @@ int run(const BenchArgs& a) {
   std::mt19937 g(7);
   std::vector<double> prefill, decode;
   std::vector<nlohmann::json> profile;  // bench --profile (cuda): per kernel kind
-  int64_t ctx;
+  int64_t ctx, chunk = kPrefillChunk;
   if (a.batch > 0) {
     ctx = std::max<int64_t>(a.p + std::max(warm, a.n), 1);
     std::unique_ptr<BatchSession> s;
@@ -224,6 +224,7 @@ int run(const BenchArgs& a) {
     if (gpu) s = std::make_unique<CudaBatch>(*model, B, ctx, kv);
 #endif
     if (!s) s = std::make_unique<CpuBatch>(*model, B, ctx, kv, pool);
+    chunk = s->prefill_chunk();
     bench_batched(a, *model, *s, warm, g, prefill, decode);
   } else {
     ctx = std::max<int64_t>({a.p, a.depth + warm + a.n, 1});
@@ -365,7 +366,7 @@ int run(const BenchArgs& a) {
     line("batch   %5lld sequences, one pass per decode step; rates are aggregate\n", (long long)B);
     if (a.p > 0)
       line("prefill %5lld x %lld tokens  %8.1f tok/s   (once, a pass per %lld-token chunk)\n", (long long)B, (long long)a.p,
-           ps.median, (long long)kPrefillChunk);
+           ps.median, (long long)chunk);
   } else if (a.p > 0) {
     line("prefill %5lld tokens  %8.1f tok/s   (median of %d; min %.1f, max %.1f)\n", (long long)a.p, ps.median,
          a.repeat, ps.min, ps.max);

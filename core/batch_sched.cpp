@@ -57,12 +57,13 @@ bool run_batched(BatchSession& s, const Tokenizer& tok, const std::function<bool
       runs.push_back({i, sl.filled, 1, SlotRun::Last});
       tokens.push_back(sl.next);
     }
-    int64_t budget = plan.prefill_rows;
+    const int64_t chunk = s.prefill_chunk();
+    int64_t budget = plan.prefill_rows > 0 ? plan.prefill_rows : 2 * chunk;
     bool any_prefill = false;
     for (int64_t i = 0; i < S; i++) {
       Slot& sl = slots[size_t(i)];
       if (!sl.busy || sl.dec) continue;
-      const int64_t left = int64_t(sl.job.prompt.size()) - sl.filled, len = std::min(kPrefillChunk, left);
+      const int64_t left = int64_t(sl.job.prompt.size()) - sl.filled, len = std::min(chunk, left);
       if (any_prefill && len > budget) break;
       const bool last = len == left;
       runs.push_back({i, sl.filled, len, last ? SlotRun::Last : SlotRun::None});

@@ -1,7 +1,7 @@
 // Continuous batching: up to slots() sequences advance together, one pass per step with one
 // token of every decoding sequence, so the weights are read once for all of them. A finished
 // sequence is reported at once and its slot takes the next job in the same step. New prompts
-// are prefilled in the same passes, in chunks of kPrefillChunk from position 0 (the boundaries a
+// are prefilled in the same passes, in the session's prefill chunks from position 0 (the boundaries a
 // lone sequence uses), so each sequence's tokens are the ones it would get alone.
 #pragma once
 #include <atomic>
@@ -24,7 +24,7 @@ struct BatchJob {
 struct BatchPlan {
   // Prompt rows per pass beyond the decode rows (at least one chunk runs when any is waiting):
   // bounds the scratch memory and keeps decoding sequences moving while others prefill.
-  int64_t prefill_rows = 2 * kPrefillChunk;
+  int64_t prefill_rows = 0;  // 0: two of the session's prefill chunks
   const std::atomic<bool>* interrupt = nullptr;
 };
 

@@ -7,8 +7,9 @@
 
 namespace r1 {
 
-// Prompts run in passes of this many tokens (from the first uncached position). Batched prefill
-// keeps the same boundaries, so a sequence gets the same bits alone or in a batch.
+// Prompts run in passes of this many tokens (from the first uncached position), unless a backend
+// says otherwise (BatchSession::prefill_chunk). Batched prefill keeps the same boundaries, so a
+// sequence gets the same bits alone or in a batch.
 inline constexpr int64_t kPrefillChunk = 64;
 
 class Session {
@@ -36,6 +37,9 @@ class BatchSession {
   virtual int64_t slots() const = 0;
   virtual int64_t ctx() const = 0;    // positions per slot
   virtual int64_t vocab() const = 0;
+  // Prompt tokens per pass (the chunk boundaries every caller keeps): kPrefillChunk, or more
+  // where the backend's results do not depend on how a prompt is cut (the GPU's fused kernels).
+  virtual int64_t prefill_chunk() const { return kPrefillChunk; }
   // One pass over runs whose tokens lie back to back in `tokens` (a slot at most once).
   // Writes the wanted logits to `out`, run after run: [rows wanted, vocab].
   virtual void forward(const int32_t* tokens, const SlotRun* runs, int64_t n_runs, float* out) = 0;

@@ -40,11 +40,15 @@ struct PassShape {
   }
 };
 
-// Attention scratch for `rows` rows: the legacy split/combine work, or the fused kernel's chunk
-// partials and its (row, kv head) counters.
-uint64_t attention_work_bytes(const Config& c, int64_t rows, int64_t ctx, bool fused) {
-  if (fused)
-    return cuda::attention_fused_work_floats(rows, int(c.n_heads), c.head_dim) * 4 + uint64_t(rows * c.n_kv_heads) * 4;
+// Attention scratch for a pass of `rows` rows: the legacy split/combine work, or the fused split
+// kernel's chunk partials and (row, kv head) counters for the rows it takes: every row with a q8
+// cache, only single rows (one per slot) with f16, whose prompt runs need no scratch.
+uint64_t attention_work_bytes(const Config& c, int64_t rows, int64_t slots, int64_t ctx, bool fused, KvFormat kv) {
+  if (fused) {
+    const int64_t split_rows = kv == KvFormat::F16 ? std::min(rows, slots) : rows;
+    return cuda::attention_fused_work_floats(split_rows, int(c.n_heads), c.head_dim) * 4 +
+           uint64_t(split_rows * c.n_kv_heads) * 4;
+  }
   return cuda::attention_work_floats(rows, int(c.n_heads), c.head_dim, ctx - 1) * 4;
 }
 
@@ -69,7 +73,15 @@ bool cuda_fused(const Model& m) {
 uint64_t cuda_bytes_needed(const Model& m, int64_t slots, int64_t ctx, int64_t rows, KvFormat kv) {
   const Config& c = m.cfg;
   return KVCache::bytes_for(c, ctx, kv, slots) + PassShape(c).bytes(rows) +
-         attention_work_bytes(c, rows, ctx, cuda_fused(m));
+         attention_work_bytes(c, rows, slots, ctx, cuda_fused(m), kv);
+}
+
+int64_t cuda_prefill_chunk(const Model& m, KvFormat kv) {
+  return cuda_fused(m) && kv == KvFormat::F16 ? 512 : kPrefillChunk;
+}
+
+int64_t cuda_pass_rows(const Model& m, int64_t slots, int64_t ctx, KvFormat kv) {
+  return std::min<int64_t>(2 * cuda_prefill_chunk(m, kv), ctx) + slots;
 }
 
 // The legacy kernels have no q5 path: a q5 matrix goes up as the q8 matrix of the same values
@@ -118,10 +130,10 @@ std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_
   const Config& c = m.cfg;
   const uint64_t headroom = 512ull << 20;  // CUDA context, graphs, fragmentation
   const uint64_t wb = cuda_weight_bytes(m), kvb = KVCache::bytes_for(c, ctx, kv, slots);
-  const uint64_t work = cuda_bytes_needed(m, slots, ctx, cuda_pass_rows(slots, ctx), kv) - kvb;
+  const uint64_t work = cuda_bytes_needed(m, slots, ctx, cuda_pass_rows(m, slots, ctx, kv), kv) - kvb;
   if (wb + kvb + work + headroom <= free_bytes) return "";
   // the longest context (a multiple of 256) that would fit: the need grows with ctx
-  auto need = [&](int64_t t) { return wb + cuda_bytes_needed(m, slots, t, cuda_pass_rows(slots, t), kv) + headroom; };
+  auto need = [&](int64_t t) { return wb + cuda_bytes_needed(m, slots, t, cuda_pass_rows(m, slots, t, kv), kv) + headroom; };
   int64_t lo = 0, hi = ctx / 256 + 1;  // lo * 256 fits (or lo == 0); hi * 256 > ctx does not
   while (hi - lo > 1) {
     const int64_t mid = lo + (hi - lo) / 2;
@@ -216,10 +228,12 @@ struct CudaBatch::Buffers {
   uint8_t* mem = nullptr;  // one allocation for the pass buffers
   float *x, *xb, *q, *k, *v, *att, *hb, *logits, *xd, *work;
   int8_t* xq;
-  int32_t *tokens, *xrows, *counters;
+  int32_t *tokens, *xrows, *single, *counters;
   cuda::RowPos* rowpos;
+  cuda::PromptTile* tiles;
   cuda::KVLayout kv;
-  int32_t* host = nullptr;  // pinned staging: tokens [rows], (slot, pos) [rows], logit rows [rows]
+  // pinned staging: tokens [rows], (slot, pos) [rows], logit rows, single rows [rows] each, tiles [rows]
+  int32_t* host = nullptr;
   ~Buffers() {
     cuda::release(mem);
     cuda::release(kv.k);
@@ -229,7 +243,7 @@ struct CudaBatch::Buffers {
 };
 
 CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv)
-    : m_(m), slots_(n_slots), ctx_(ctx), fused_(cuda_fused(m)), kv_fmt_(kv) {
+    : m_(m), slots_(n_slots), ctx_(ctx), fused_(cuda_fused(m)), kv_fmt_(kv), chunk_(cuda_prefill_chunk(m, kv)) {
   const std::string kv_problem = cuda_kv_problem(m, kv);
   if (!kv_problem.empty()) fail_usage(kv_problem);
   std::string why;
@@ -245,7 +259,7 @@ CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv)
   b_->kv = {nullptr, nullptr, c.n_layers, c.n_kv_heads, ctx, c.head_dim, kv == KvFormat::Q8};
   b_->kv.k = static_cast<uint16_t*>(cuda::alloc(kvb / 2, "the KV cache (keys)"));
   b_->kv.v = static_cast<uint16_t*>(cuda::alloc(kvb / 2, "the KV cache (values)"));
-  reserve(cuda_pass_rows(n_slots, ctx));
+  reserve(cuda_pass_rows(m, n_slots, ctx, kv));
 }
 
 CudaBatch::~CudaBatch() {
@@ -264,8 +278,9 @@ void CudaBatch::reserve(int64_t rows) {
   cuda::release_pinned(b_->host);
   b_->host = nullptr;
   const PassShape s(c);
-  const uint64_t work = attention_work_bytes(c, rows, ctx_, fused_);
-  const uint64_t counters = fused_ ? uint64_t(rows * c.n_kv_heads) * 4 : 0;
+  const uint64_t work = attention_work_bytes(c, rows, slots_, ctx_, fused_, kv_fmt_);
+  const int64_t split_rows = kv_fmt_ == KvFormat::F16 ? std::min(rows, slots_) : rows;
+  const uint64_t counters = fused_ ? uint64_t(split_rows * c.n_kv_heads) * 4 : 0;
   uint64_t off = 0;
   std::vector<std::pair<void**, uint64_t>> parts = {
       {(void**)&b_->x, uint64_t(rows * s.H) * 4},           {(void**)&b_->xb, uint64_t(rows * std::max(s.H, s.Q)) * 4},
@@ -275,6 +290,7 @@ void CudaBatch::reserve(int64_t rows) {
       {(void**)&b_->xd, uint64_t(rows * (s.wide / 32)) * 4}, {(void**)&b_->work, work - counters},
       {(void**)&b_->xq, uint64_t(rows * s.wide)},           {(void**)&b_->tokens, uint64_t(rows) * 4},
       {(void**)&b_->rowpos, uint64_t(rows) * 8},            {(void**)&b_->xrows, uint64_t(rows) * 4},
+      {(void**)&b_->single, uint64_t(rows) * 4},            {(void**)&b_->tiles, uint64_t(rows) * 8},
       {(void**)&b_->counters, std::max<uint64_t>(counters, 4)}};
   for (auto& p : parts) off += align_up(p.second, 256);
   b_->mem = static_cast<uint8_t*>(cuda::alloc(off, "the pass buffers"));
@@ -284,7 +300,7 @@ void CudaBatch::reserve(int64_t rows) {
     off += align_up(p.second, 256);
   }
   if (fused_) cuda::fill_bytes(b_->counters, 0, counters);  // the attention leaves them zero after each launch
-  b_->host = static_cast<int32_t*>(cuda::alloc_pinned(uint64_t(rows) * 16));
+  b_->host = static_cast<int32_t*>(cuda::alloc_pinned(uint64_t(rows) * 7 * 4));
   b_->rows = rows;
 }
 
@@ -390,7 +406,7 @@ void CudaBatch::enqueue(int64_t n, const std::vector<SlotRun>& runs, int64_t max
 // The fused pass: five launches a layer for all rows of the pass together (the products'
 // arithmetic does not depend on how many rows share a launch, so a row gets the same bits alone,
 // in a batch or in a prompt chunk).
-void CudaBatch::enqueue_fused(int64_t n, int64_t wanted, bool wanted_identity) {
+void CudaBatch::enqueue_fused(int64_t n, const PassPlan& plan) {
   const Config& c = m_.cfg;
   const int heads = int(c.n_heads);
   Buffers& b = *b_;
@@ -417,7 +433,11 @@ void CudaBatch::enqueue_fused(int64_t n, int64_t wanted, bool wanted_identity) {
       cuda::kv_store_q8(b.k, b.v, b.rowpos, n, b.kv, l);
       mark(Kind::Rope);
     }
-    cuda::attention_fused(b.att, b.q, b.rowpos, n, heads, b.kv, l, b.work, b.counters);  // att: [n, Q]
+    // att: [n, Q]; prompt runs on tensor cores, single rows split over their positions
+    if (plan.n_tiles > 0) cuda::prompt_attention(b.att, b.q, b.rowpos, b.tiles, plan.n_tiles, heads, b.kv, l);
+    if (plan.n_single > 0)
+      cuda::attention_fused(b.att, b.q, b.rowpos, plan.n_single, heads, b.kv, l, b.work, b.counters,
+                            plan.single_identity ? nullptr : b.single);
     mark(Kind::Attention);
     const cuda::GemvOut o{L.wo, {}, b.x, nullptr, E::Accumulate};  // x += att Wo^T
     in.x = b.att, in.norm = nullptr;
@@ -432,63 +452,73 @@ void CudaBatch::enqueue_fused(int64_t n, int64_t wanted, bool wanted_identity) {
     cuda::gemv(&dn, 1, in, n);
     mark(Kind::Down);
   }
-  if (wanted > 0) {  // logits of the wanted rows (x_rows), the final norm fused
+  if (plan.wanted > 0) {  // logits of the wanted rows (x_rows), the final norm fused
     const cuda::GemvOut lm{w_->lm_head, {}, b.logits, nullptr, E::Store};
     in.x = b.x, in.norm = w_->final_norm;
-    in.x_rows = wanted_identity ? nullptr : b.xrows;
-    cuda::gemv(&lm, 1, in, wanted);
+    in.x_rows = plan.wanted_identity ? nullptr : b.xrows;
+    cuda::gemv(&lm, 1, in, plan.wanted);
     mark(Kind::LmHead);
   }
 }
 
-static int64_t wanted_rows(const SlotRun* runs, int64_t n_runs) {
-  int64_t rows = 0;
-  for (int64_t s = 0; s < n_runs; s++)
-    rows += runs[s].logits == SlotRun::All ? runs[s].n : runs[s].logits == SlotRun::Last ? 1 : 0;
-  return rows;
-}
-
-// Tokens, (slot, pos) per row and the rows whose logits are wanted, through pinned staging.
-void CudaBatch::stage_rows(const int32_t* tok, const SlotRun* runs, int64_t n_runs, int64_t n) {
+CudaBatch::PassPlan CudaBatch::stage_rows(const int32_t* tok, const SlotRun* runs, int64_t n_runs, int64_t n) {
   int32_t* h = b_->host;
-  int64_t w = 0;
-  for (int64_t s = 0, t = 0; s < n_runs; s++)
-    for (int64_t j = 0; j < runs[s].n; j++, t++) {
+  int32_t *xrows = h + 3 * n, *single = h + 4 * n, *tiles = h + 5 * n;
+  PassPlan p;
+  // with an f16 cache the fused kernels take prompt runs on tensor cores, in tiles of up to R rows
+  const bool tiled = fused_ && !b_->kv.q8;
+  const int64_t R = tiled ? cuda::prompt_rows_per_tile(int(m_.cfg.n_heads), int(m_.cfg.n_kv_heads)) : 0;
+  for (int64_t s = 0, t = 0; s < n_runs; s++) {
+    const SlotRun& g = runs[s];
+    for (int64_t j = 0; j < g.n; j++, t++) {
       h[t] = tok[t];
-      h[n + 2 * t] = int32_t(runs[s].slot);
-      h[n + 2 * t + 1] = int32_t(runs[s].pos0 + j);
-      if (runs[s].logits == SlotRun::All || (runs[s].logits == SlotRun::Last && j + 1 == runs[s].n)) h[3 * n + w++] = int32_t(t);
+      h[n + 2 * t] = int32_t(g.slot);
+      h[n + 2 * t + 1] = int32_t(g.pos0 + j);
+      if (g.logits == SlotRun::All || (g.logits == SlotRun::Last && j + 1 == g.n)) {
+        p.wanted_identity = p.wanted_identity && int64_t(t) == p.wanted;
+        xrows[p.wanted++] = int32_t(t);
+      }
+      if (!tiled || g.n == 1) {
+        p.single_identity = p.single_identity && int64_t(t) == p.n_single;
+        single[p.n_single++] = int32_t(t);
+      } else if (j % R == 0) {
+        tiles[2 * p.n_tiles] = int32_t(t), tiles[2 * p.n_tiles + 1] = int32_t(std::min<int64_t>(R, g.n - j));
+        p.n_tiles++;
+      }
     }
+  }
+  p.wanted_identity = p.wanted_identity && p.wanted == n;
+  p.single_identity = p.single_identity && p.n_single == n;
   cuda::to_device_async(b_->tokens, h, uint64_t(n) * 4);
   cuda::to_device_async(b_->rowpos, h + n, uint64_t(n) * 8);
-  cuda::to_device_async(b_->xrows, h + 3 * n, uint64_t(std::max<int64_t>(w, 1)) * 4);
+  if (!p.wanted_identity && p.wanted > 0) cuda::to_device_async(b_->xrows, xrows, uint64_t(p.wanted) * 4);
+  if (!p.single_identity && p.n_single > 0) cuda::to_device_async(b_->single, single, uint64_t(p.n_single) * 4);
+  if (p.n_tiles > 0) cuda::to_device_async(b_->tiles, tiles, uint64_t(p.n_tiles) * 8);
+  return p;
 }
 
 void CudaBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs, float* out) {
   const int64_t n = check_pass(m_.cfg, tok, runs, n_runs, slots_, ctx_);
   reserve(n);
-  stage_rows(tok, runs, n_runs, n);
-  const int64_t rows = wanted_rows(runs, n_runs);
+  const PassPlan plan = stage_rows(tok, runs, n_runs, n);
   if (fused_) {
-    bool identity = rows == n;
-    for (int64_t i = 0; i < rows && identity; i++) identity = b_->host[3 * n + i] == i;
-    enqueue_fused(n, rows, identity);
+    enqueue_fused(n, plan);
   } else {
     int64_t max_pos = 0;
     for (int64_t s = 0; s < n_runs; s++) max_pos = std::max(max_pos, runs[s].pos0 + runs[s].n - 1);
     enqueue(n, std::vector<SlotRun>(runs, runs + n_runs), max_pos);
   }
-  if (rows > 0) cuda::to_host(out, b_->logits, uint64_t(rows * m_.cfg.vocab_size) * 4);
+  if (plan.wanted > 0) cuda::to_host(out, b_->logits, uint64_t(plan.wanted * m_.cfg.vocab_size) * 4);
   else cuda::synchronize();
 }
 
 void CudaBatch::decode_one(int32_t token, int64_t pos, float* out) {
   const SlotRun run{0, pos, 1, SlotRun::Last};
   check_pass(m_.cfg, &token, &run, 1, slots_, ctx_);
-  stage_rows(&token, &run, 1, 1);
+  const PassPlan plan = stage_rows(&token, &run, 1, 1);
   if (!graph_) {  // attention sized for any position: the graph serves every step
     cuda::begin_capture();
-    if (fused_) enqueue_fused(1, 1, true);
+    if (fused_) enqueue_fused(1, plan);
     else enqueue(1, {run}, ctx_ - 1);
     graph_ = cuda::end_capture();
   }
@@ -500,10 +530,10 @@ int32_t CudaBatch::decode_greedy(int32_t token, int64_t pos, int64_t steps) {
   const SlotRun run{0, pos, 1, SlotRun::Last};
   check_pass(m_.cfg, &token, &run, 1, slots_, ctx_);
   if (steps < 1 || pos + steps > ctx_) fail_input("internal: decode_greedy past the context");
-  stage_rows(&token, &run, 1, 1);
+  const PassPlan plan = stage_rows(&token, &run, 1, 1);
   if (!greedy_graph_) {  // a decode step whose argmax is the next step's token and position
     cuda::begin_capture();
-    if (fused_) enqueue_fused(1, 1, true);
+    if (fused_) enqueue_fused(1, plan);
     else enqueue(1, {run}, ctx_ - 1);
     cuda::argmax(b_->logits, 1, m_.cfg.vocab_size, b_->tokens, &b_->rowpos->pos);
     greedy_graph_ = cuda::end_capture();
@@ -518,11 +548,11 @@ std::vector<CudaBatch::KindTime> CudaBatch::profile_decode(int32_t token, int64_
   const SlotRun run{0, pos, 1, SlotRun::Last};
   check_pass(m_.cfg, &token, &run, 1, slots_, ctx_);
   if (steps < 1 || pos + steps > ctx_) fail_input("internal: profile_decode past the context");
-  stage_rows(&token, &run, 1, 1);
+  const PassPlan plan = stage_rows(&token, &run, 1, 1);
   cuda::synchronize();
   cuda::profile_start(2.0f);  // the host queues the first steps while this delay runs
   for (int64_t i = 0; i < steps; i++) {
-    if (fused_) enqueue_fused(1, 1, true);
+    if (fused_) enqueue_fused(1, plan);
     else enqueue(1, {run}, ctx_ - 1);
     cuda::argmax(b_->logits, 1, m_.cfg.vocab_size, b_->tokens, &b_->rowpos->pos);
     mark(Kind::Argmax);

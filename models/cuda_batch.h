@@ -40,8 +40,13 @@ std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_
 // "" if the GPU can keep this model's cache in format kv (f16 always; q8 with the fused kernels),
 // else why not (one line).
 std::string cuda_kv_problem(const Model& m, KvFormat kv);
-// Rows per pass a CudaBatch is first sized for.
-inline int64_t cuda_pass_rows(int64_t slots, int64_t ctx) { return std::min<int64_t>(kPrefillChunk, ctx) + slots; }
+// Prompt tokens per pass on the GPU: 512 with the fused kernels and an f16 cache (their bits do
+// not depend on the chunking, and prompt runs take the tensor-core attention, which needs no
+// scratch), else kPrefillChunk.
+int64_t cuda_prefill_chunk(const Model& m, KvFormat kv);
+// Rows per pass a CudaBatch is sized for: two prompt chunks (what the batch scheduler puts in a
+// pass) and one row per slot.
+int64_t cuda_pass_rows(const Model& m, int64_t slots, int64_t ctx, KvFormat kv);
 
 // What a decode step reads, by kernel kind (bench --profile): bytes of the matrices as they sit
 // on the device, and of the KV cache at position pos (one sequence).
@@ -64,6 +69,7 @@ class CudaBatch : public BatchSession {
   int64_t slots() const override { return slots_; }
   int64_t ctx() const override { return ctx_; }
   int64_t vocab() const override { return m_.cfg.vocab_size; }
+  int64_t prefill_chunk() const override { return chunk_; }
   bool fused() const { return fused_; }
   void forward(const int32_t* tokens, const SlotRun* runs, int64_t n_runs, float* out) override;
   // One token of slot 0 at position pos, through a CUDA graph captured on first use; logits to out.
@@ -88,21 +94,28 @@ class CudaBatch : public BatchSession {
   void reserve(int64_t rows);
   // The kernels of one pass over n rows whose tokens and positions are already on the device.
   void enqueue(int64_t n, const std::vector<SlotRun>& runs, int64_t max_pos);
-  // The same with the fused kernels; the logits of `wanted` rows (the first ones in order, or
-  // those listed in the x_rows buffer).
-  void enqueue_fused(int64_t n, int64_t wanted, bool wanted_identity);
-  void stage_rows(const int32_t* tok, const SlotRun* runs, int64_t n_runs, int64_t n);
+  // What a pass sends where (stage_rows): rows wanting logits, single rows for the split
+  // attention, prompt tiles for the tensor-core one.
+  struct PassPlan {
+    int64_t wanted = 0, n_single = 0, n_tiles = 0;
+    bool wanted_identity = true, single_identity = true;
+  };
+  // The same with the fused kernels.
+  void enqueue_fused(int64_t n, const PassPlan& plan);
+  // Tokens, positions and the pass plan to the device (pinned staging, asynchronous copies).
+  PassPlan stage_rows(const int32_t* tok, const SlotRun* runs, int64_t n_runs, int64_t n);
   const Model& m_;
   int64_t slots_, ctx_;
   bool fused_;
   KvFormat kv_fmt_;
+  int64_t chunk_;  // prefill_chunk()
   std::unique_ptr<CudaWeights> w_;
   std::unique_ptr<Buffers> b_;
   void* graph_ = nullptr;         // cuda::Graph of decode_one
   void* greedy_graph_ = nullptr;  // ... with the argmax (decode_greedy)
 };
 
-// One sequence on the GPU: a one-slot CudaBatch; prompts run in kPrefillChunk passes, single
+// One sequence on the GPU: a one-slot CudaBatch; prompts run in prefill_chunk() passes, single
 // tokens through the captured decode graph.
 class CudaSession : public Session {
  public:

@@ -199,8 +199,9 @@ const float* append_in_chunks(BatchSession& b, const int32_t* tokens, int64_t n,
                               std::vector<float>& logits) {
   check_append(tokens, n, n_past, b.ctx(), b.vocab());
   if (all_logits) logits.resize(size_t(n * b.vocab()));
-  for (int64_t done = 0; done < n; done += kPrefillChunk) {
-    const int64_t len = std::min(kPrefillChunk, n - done);
+  const int64_t chunk = b.prefill_chunk();
+  for (int64_t done = 0; done < n; done += chunk) {
+    const int64_t len = std::min(chunk, n - done);
     SlotRun seg{0, n_past, len, all_logits ? SlotRun::All : done + len == n ? SlotRun::Last : SlotRun::None};
     b.forward(tokens + done, &seg, 1, logits.data() + (all_logits ? done * b.vocab() : 0));
     n_past += len;

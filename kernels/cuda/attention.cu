@@ -213,7 +213,8 @@ __device__ void item(const float* q, int n_heads, int G, const uint8_t* K, const
 
 template <int HD, bool Q8>
 __global__ void __launch_bounds__(kThreads) k_attention(float* out, const float* q, const RowPos* rows, int n, int n_heads,
-                                                        KVLayout kv, int layer, float* work, int32_t* counters) {
+                                                        KVLayout kv, int layer, float* work, int32_t* counters,
+                                                        const int32_t* only) {
   __shared__ float qs[kMaxG * HD];                                   // q, then the item's output
   __shared__ float buf[imax(kMaxG * kBlock, kMaxG * HD * (kThreads / (HD / 8)))];  // scores, then slot sums
   __shared__ float m_sm[kMaxG], l_sm[kMaxG], corr[kMaxG];
@@ -222,22 +223,24 @@ __global__ void __launch_bounds__(kThreads) k_attention(float* out, const float*
   const int n_kv = int(kv.n_kv), G = n_heads / n_kv, tid = threadIdx.x;
   const float scale = 1.0f / sqrtf(float(HD));
   int total = 0;
-  for (int t = 0; t < n; t++) total += n_kv * splits_for(rows[t].pos);
+  // t: a position in the list of rows (work and counters go by it); row: the pass's row
+  for (int t = 0; t < n; t++) total += n_kv * splits_for(rows[only ? only[t] : t].pos);
   for (int it = blockIdx.x; it < total; it += gridDim.x) {
     int t = 0, rest = it;
     for (;; t++) {
-      const int c = n_kv * splits_for(rows[t].pos);
+      const int c = n_kv * splits_for(rows[only ? only[t] : t].pos);
       if (rest < c) break;
       rest -= c;
     }
-    const RowPos rp = rows[t];
+    const int row = only ? only[t] : t;
+    const RowPos rp = rows[row];
     const int splits = splits_for(rp.pos), ch = chunk_for(rp.pos);
     const int kvh = rest / splits, split = rest % splits;
     const int p0 = split * ch, p1 = min(p0 + ch, rp.pos + 1);
     const int64_t base = (((int64_t(rp.slot) * kv.layers + layer) * kv.n_kv + kvh) * kv.ctx) * row_bytes<HD, Q8>();
     item<HD, Q8>(q, n_heads, G, reinterpret_cast<const uint8_t*>(kv.k) + base, reinterpret_cast<const uint8_t*>(kv.v) + base,
-                 scale, t, kvh, p0, p1, qs, buf, m_sm, l_sm, corr);
-    float* dst = out + (int64_t(t) * n_heads + kvh * G) * HD;
+                 scale, row, kvh, p0, p1, qs, buf, m_sm, l_sm, corr);
+    float* dst = out + (int64_t(row) * n_heads + kvh * G) * HD;
     if (splits == 1) {
       for (int i = tid; i < G * HD; i += kThreads) dst[i] = qs[i] / l_sm[i / HD];
       __syncthreads();
@@ -286,7 +289,7 @@ __global__ void __launch_bounds__(kThreads) k_attention(float* out, const float*
 }  // namespace
 
 void attention_fused(float* out, const float* q, const RowPos* rows, int64_t n, int n_heads, const KVLayout& kv,
-                     int64_t layer, float* work, int32_t* counters) {
+                     int64_t layer, float* work, int32_t* counters, const int32_t* only) {
   if (n <= 0) return;
   if (!attention_fused_supports(n_heads, int(kv.n_kv), kv.hd)) fail_input("internal: attention_fused shape not supported");
   static const int sms = device_info().sms;
@@ -294,7 +297,7 @@ void attention_fused(float* out, const float* q, const RowPos* rows, int64_t n, 
   const int64_t most = n * kv.n_kv * kMaxAttnSplits;
   const unsigned grid = unsigned(std::min<int64_t>(most, int64_t(sms) * 4));
   auto launch = [&](auto kernel) {
-    kernel<<<grid, kThreads, 0, detail::stream()>>>(out, q, rows, int(n), n_heads, kv, int(layer), work, counters);
+    kernel<<<grid, kThreads, 0, detail::stream()>>>(out, q, rows, int(n), n_heads, kv, int(layer), work, counters, only);
   };
   if (kv.hd == 64) kv.q8 ? launch(k_attention<64, true>) : launch(k_attention<64, false>);
   else kv.q8 ? launch(k_attention<128, true>) : launch(k_attention<128, false>);

@@ -195,7 +195,20 @@ inline uint64_t attention_fused_work_floats(int64_t n, int n_heads, int64_t hd) 
 inline bool attention_fused_supports(int n_heads, int n_kv, int64_t hd) {  // GQA groups up to 8, hd 64 or 128
   return n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 8 && (hd == 64 || hd == 128);
 }
+// only: device [n] indices of the rows to take (work and counters then go by list position), or
+// null for rows 0..n-1.
 void attention_fused(float* out, const float* q, const RowPos* rows, int64_t n, int n_heads, const KVLayout& kv,
-                     int64_t layer, float* work, int32_t* counters);
+                     int64_t layer, float* work, int32_t* counters, const int32_t* only = nullptr);
+
+// Prompt runs (2 or more consecutive positions of a slot) on tensor cores, without scratch: a
+// tile is up to prompt_rows_per_tile() consecutive rows of one run (attention_prompt.cu). f16
+// cache only. Its bits differ from attention_fused's, so a backend sends every row of a run of
+// 2 or more there, and every single row to attention_fused, whatever else is in the pass.
+struct PromptTile {
+  int32_t row0, n;
+};
+int prompt_rows_per_tile(int n_heads, int n_kv);
+void prompt_attention(float* out, const float* q, const RowPos* rows, const PromptTile* tiles, int64_t n_tiles,
+                      int n_heads, const KVLayout& kv, int64_t layer);
 
 }  // namespace r1::cuda

@@ -463,6 +463,56 @@ TEST_CASE("cuda attention_fused matches ref::attention for each row, and merges 
     }
 }
 
+TEST_CASE("cuda prompt_attention matches ref::attention for every row of a run, whatever the tiling", "[cuda][fused]") {
+  R1_REQUIRE_GPU();
+  const uint32_t seed = seed_for(112);
+  Rng g(seed);
+  INFO("seed " << seed);
+  struct Shape {
+    int n_heads, n_kv, hd;
+  };
+  const Shape shapes[] = {{4, 4, 64}, {6, 2, 64}, {12, 2, 128}, {28, 4, 128}, {32, 8, 128}, {64, 8, 128}, {40, 8, 128}};
+  const int64_t S = 2, L = 2, layer = 1, ctx = 4300;
+  for (const Shape& sh : shapes) {
+    const int64_t hd = sh.hd, Q = int64_t(sh.n_heads) * hd;
+    const std::vector<uint16_t> K = rand_f16_pm1(g(), size_t(S * L * sh.n_kv * ctx * hd)), V = rand_f16_pm1(g(), K.size());
+    const DevBuf dK = upload(K), dV = upload(V);
+    cuda::KVLayout kv;
+    kv.k = dK.as<uint16_t>(), kv.v = dV.as<uint16_t>(), kv.layers = L, kv.n_kv = sh.n_kv, kv.ctx = ctx, kv.hd = hd;
+    const int R = cuda::prompt_rows_per_tile(sh.n_heads, sh.n_kv);
+    for (const auto& run : std::vector<std::pair<int64_t, int64_t>>{{0, 2}, {37, 17}, {4000, 100}, {63, 66}}) {
+      const int64_t p0 = run.first, n = run.second;
+      const int32_t slot = int32_t(rand_in(g, 0, S - 1));
+      INFO("heads " << sh.n_heads << "/" << sh.n_kv << ", hd " << hd << ", rows at " << p0 << ".." << p0 + n - 1
+                    << ", tiles of " << R);
+      std::vector<cuda::RowPos> rows;
+      for (int64_t t = 0; t < n; t++) rows.push_back({slot, int32_t(p0 + t)});
+      std::vector<float> q = randn(g, size_t(n * Q), pick(g, std::vector<float>{0.5f, 2.0f}));
+      std::vector<float> want(q.size()), scores(static_cast<size_t>(ctx));
+      const size_t base = size_t((slot * L + layer) * sh.n_kv * ctx * hd);
+      for (int64_t t = 0; t < n; t++)
+        ref::attention(want.data() + t * Q, q.data() + t * Q, K.data() + base, V.data() + base, KvFormat::F16, ctx,
+                       p0 + t + 1, sh.n_heads, sh.n_kv, int(hd), scores.data());
+      const DevBuf dq = upload(q), drows = upload(rows);
+      auto run_tiles = [&](int64_t per) {  // tiles of `per` rows
+        std::vector<cuda::PromptTile> tiles;
+        for (int64_t t = 0; t < n; t += per) tiles.push_back({int32_t(t), int32_t(std::min(per, n - t))});
+        const DevBuf dt = upload(tiles);
+        DevBuf out(q.size() * 4);
+        out.poison();
+        cuda::prompt_attention(out.as<float>(), dq.as<float>(), drows.as<cuda::RowPos>(), dt.as<cuda::PromptTile>(),
+                               int64_t(tiles.size()), sh.n_heads, kv, layer);
+        return download<float>(out, q.size());
+      };
+      const std::vector<float> got = run_tiles(R);
+      // products of f16 halves (q and the softmax weights each split in two): within 3e-5
+      check_close(got, want, 3e-5, size_t(Q));
+      check_bits(run_tiles(1), got, "rows in tiles of 1 against full tiles");
+      check_bits(run_tiles(std::max(1, R / 3)), got, "rows in tiles of a third");
+    }
+  }
+}
+
 TEST_CASE("cuda kv_store_q8 writes the CPU cache's q8 rows bit for bit, and only the rows' own", "[cuda][fused]") {
   R1_REQUIRE_GPU();
   const uint32_t seed = seed_for(111);
