@@ -41,11 +41,13 @@ void qmatmul_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, 
 
 // Batched q4/q8 GEMM (VNNI only): activations quantized by quantize_act_t (qact_t_stride bytes
 // per token: the layout above plus the codes in the GEMM's transposed chunk layout); each
-// (row, token) result is bitwise qmatmul_vnni's.
+// (row, token) result is bitwise qmatmul_vnni's. scratch: qgemm_scratch_bytes(cols), 64-aligned,
+// the calling thread's own.
 size_t qact_t_stride(int64_t cols);
 void quantize_act_t(const float* x, int64_t cols, uint8_t* out);
+size_t qgemm_scratch_bytes(int64_t cols);
 void qgemm_t_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0,
-                  int64_t r1);
+                  int64_t r1, void* scratch);
 
 // The integer dot the q kernels are built on, at its peak: iters x 12 independent dots of 32
 // int8 MACs each (AVX2: vpmaddubsw + vpmaddwd + vpaddd; VNNI: vpdpbusd). The result keeps the

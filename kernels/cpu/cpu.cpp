@@ -16,6 +16,7 @@
 namespace r1::cpu {
 namespace {
 
+using cpu_detail::PerThread;
 using cpu_detail::Scratch;
 
 std::atomic<bool> g_force_ref{false};
@@ -59,18 +60,20 @@ void force_no_vnni(bool on) { g_no_vnni = on; }
 namespace {
 
 // Every thread takes the same share of each of the m matrices (on the kRowAlign grid), so a
-// mix of formats (a q4 q_proj with q8 k/v_proj) stays balanced; fn(j, r0, r1) runs rows of
-// matrix j.
+// mix of formats (a q4 q_proj with q8 k/v_proj) stays balanced; fn(j, r0, r1, thread) runs
+// rows of matrix j. The shares are cut into kItems items per thread: item u is the u-th slice of every
+// matrix, so a run of items is one contiguous row range of each, and the pool can hand the
+// last items of a slow thread to another.
 template <class F>
 void over_rows(ThreadPool& pool, const WeightView* Ws, int m, F&& fn) {
-  const int64_t T = pool.size();
-  pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
-    for (int64_t t = b; t < e; t++)
-      for (int j = 0; j < m; j++) {
-        const int64_t rows = Ws[j].rows, units = (rows + kRowAlign - 1) / kRowAlign;
-        const int64_t lo = std::min(rows, units * t / T * kRowAlign), hi = std::min(rows, units * (t + 1) / T * kRowAlign);
-        if (lo < hi) fn(j, lo, hi);
-      }
+  constexpr int64_t kItems = 16;
+  const int64_t U = pool.size() * kItems;
+  pool.parallel_for(U, [&](int64_t b, int64_t e, int tid) {
+    for (int j = 0; j < m; j++) {
+      const int64_t rows = Ws[j].rows, units = (rows + kRowAlign - 1) / kRowAlign;
+      const int64_t lo = std::min(rows, units * b / U * kRowAlign), hi = std::min(rows, units * e / U * kRowAlign);
+      if (lo < hi) fn(j, lo, hi, tid);
+    }
   });
 }
 
@@ -93,7 +96,7 @@ void matmul_multi(ThreadPool& pool, const WeightView* Ws, int m, const float* X,
   // Each (row, token) dot is computed by the same code whatever n is, so row t of a matmul is
   // bitwise the matvec of token t (batched decoding relies on it).
   if (use_ref()) {
-    over_rows(pool, Ws, m, [&](int j, int64_t b, int64_t e) {
+    over_rows(pool, Ws, m, [&](int j, int64_t b, int64_t e, int) {
       if (n == 1) ref::matvec(Ws[j], X, Ys[j], b, e);
       else ref::matmul(Ws[j], X, n, Ys[j], b, e);
     });
@@ -125,13 +128,16 @@ void matmul_multi(ThreadPool& pool, const WeightView* Ws, int m, const float* X,
         else avx2::quantize_act(X + t * cols, cols, act + t * stride);
     });
   if (gemm) {
-    over_rows(pool, Ws, m, [&](int j, int64_t b, int64_t e) {
-      avx2::qgemm_t_vnni(Ws[j], act, n, Ys[j], Ws[j].rows, b, e);
+    thread_local PerThread unpacked_tl;  // each thread's unpacked row block
+    PerThread& unpacked = unpacked_tl;   // the caller's, by reference: not each thread's own
+    unpacked.reserve(pool.size(), avx2::qgemm_scratch_bytes(cols));
+    over_rows(pool, Ws, m, [&](int j, int64_t b, int64_t e, int tid) {
+      avx2::qgemm_t_vnni(Ws[j], act, n, Ys[j], Ws[j].rows, b, e, unpacked.at<void>(tid));
     });
     return;
   }
   const int64_t tb = token_block(stride);
-  over_rows(pool, Ws, m, [&](int j, int64_t b, int64_t e) {
+  over_rows(pool, Ws, m, [&](int j, int64_t b, int64_t e, int) {
     const WeightView& W = Ws[j];
     for (int64_t t0 = 0; t0 < n; t0 += tb)
       qmatmul_any(W, act + t0 * stride, t0 + tb < n ? tb : n - t0, Ys[j] + t0 * W.rows, W.rows, b, e);
@@ -152,7 +158,7 @@ double int8_dot_peak_gmacs(ThreadPool& pool) {
   double best = 1e30;
   for (int r = 0; r < 5; r++) {
     const auto t0 = std::chrono::steady_clock::now();
-    pool.parallel_for(pool.size(), [&](int64_t, int64_t, int tid) {
+    pool.parallel_each([&](int tid) {
       sink[size_t(tid) * 8] += use_vnni() ? avx2::dot_peak_loop_vnni(iters) : avx2::dot_peak_loop(iters);
     });
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -179,13 +185,17 @@ void silu_mul(float* gate, const float* up, int64_t n) {
 
 void attention(ThreadPool& pool, float* out, const float* q, const void* k, const void* v, KvFormat kv,
                int64_t ctx_stride, int64_t pos0, int64_t n_q, int n_heads, int n_kv, int hd) {
+  // Each thread's scores (and m, l) for as many positions as the cache holds: sized for the
+  // cache, not grown as the sequence does (no allocation in the per-token loop).
+  thread_local PerThread scratch_tl;
+  PerThread& scratch = scratch_tl;  // the caller's, by reference: not each thread's own
   if (use_ref() || hd % 8 != 0) {
-    pool.parallel_for(n_q, [&](int64_t b, int64_t e, int) {
-      thread_local std::vector<float> scores;  // for the whole cache: not regrown as positions fill
-      if (int64_t(scores.size()) < ctx_stride) scores.resize(size_t(ctx_stride));
+    scratch.reserve(pool.size(), size_t(ctx_stride) * 4);
+    pool.parallel_for(n_q, [&](int64_t b, int64_t e, int tid) {
       for (int64_t t = b; t < e; t++) {
         const int64_t off = t * int64_t(n_heads) * hd;
-        ref::attention(out + off, q + off, k, v, kv, ctx_stride, pos0 + t + 1, n_heads, n_kv, hd, scores.data());
+        ref::attention(out + off, q + off, k, v, kv, ctx_stride, pos0 + t + 1, n_heads, n_kv, hd,
+                       scratch.at<float>(tid));
       }
     });
     return;
@@ -206,11 +216,9 @@ void attention(ThreadPool& pool, float* out, const float* q, const void* k, cons
   thread_local Scratch ps;
   float* parts = nsplit > 1 ? ps.get<float>(size_t(items * part) * 4) : nullptr;
   auto* const partial = use_vnni() ? avx2::attn_partial_wide : avx2::attn_partial;
-  pool.parallel_for(items, [&](int64_t b, int64_t e, int) {
-    // scores for as many positions as the cache holds, then m and l: sized once per thread for
-    // the cache, not grown as the sequence does (no allocation in the per-token loop)
-    thread_local Scratch ss;
-    float* const sc = ss.get<float>(size_t(G * ctx_stride + 2 * G) * 4);
+  scratch.reserve(pool.size(), size_t(G * ctx_stride + 2 * G) * 4);
+  pool.parallel_for(items, [&](int64_t b, int64_t e, int tid) {
+    float* const sc = scratch.at<float>(tid);  // [G, ctx_stride] scores, then m and l
     float* const ml = sc + G * ctx_stride;
     for (int64_t it = b; it < e; it++) {
       const int64_t s = it % nsplit, bi = it / nsplit, kvh = bi % n_kv, o = bi / n_kv;

@@ -11,7 +11,6 @@
 #include <immintrin.h>
 
 #include "kernels/cpu/avx2.h"
-#include "kernels/cpu/scratch.h"
 #include "quant/formats.h"
 
 #if defined(__clang__)
@@ -26,8 +25,6 @@
 
 namespace r1::avx2 {
 namespace {
-
-using cpu_detail::Scratch;
 
 // --- Prefill / batched GEMM: weights unpacked once per row block, then a register tile ----------
 // Transposed chunk layout ("t-layout"), for weights and activations alike: 8 vectors of 32
@@ -174,16 +171,17 @@ void rows_t(const K& k, const WeightView& W, int64_t rb, int64_t nr, const uint8
 
 // Rows in blocks of kRB, unpacked once; for each block, tokens in tiles of 4 (their activations
 // stay in L1 while the block's rows, in L2, pass over them).
+constexpr int64_t kRB = 24;
+
 template <Format F>
-void qgemm_t_impl(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
-  constexpr int64_t kRB = 24;
+void qgemm_t_impl(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1,
+                  void* scratch) {
   constexpr int T = 4;
   const K k;
   const int64_t G8 = W.cols / kGroup / 8, rbytes = row_bytes<F>(W.cols);
   const int64_t stride = int64_t(qact_t_stride(W.cols)), off = int64_t(qact_stride(W.cols));
-  thread_local Scratch wbuf, sbuf;
-  uint8_t* wt = wbuf.get<uint8_t>(size_t(kRB * G8 * 256));
-  float* sw = sbuf.get<float>(size_t(kRB * G8 * 8) * 4);
+  uint8_t* wt = static_cast<uint8_t*>(scratch);  // [kRB][G8][256] codes, then [kRB][G8][8] scales
+  float* sw = reinterpret_cast<float*>(wt + kRB * G8 * 256);
   for (int64_t rb = r0; rb < r1; rb += kRB) {
     const int64_t nr = rb + kRB < r1 ? kRB : r1 - rb;
     unpack_rows<F>(k, W, rb, nr, wt, sw);
@@ -246,11 +244,14 @@ int64_t dot_peak_loop_vnni(int64_t iters) {
 
 size_t qact_t_stride(int64_t cols) { return qact_stride(cols) + size_t(a64(cols)); }
 
-void qgemm_t_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
+size_t qgemm_scratch_bytes(int64_t cols) { return size_t(kRB * (cols / kGroup / 8) * (256 + 32)); }
+
+void qgemm_t_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1,
+                  void* scratch) {
   switch (W.fmt) {
-    case Format::Q4: qgemm_t_impl<Format::Q4>(W, act, n, Y, ldy, r0, r1); break;
-    case Format::Q5: qgemm_t_impl<Format::Q5>(W, act, n, Y, ldy, r0, r1); break;
-    default: qgemm_t_impl<Format::Q8>(W, act, n, Y, ldy, r0, r1); break;
+    case Format::Q4: qgemm_t_impl<Format::Q4>(W, act, n, Y, ldy, r0, r1, scratch); break;
+    case Format::Q5: qgemm_t_impl<Format::Q5>(W, act, n, Y, ldy, r0, r1, scratch); break;
+    default: qgemm_t_impl<Format::Q8>(W, act, n, Y, ldy, r0, r1, scratch); break;
   }
 }
 

@@ -1,19 +1,38 @@
 #include "kernels/cpu/threadpool.h"
 
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <fstream>
-#include <sched.h>
 #include <set>
 #include <sstream>
 #include <string>
-#include <unistd.h>
 
 namespace r1 {
 
 namespace {
 
-constexpr int64_t kSpinUs = 300;  // spin this long after a job before sleeping
+// Spin this long for the next job (or for the last piece) before sleeping on a futex. Between
+// two calls of one token the caller's own work takes a few microseconds, so workers that spin
+// this long catch every call of a token; longer spins only take CPU time from other processes
+// (and from this pool's own threads when they share a core with them).
+constexpr int64_t kSpinUs = 20;
+// A thread's range runs in this many pieces; the last pieces of a slow thread are what the
+// others can take over.
+constexpr int64_t kPieces = 4;
+constexpr uint32_t kClosed = 1u << 31, kWaiting = 1u << 30, kCount = kWaiting - 1;
+// A worker that holds a piece while another process has its core stalls the caller until the
+// scheduler gives the core back (a slice, ~1-3 ms, against ~0.1 ms per job). When the caller
+// has waited that long, longer than it worked, the next kBackoffJobs jobs (1-2 tokens at 1.5B)
+// run on the caller alone, and then the workers are tried again: on a busy machine that is one
+// thread's speed, not a fraction of it.
+constexpr int64_t kStallUs = 200;
+constexpr int kBackoffJobs = 256;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -28,66 +47,155 @@ bool spin_until(P pred) {
   for (int i = 1;; i++) {
     if (pred()) return true;
     cpu_relax();
-    if ((i & 255) == 0 &&
-        std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kSpinUs))
-      return pred();
+    if ((i & 63) == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kSpinUs)) return pred();
   }
 }
 
+// The futex calls on a 32-bit atomic (lock-free, so its object is the plain word).
+uint32_t* word(std::atomic<uint32_t>& a) { return reinterpret_cast<uint32_t*>(&a); }
+void futex_wait(std::atomic<uint32_t>& a, uint32_t expected) {
+  syscall(SYS_futex, word(a), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+void futex_wake(std::atomic<uint32_t>& a, int n) {
+  syscall(SYS_futex, word(a), FUTEX_WAKE_PRIVATE, n, nullptr, nullptr, 0);
+}
+
+inline uint64_t pack(int64_t front, int64_t back) { return uint64_t(front) | uint64_t(back) << 32; }
+inline int64_t front_of(uint64_t v) { return int64_t(v & 0xffffffffu); }
+inline int64_t back_of(uint64_t v) { return int64_t(v >> 32); }
+
+// Units [lo, hi) of thread t when `units` are split evenly over `parts` threads.
+inline int64_t share_lo(int64_t units, int parts, int t) { return units * t / parts; }
+
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_(n_threads < 1 ? 1 : n_threads) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_(n_threads < 1 ? 1 : n_threads), ranges_(new Range[size_t(n_)]), ctl_(kClosed) {
   for (int i = 1; i < n_; i++) threads_.emplace_back([this, i] { worker(i); });
 }
 
 ThreadPool::~ThreadPool() {
   stop_.store(true);
-  gen_.fetch_add(1, std::memory_order_release);
-  gen_.notify_all();
+  gen_.fetch_add(1);
+  futex_wake(gen_, INT_MAX);
   for (auto& t : threads_) t.join();
 }
 
-static void chunk(int64_t n, int64_t align, int parts, int idx, int64_t* b, int64_t* e) {
-  int64_t units = (n + align - 1) / align;
-  int64_t lo = units * idx / parts, hi = units * (idx + 1) / parts;
-  *b = std::min(n, lo * align);
-  *e = std::min(n, hi * align);
-}
-
-void ThreadPool::run(int64_t n, int64_t align, void* fn, Call call) {
+void ThreadPool::run(int64_t n, int64_t align, bool steal, void* fn, Call call) {
   if (n <= 0) return;
-  if (n_ == 1 || n <= align) {
+  if (align < 1) align = 1;
+  if (n_ == 1 || (steal && (n <= align || backoff_ > 0))) {
+    if (steal && backoff_ > 0) backoff_--;
     call(fn, 0, n, 0);
     return;
   }
+  const auto t0 = std::chrono::steady_clock::now();
+  // Units of `align` elements; ranges are 32-bit unit counts (coarser units past 2^31).
+  int64_t units = (n + align - 1) / align;
+  const int64_t scale = (units >> 30) + 1;
+  const int64_t unit = align * scale;
+  units = (n + unit - 1) / unit;
   job_ = fn;
   call_ = call;
   job_n_ = n;
-  job_align_ = align;
-  pending_.store(n_ - 1, std::memory_order_relaxed);
-  gen_.fetch_add(1, std::memory_order_release);
-  gen_.notify_all();  // cheap when nobody sleeps (libstdc++ counts waiters)
-  int64_t b, e;
-  chunk(n, align, n_, 0, &b, &e);
-  if (b < e) call(fn, b, e, 0);
-  auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
-  if (!spin_until(done))
-    for (int p; (p = pending_.load(std::memory_order_acquire)) != 0;) pending_.wait(p);
-  job_ = nullptr;
+  job_unit_ = unit;
+  job_units_ = units;
+  job_steal_ = steal;
+  for (int t = 0; t < n_; t++)
+    ranges_[size_t(t)].v.store(pack(share_lo(units, n_, t), share_lo(units, n_, t + 1)), std::memory_order_relaxed);
+  ctl_.store(0, std::memory_order_release);  // open: workers may join
+  gen_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) futex_wake(gen_, INT_MAX);
+  work(0);
+  if (!steal) {  // every thread runs its own range: wait until each has taken it
+    auto all_taken = [&] {
+      for (int t = 1; t < n_; t++) {
+        const uint64_t v = ranges_[size_t(t)].v.load(std::memory_order_acquire);
+        if (front_of(v) < back_of(v)) return false;
+      }
+      return true;
+    };
+    while (!spin_until(all_taken)) sched_yield();
+  }
+  // Every piece is taken: close the job, then wait for the workers still running one.
+  uint32_t c = ctl_.fetch_or(kClosed, std::memory_order_acq_rel) | kClosed;
+  if (c & kCount) {
+    if (spin_until([&] { return ((c = ctl_.load(std::memory_order_acquire)) & kCount) == 0; })) return;
+    const auto t1 = std::chrono::steady_clock::now();
+    while (c & kCount) {
+      if (ctl_.compare_exchange_weak(c, c | kWaiting, std::memory_order_acq_rel)) futex_wait(ctl_, c | kWaiting);
+      c = ctl_.load(std::memory_order_acquire);
+    }
+    const auto waited = std::chrono::steady_clock::now() - t1;
+    if (steal && waited > std::chrono::microseconds(kStallUs) && waited > t1 - t0) backoff_ = kBackoffJobs;
+  }
+}
+
+void ThreadPool::work(int idx) {
+  const int64_t units = job_units_, unit = job_unit_, n = job_n_;
+  auto exec = [&](int64_t u0, int64_t u1) {
+    call_(job_, u0 * unit, std::min(n, u1 * unit), idx);
+  };
+  auto piece = [&](int t) {
+    const int64_t len = share_lo(units, n_, t + 1) - share_lo(units, n_, t);
+    return job_steal_ ? std::max<int64_t>(1, (len + kPieces - 1) / kPieces) : std::max<int64_t>(1, len);
+  };
+  // own range, front to back
+  std::atomic<uint64_t>& own = ranges_[size_t(idx)].v;
+  const int64_t p = piece(idx);
+  for (uint64_t v = own.load(std::memory_order_relaxed);;) {
+    const int64_t f = front_of(v), b = back_of(v);
+    if (f >= b) break;
+    const int64_t take = std::min(p, b - f);
+    if (own.compare_exchange_weak(v, pack(f + take, b), std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      exec(f, f + take);
+      v = own.load(std::memory_order_relaxed);
+    }
+  }
+  if (!job_steal_) return;
+  // then other threads' ranges, from the back
+  for (int k = 1; k < n_; k++) {
+    const int t = (idx + k) % n_;
+    std::atomic<uint64_t>& r = ranges_[size_t(t)].v;
+    const int64_t pt = piece(t);
+    for (uint64_t v = r.load(std::memory_order_relaxed);;) {
+      const int64_t f = front_of(v), b = back_of(v);
+      if (f >= b) break;
+      const int64_t take = std::min(pt, b - f);
+      if (r.compare_exchange_weak(v, pack(f, b - take), std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        exec(b - take, b);
+        v = r.load(std::memory_order_relaxed);
+      }
+    }
+  }
+}
+
+bool ThreadPool::join() {
+  uint32_t c = ctl_.load(std::memory_order_relaxed);
+  do {
+    if (c & kClosed) return false;
+  } while (!ctl_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_relaxed));
+  return true;
+}
+
+void ThreadPool::leave() {
+  if ((ctl_.fetch_sub(1, std::memory_order_acq_rel) - 1) == (kClosed | kWaiting)) futex_wake(ctl_, 1);
 }
 
 void ThreadPool::worker(int idx) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;  // gen_ at construction: a job published before this thread ran is still new
   for (;;) {
-    auto fresh = [&] { return gen_.load(std::memory_order_acquire) != seen; };
-    if (!spin_until(fresh))
-      while (!fresh()) gen_.wait(seen, std::memory_order_acquire);
+    if (!spin_until([&] { return gen_.load(std::memory_order_acquire) != seen; })) {
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      while (gen_.load(std::memory_order_seq_cst) == seen) futex_wait(gen_, seen);
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    }
     seen = gen_.load(std::memory_order_acquire);
     if (stop_.load()) return;
-    int64_t b, e;
-    chunk(job_n_, job_align_, n_, idx, &b, &e);
-    if (b < e) call_(job_, b, e, idx);
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+    if (join()) {
+      work(idx);
+      leave();
+    }
   }
 }
 
