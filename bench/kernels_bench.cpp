@@ -74,8 +74,12 @@ int main() {
   const int kLayerCopies = 3;  // > 32 MB L3 even for q4 (26 MB per layer)
   for (int nt : {1, 2}) {
     ThreadPool pool(nt);
-    const double bw = measure_read_bandwidth(pool);
-    std::printf("\n== %d thread(s): read bandwidth %.1f GB/s (sum of a 1 GiB buffer)\n", nt, bw);
+    std::vector<ReadVariant> ways;
+    const double bw = measure_read_bandwidth(pool, uint64_t(1) << 30, 3, &ways);
+    std::printf("\n== %d thread(s): read bandwidth %.1f GB/s (best way of reading a 1 GiB buffer; ways alternated,"
+                " best of 3 each:", nt, bw);
+    for (const auto& w : ways) std::printf(" %s %.1f;", w.name, w.gbs);
+    std::printf(")\n");
     std::vector<float> x(kFfn, 0.01f), y(kVocab);
     for (Format f : {Format::Q4, Format::Q5, Format::Q8, Format::BF16}) {
       std::vector<Layer*> layers;

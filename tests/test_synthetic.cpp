@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/membench.h"
 #include "kernels/cpu/threadpool.h"
 #include "models/synthetic.h"
 #include "test_util.h"
@@ -96,4 +97,20 @@ TEST_CASE("r1 bench --json reports speeds, bytes and bandwidth", "[synthetic][cl
   CHECK((u.err.find("no CUDA backend") != std::string::npos || u.err.find("no NVIDIA GPU or driver") != std::string::npos));
   CHECK(test::run_r1({"bench", "--synthetic", "nope"}).code == 1);
   CHECK(test::run_r1({"bench"}).code == 1);
+}
+
+TEST_CASE("the read-bandwidth probe measures every way and reports the best", "[synthetic]") {
+  for (int nt : {1, 3}) {
+    ThreadPool pool(nt);
+    std::vector<ReadVariant> ways;
+    const double bw = measure_read_bandwidth(pool, (uint64_t(24) << 20) + 12345, 1, &ways);  // not whole pages
+    REQUIRE(ways.size() >= 5);
+    double best = 0;
+    for (const auto& w : ways) {
+      INFO(nt << " threads: " << w.name);
+      CHECK(w.gbs > 0);
+      best = std::max(best, w.gbs);
+    }
+    CHECK(bw == best);
+  }
 }
