@@ -1,7 +1,7 @@
 // Micro-benchmark of the CPU kernels at Qwen-1.5B shapes (not a test): per-token matvec time of
 // one layer's matrices and of the lm_head for q4 / q8 / bf16 with 1 and 2 threads, as GB/s of
-// weight bytes against the measured read bandwidth; prefill matmul (128 tokens); decode attention
-// at depth 4096. Weights are random bytes (speed does not depend on values); several layers are
+// weight bytes against the measured read bandwidth; prefill matmul (128 tokens; the VNNI and the
+// AMX GEMM alternated where the CPU has AMX); decode attention at depth 4096. Weights are random bytes (speed does not depend on values); several layers are
 // allocated and cycled so nothing is served from the 32 MB L3.
 #include <algorithm>
 #include <chrono>
@@ -109,21 +109,31 @@ int main() {
     std::mt19937 g(1);
     std::normal_distribution<float> nd(0, 1);
     for (auto& v : X) v = nd(g);
+    // q formats: the VNNI GEMM and, where the CPU has AMX, the tile GEMM, alternated (min of 3 each)
+    std::string no_amx;
+    const bool amx = cpu::amx_available(&no_amx);
     for (Format f : {Format::Q4, Format::Q5, Format::Q8, Format::BF16}) {
       if (f == Format::BF16 && nt == 1) continue;
       Layer L(f);
-      for (auto* m : L.m) cpu::matmul(pool, m->v, X.data(), T, Y.data());
-      double best = 1e9;
-      for (int r = 0; r < 2; r++) {
-        double t0 = now_s();
-        for (auto* m : L.m) cpu::matmul(pool, m->v, X.data(), T, Y.data());
-        best = std::min(best, now_s() - t0);
-      }
+      const int ways = amx && is_quantized(f) ? 2 : 1;
+      double best[2] = {1e9, 1e9};
+      for (int r = 0; r < 4; r++)
+        for (int w = 0; w < ways; w++) {
+          cpu::force_amx(w == 1);
+          double t0 = now_s();
+          for (auto* m : L.m) cpu::matmul(pool, m->v, X.data(), T, Y.data());
+          if (r > 0) best[w] = std::min(best[w], now_s() - t0);  // the first round warms up
+        }
+      cpu::force_amx(false);
       const double macs = double(T) * double(L.bytes) / (bits_per_weight(f) / 8);
       std::printf("%-5s prefill %lld tokens: layer %.1f ms -> %.0f tok/s (28 layers, no attention/lm_head), "
-                  "%.1f GMAC/s\n",
-                  format_name(f), (long long)T, best * 1e3, T / (kLayers * best), macs / best / 1e9);
+                  "%.1f GMAC/s",
+                  format_name(f), (long long)T, best[0] * 1e3, T / (kLayers * best[0]), macs / best[0] / 1e9);
+      if (ways == 2)
+        std::printf(" | AMX tiles %.1f ms, %.1f GMAC/s (%.2fx)", best[1] * 1e3, macs / best[1] / 1e9, best[0] / best[1]);
+      std::printf("\n");
     }
+    if (!amx) std::printf("(AMX tile GEMM not measured: %s)\n", no_amx.c_str());
     // decode attention at depth 4096, f16 and q8 caches: one layer, 12 q heads over 2 kv heads
     {
       // 28 layers of random K/V (112 MB in f16: from DRAM, as in decode). The formats, and where

@@ -15,6 +15,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "core/kv_format.h"
 #include "quant/formats.h"
@@ -48,6 +49,22 @@ void quantize_act_t(const float* x, int64_t cols, uint8_t* out);
 size_t qgemm_scratch_bytes(int64_t cols);
 void qgemm_t_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0,
                   int64_t r1, void* scratch);
+
+// The same on AMX int8 tiles (needs cpu_has_amx() and amx_request_permission(); the hardware's
+// part is checked on AMX machines only, its layouts and epilogue everywhere through an emulated
+// build, tests/amx_emulated.cpp). Activations by quantize_act_amx: qact_amx_stride bytes per
+// token (the GEMV's layout, then the codes in natural order), and the buffer must hold n
+// rounded up to 16 tokens (the tile reads 16; the extra results are dropped). Each (row,
+// token) result is bitwise qmatmul_vnni's. scratch: qgemm_amx_scratch_bytes(cols), 64-aligned.
+bool cpu_has_amx();  // amx-tile + amx-int8, and the OS saves tile state (XCR0)
+// Asks the kernel for the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM), once per process;
+// false with the reason in *why when refused.
+bool amx_request_permission(std::string* why);
+size_t qact_amx_stride(int64_t cols);
+void quantize_act_amx(const float* x, int64_t cols, uint8_t* out);
+size_t qgemm_amx_scratch_bytes(int64_t cols);
+void qgemm_amx(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1,
+               void* scratch);
 
 // The integer dot the q kernels are built on, at its peak: iters x 12 independent dots of 32
 // int8 MACs each (AVX2: vpmaddubsw + vpmaddwd + vpaddd; VNNI: vpdpbusd). The result keeps the

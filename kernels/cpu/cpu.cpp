@@ -4,8 +4,10 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -21,6 +23,7 @@ using cpu_detail::Scratch;
 
 std::atomic<bool> g_force_ref{false};
 std::atomic<bool> g_no_vnni{false};
+std::atomic<bool> g_force_amx{false};
 
 // R1_KERNELS=ref: scalar reference; R1_KERNELS=avx2: AVX2 without the VNNI integer dot.
 const char* env_kernels() {
@@ -35,6 +38,19 @@ bool use_ref() {
 bool use_vnni() {
   static const bool ok = avx2::cpu_has_vnni() && std::strcmp(env_kernels(), "avx2") != 0;
   return ok && !g_no_vnni.load(std::memory_order_relaxed);
+}
+// AMX tiles for q4/q5/q8 prompts and batches: opt-in (R1_AMX=1, or force_amx) until measured
+// on an AMX machine; asked for but unavailable, one line says why and the VNNI kernels run.
+bool use_amx() {
+  static const bool env = [] {
+    const char* e = std::getenv("R1_AMX");
+    if (!e || std::strcmp(e, "1") != 0) return false;
+    std::string why;
+    if (amx_available(&why)) return true;
+    std::fprintf(stderr, "r1: R1_AMX=1 ignored: %s\n", why.c_str());
+    return false;
+  }();
+  return (env || g_force_amx.load(std::memory_order_relaxed)) && use_vnni() && !use_ref() && amx_available();
 }
 
 // Rows per parallel chunk: keeps chunk borders on whole cache lines of output.
@@ -52,10 +68,21 @@ void qmatmul_any(const WeightView& W, const uint8_t* act, int64_t n, float* Y, i
 
 const char* kernel_set() {
   if (use_ref()) return "ref";
+  if (use_amx()) return "avx2-vnni-amx";
   return use_vnni() ? "avx2-vnni" : "avx2";
 }
 void force_reference(bool on) { g_force_ref = on; }
 void force_no_vnni(bool on) { g_no_vnni = on; }
+void force_amx(bool on) { g_force_amx = on; }
+
+bool amx_available(std::string* why) {
+  if (!avx2::cpu_has_amx()) {
+    if (why) *why = avx2::cpu_has_vnni() ? "this CPU has no AMX int8 tiles (amx-tile, amx-int8)"
+                                         : "this CPU has no AVX512-VNNI, which the AMX kernels' epilogue needs";
+    return false;
+  }
+  return avx2::amx_request_permission(why);
+}
 
 namespace {
 
@@ -115,18 +142,33 @@ void matmul_multi(ThreadPool& pool, const WeightView* Ws, int m, const float* X,
   // The activations are quantized once for all m matrices. From 5 tokens on VNNI: the GEMM
   // that unpacks each weight block once for all of them (bitwise the same results). Below that
   // the unpacking costs about what it saves (q4 8960 x 1536 from DRAM, one thread: 0.69 vs
-  // 0.71 ms at 4 tokens, 0.82 vs 0.97 ms at 5, 1.1 vs 1.4 ms at 8).
-  const bool gemm = n >= 5 && use_vnni();
-  const int64_t stride = int64_t(gemm ? avx2::qact_t_stride(cols) : avx2::qact_stride(cols));
+  // 0.71 ms at 4 tokens, 0.82 vs 0.97 ms at 5, 1.1 vs 1.4 ms at 8). With AMX the same
+  // threshold for the tile GEMM (not yet measured on an AMX machine).
+  const bool amx = n >= 5 && use_amx();
+  const bool gemm = !amx && n >= 5 && use_vnni();
+  const int64_t stride = int64_t(amx    ? avx2::qact_amx_stride(cols)
+                                 : gemm ? avx2::qact_t_stride(cols)
+                                        : avx2::qact_stride(cols));
+  const int64_t n_buf = amx ? (n + 15) / 16 * 16 : n;  // the tiles read whole 16-token rows
   thread_local Scratch s;
-  uint8_t* act = s.get<uint8_t>(size_t(n * stride));
+  uint8_t* act = s.get<uint8_t>(size_t(n_buf * stride));
   if (n == 1) avx2::quantize_act(X, cols, act);
   else
     pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; t++)
-        if (gemm) avx2::quantize_act_t(X + t * cols, cols, act + t * stride);
+        if (amx) avx2::quantize_act_amx(X + t * cols, cols, act + t * stride);
+        else if (gemm) avx2::quantize_act_t(X + t * cols, cols, act + t * stride);
         else avx2::quantize_act(X + t * cols, cols, act + t * stride);
     });
+  if (amx) {
+    thread_local PerThread tiles_tl;  // each thread's unpacked rows, tile results, accumulators
+    PerThread& tiles = tiles_tl;
+    tiles.reserve(pool.size(), avx2::qgemm_amx_scratch_bytes(cols));
+    over_rows(pool, Ws, m, [&](int j, int64_t b, int64_t e, int tid) {
+      avx2::qgemm_amx(Ws[j], act, n, Ys[j], Ws[j].rows, b, e, tiles.at<void>(tid));
+    });
+    return;
+  }
   if (gemm) {
     thread_local PerThread unpacked_tl;  // each thread's unpacked row block
     PerThread& unpacked = unpacked_tl;   // the caller's, by reference: not each thread's own

@@ -3,6 +3,7 @@
 // matrix rows over the thread pool.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "core/kv_format.h"
 #include "kernels/cpu/threadpool.h"
@@ -10,11 +11,17 @@
 
 namespace r1::cpu {
 
-// Which kernel set runs: "avx2-vnni" (AVX2 with the AVX512-VNNI integer dot), "avx2" or "ref".
-// R1_KERNELS=ref forces the reference, R1_KERNELS=avx2 disables the VNNI dot.
+// Which kernel set runs: "avx2-vnni-amx" (the next, with AMX tiles for q prompts and batches),
+// "avx2-vnni" (AVX2 with the AVX512-VNNI integer dot), "avx2" or "ref". R1_KERNELS=ref forces
+// the reference, R1_KERNELS=avx2 disables the VNNI dot.
 const char* kernel_set();
 void force_reference(bool on);  // for tests and benchmarks
 void force_no_vnni(bool on);    // for tests and benchmarks: plain AVX2 integer dot
+// AMX int8 tiles for q4/q5/q8 prompts and batches ("avx2-vnni-amx"): opt-in with R1_AMX=1 (or
+// force_amx) until measured on an AMX machine. Whether this CPU has them and the kernel grants
+// their state; if not, why.
+bool amx_available(std::string* why = nullptr);
+void force_amx(bool on);  // for tests and benchmarks; effective only where amx_available()
 
 // q4/q8 weights run on int8-quantized activations (per token, per group of 32: see avx2.h and
 // ref::matvec_q8act); float formats in f32. Scratch is per calling thread, grow-only.

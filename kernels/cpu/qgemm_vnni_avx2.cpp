@@ -32,7 +32,6 @@ namespace {
 // P = 0 2 4 6 1 3 5 7 (the lane order of the GEMV's hadd tree). Then 8 vpdpbusd leave each
 // group's full sum in its own lane: no horizontal adds. The float steps per chunk and the tail
 // are the GEMV's, in the same order, so every (row, token) result is bitwise the GEMV's.
-constexpr int kP[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 
 // The next row block's weight bytes, fetched a few lines per chunk step while this block's
 // tiles compute: the unpack then reads them from cache instead of stalling on DRAM (with a
@@ -46,25 +45,6 @@ struct PfStream {
     for (int64_t i = 0; i < per_step && p < end; i++, p += 64) _mm_prefetch(p, _MM_HINT_T0);
   }
 };
-
-inline void transpose8(__m256i r[8]) {  // 8x8 int32 transpose in registers
-  __m256i t[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  __m256i u[8];
-  for (int i = 0; i < 8; i += 4) {
-    u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
-    u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
-    u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
-    u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
-  }
-  for (int i = 0; i < 4; i++) {
-    r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
-    r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
-  }
-}
 
 // Row block of weights as u8 (q4 level + 128, q5 code, q8 code + 128) in t-layout, plus each
 // chunk's f16 scales as floats in lane order P. wt: [rows][G8][8 vectors], sw: [rows][G8][8].

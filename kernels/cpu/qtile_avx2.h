@@ -9,6 +9,7 @@
 // scaled by dw * dx with one FMA. So per (row, token, 256 weights): 8 dots + 3 hadd + 3 float ops.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "kernels/cpu/avx2.h"
@@ -47,6 +48,29 @@ inline float hsum_ps(__m256 v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+
+inline void transpose8(__m256i r[8]) {  // 8x8 int32 transpose in registers
+  __m256i t[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  __m256i u[8];
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
+  }
+}
+
+// Lane L of a chunk's 8-lane vectors holds group kP[L] of the chunk (the order the GEMV's hadd
+// tree produces; activation scales and sums are stored in it, see avx2.h).
+constexpr int kP[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 
 #if R1_VNNI
 // The u8 operand of vpdpbusd is q4's level + 128 but q5's bare code (level + 16: no add per
@@ -264,8 +288,8 @@ inline void finish_tile(const K& k, const WeightView& W, int64_t r, const __m256
     const uint8_t* hb = hbits_of<F>(wc, W.cols);
     for (int t = 0; t < T; t++) {
       float tail = 0;
-      for (int64_t g = G8 * 8; g < G; g++)
-        tail += (h2f(W.scales[(r + i) * G + g]) * A[t].dp[g]) * float(dot_group<F>(k, wc, hb, g, A[t]));
+      for (int64_t g = G8 * 8; g < G; g++)  // one rounding per step, whatever the compiler contracts
+        tail = std::fma(h2f(W.scales[(r + i) * G + g]) * A[t].dp[g], float(dot_group<F>(k, wc, hb, g, A[t])), tail);
       Y[t * ldy + r + i] = hsum_ps(acc[i][t]) + tail;
     }
   }
