@@ -3,6 +3,7 @@
 // (the B-tile layout, the activation rows, slots and lanes, the float epilogue, masking). The
 // model follows the pseudo-code of Intel's SDM (LDTILECFG, TILELOADD, TILEZERO, TDPBSSD,
 // TILESTORED) and refuses shapes the hardware would fault on.
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -15,12 +16,7 @@
 #include "kernels/cpu/avx2.h"
 #include "quant/formats.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,bmi2,avx512f,avx512vl,avx512bw,avx512vnni"))), \
-                             apply_to = function)
-#else
-#pragma GCC target("avx2,fma,f16c,bmi2,avx512f,avx512vl,avx512bw,avx512vnni")
-#endif
+#include "kernels/cpu/vnni_begin.h"
 
 #define R1_VNNI 1
 #include "kernels/cpu/qtile_avx2.h"
@@ -109,6 +105,4 @@ void qgemm_amx(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int
 }
 }  // namespace r1::amx_emu
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
+#include "kernels/cpu/vnni_end.h"

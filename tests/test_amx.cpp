@@ -17,7 +17,7 @@
 #include "kernels/cpu/avx2.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/ref.h"
-#include "quant/quantize.h"
+#include "kernel_test_util.h"
 
 namespace r1::amx_emu {
 void qgemm_amx(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1,
@@ -30,13 +30,8 @@ namespace {
 
 std::mt19937 rng(2024);
 
-std::vector<float> randn(size_t n, float s) {
-  std::normal_distribution<float> d(0, s);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-int64_t rint_in(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); }
+std::vector<float> randn(size_t n, float s) { return test::randn(rng, n, s); }
+int64_t rint_in(int64_t lo, int64_t hi) { return test::rint_in(rng, lo, hi); }
 
 // A 64-byte-aligned buffer (the kernels' contract for activations and scratch).
 struct Aligned {
@@ -69,11 +64,9 @@ void check_kernel(Kernel kernel, const char* name) {
   for (Format f : {Format::Q4, Format::Q5, Format::Q8})
     for (const Shape& sh : shapes()) {
       const int64_t rows = sh.rows, cols = sh.cols, n = sh.n;
-      const auto w = randn(size_t(rows * cols), 0.05f);
+      const test::Mat M(f, rows, cols, randn(size_t(rows * cols), 0.05f));
+      const WeightView& W = M.v;
       const auto X = randn(size_t(n * cols), 1.0f);
-      std::vector<uint8_t> wbuf(tensor_bytes(f, uint64_t(rows), uint64_t(cols)) + 64);
-      quantize_matrix(f, w.data(), rows, cols, wbuf.data());
-      const WeightView W = make_view(f, uint64_t(rows), uint64_t(cols), wbuf.data());
 
       // activations: the AMX layout for n rounded up to 16 tokens (the padding is poisoned too)
       const size_t st = avx2::qact_amx_stride(cols);
@@ -167,14 +160,9 @@ TEST_CASE("AMX GEMM on this CPU's tiles: bitwise the GEMV and batch-invariant", 
       for (int64_t n : {int64_t(5), rint_in(6, 40), int64_t(64)}) {
         const int64_t cols = 32 * rint_in(1, 100);
         const int64_t rows[2] = {rint_in(1, 90), rint_in(17, 70)};
-        std::vector<std::vector<uint8_t>> bufs(2);
-        WeightView Ws[2];
-        for (int j = 0; j < 2; j++) {
-          const auto w = randn(size_t(rows[j] * cols), 0.1f);
-          bufs[size_t(j)].resize(tensor_bytes(f, uint64_t(rows[j]), uint64_t(cols)) + 64);
-          quantize_matrix(f, w.data(), rows[j], cols, bufs[size_t(j)].data());
-          Ws[j] = make_view(f, uint64_t(rows[j]), uint64_t(cols), bufs[size_t(j)].data());
-        }
+        const test::Mat W0(f, rows[0], cols, randn(size_t(rows[0] * cols), 0.1f)),
+            W1(f, rows[1], cols, randn(size_t(rows[1] * cols), 0.1f));
+        const WeightView Ws[2] = {W0.v, W1.v};
         const auto X = randn(size_t(n * cols), 1.0f);
         std::vector<float> Y0(size_t(n * rows[0]), NAN), Y1(size_t(n * rows[1]), NAN), M0(Y0), M1(Y1);
         cpu::matmul(pool, Ws[0], X.data(), n, Y0.data());

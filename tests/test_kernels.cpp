@@ -14,6 +14,7 @@
 #include "kernels/cpu/avx2.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/ref.h"
+#include "kernel_test_util.h"
 #include "quant/half.h"
 #include "quant/quantize.h"
 
@@ -23,23 +24,9 @@ namespace {
 
 std::mt19937 rng(1234);
 
-std::vector<float> randn(size_t n, float s = 1.0f) {
-  std::normal_distribution<float> d(0, s);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-int rint_in(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
-
-struct Mat {
-  std::vector<uint8_t> buf;
-  WeightView v;
-  Mat(Format f, int64_t rows, int64_t cols, const std::vector<float>& w) {
-    buf.resize(tensor_bytes(f, uint64_t(rows), uint64_t(cols)) + 64);
-    quantize_matrix(f, w.data(), rows, cols, buf.data());
-    v = make_view(f, uint64_t(rows), uint64_t(cols), buf.data());
-  }
-};
+std::vector<float> randn(size_t n, float s = 1.0f) { return test::randn(rng, n, s); }
+int rint_in(int lo, int hi) { return test::rint_in(rng, lo, hi); }
+using test::Mat;
 
 // sum_i |W[r, i] x[i]| with W dequantized: the scale of rounding errors in a dot product.
 std::vector<float> magnitude(const WeightView& W, const float* X, int64_t n) {

@@ -2,6 +2,7 @@
 // for AVX-512 + AMX; only called where cpu_has_amx() and the kernel granted the tile state
 // (kernels/cpu/cpu.cpp). Library headers come before the target pragma, as in
 // qgemm_vnni_avx2.cpp.
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

@@ -2,6 +2,7 @@
 // no frequency penalty). Same kernel source as qgemm_avx2.cpp, compiled for the wider ISA; only
 // called when cpu_has_vnni(). Library headers come before the target pragma so that none of
 // their inline functions is compiled for AVX-512.
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -13,12 +14,7 @@
 #include "kernels/cpu/avx2.h"
 #include "quant/formats.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,bmi2,avx512f,avx512vl,avx512bw,avx512vnni"))), \
-                             apply_to = function)
-#else
-#pragma GCC target("avx2,fma,f16c,bmi2,avx512f,avx512vl,avx512bw,avx512vnni")
-#endif
+#include "kernels/cpu/vnni_begin.h"
 
 #define R1_VNNI 1
 #include "kernels/cpu/qtile_avx2.h"
@@ -246,6 +242,4 @@ void qmatmul_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, 
 
 }  // namespace r1::avx2
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
+#include "kernels/cpu/vnni_end.h"

@@ -64,6 +64,21 @@ inline uint64_t pack(int64_t front, int64_t back) { return uint64_t(front) | uin
 inline int64_t front_of(uint64_t v) { return int64_t(v & 0xffffffffu); }
 inline int64_t back_of(uint64_t v) { return int64_t(v >> 32); }
 
+// Up to `piece` units [*u0, *u1) off the front (the owner) or the back (another thread) of a
+// range; false when it is empty.
+bool take(std::atomic<uint64_t>& r, int64_t piece, bool back, int64_t* u0, int64_t* u1) {
+  for (uint64_t v = r.load(std::memory_order_relaxed);;) {
+    const int64_t f = front_of(v), b = back_of(v);
+    if (f >= b) return false;
+    const int64_t n = std::min(piece, b - f);
+    *u0 = back ? b - n : f;
+    *u1 = *u0 + n;
+    if (r.compare_exchange_weak(v, back ? pack(f, b - n) : pack(f + n, b), std::memory_order_acq_rel,
+                                std::memory_order_relaxed))
+      return true;
+  }
+}
+
 // Units [lo, hi) of thread t when `units` are split evenly over `parts` threads.
 inline int64_t share_lo(int64_t units, int parts, int t) { return units * t / parts; }
 
@@ -140,33 +155,12 @@ void ThreadPool::work(int idx) {
     const int64_t len = share_lo(units, n_, t + 1) - share_lo(units, n_, t);
     return job_steal_ ? std::max<int64_t>(1, (len + kPieces - 1) / kPieces) : std::max<int64_t>(1, len);
   };
-  // own range, front to back
-  std::atomic<uint64_t>& own = ranges_[size_t(idx)].v;
-  const int64_t p = piece(idx);
-  for (uint64_t v = own.load(std::memory_order_relaxed);;) {
-    const int64_t f = front_of(v), b = back_of(v);
-    if (f >= b) break;
-    const int64_t take = std::min(p, b - f);
-    if (own.compare_exchange_weak(v, pack(f + take, b), std::memory_order_acq_rel, std::memory_order_relaxed)) {
-      exec(f, f + take);
-      v = own.load(std::memory_order_relaxed);
-    }
-  }
+  int64_t u0, u1;
+  while (take(ranges_[size_t(idx)].v, piece(idx), false, &u0, &u1)) exec(u0, u1);  // own range, front to back
   if (!job_steal_) return;
-  // then other threads' ranges, from the back
-  for (int k = 1; k < n_; k++) {
+  for (int k = 1; k < n_; k++) {  // then other threads' ranges, from the back
     const int t = (idx + k) % n_;
-    std::atomic<uint64_t>& r = ranges_[size_t(t)].v;
-    const int64_t pt = piece(t);
-    for (uint64_t v = r.load(std::memory_order_relaxed);;) {
-      const int64_t f = front_of(v), b = back_of(v);
-      if (f >= b) break;
-      const int64_t take = std::min(pt, b - f);
-      if (r.compare_exchange_weak(v, pack(f, b - take), std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        exec(b - take, b);
-        v = r.load(std::memory_order_relaxed);
-      }
-    }
+    while (take(ranges_[size_t(t)].v, piece(t), true, &u0, &u1)) exec(u0, u1);
   }
 }
 
