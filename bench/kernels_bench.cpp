@@ -1,8 +1,9 @@
 // Micro-benchmark of the CPU kernels at Qwen-1.5B shapes (not a test): per-token matvec time of
 // one layer's matrices and of the lm_head for q4 / q8 / bf16 with 1 and 2 threads, as GB/s of
 // weight bytes against the measured read bandwidth; prefill matmul (128 tokens; the VNNI and the
-// AMX GEMM alternated where the CPU has AMX); decode attention at depth 4096. Weights are random bytes (speed does not depend on values); several layers are
-// allocated and cycled so nothing is served from the 32 MB L3.
+// AMX GEMM alternated where the CPU has AMX); decode attention at depth 4096. Weights are random
+// bytes (speed does not depend on values); several layers are allocated and cycled so nothing
+// is served from the 32 MB L3.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

@@ -88,9 +88,9 @@ namespace {
 
 // Every thread takes the same share of each of the m matrices (on the kRowAlign grid), so a
 // mix of formats (a q4 q_proj with q8 k/v_proj) stays balanced; fn(j, r0, r1, thread) runs
-// rows of matrix j. The shares are cut into kItems items per thread: item u is the u-th slice of every
-// matrix, so a run of items is one contiguous row range of each, and the pool can hand the
-// last items of a slow thread to another.
+// rows of matrix j. Shares are cut into kItems items per thread: item u is the u-th slice of
+// every matrix, so a run of items is one contiguous row range of each, and the pool can hand
+// the last items of a slow thread to another.
 template <class F>
 void over_rows(ThreadPool& pool, const WeightView* Ws, int m, F&& fn) {
   constexpr int64_t kItems = 16;
