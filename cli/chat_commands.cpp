@@ -1,6 +1,5 @@
 // The slash commands of `r1 chat`. A bad command or value is one line of help, never an exit.
 #include <cmath>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/chat.h"
@@ -121,12 +120,10 @@ bool Chat::command(const std::string& line) {
     if (arg.empty()) fail_usage("/save: expected a file name");
     CpuSession& s = cpu_session(L);
     if (gen.cached().empty() || int64_t(gen.cached().size()) != s.n_past()) fail_usage("/save: nothing to save yet");
-    nlohmann::json conv = {{"system", system}, {"turns", nlohmann::json::array()}};
-    for (auto& t : turns) conv["turns"].push_back({{"role", t.role}, {"content", t.content}, {"reasoning", t.reasoning}});
     Snapshot snap;
     snap.model_id = L.rt.model->file->identity();
     snap.shape = kv_shape(s.kv());
-    snap.conversation = conv.dump();
+    snap.conversation = conversation_to_json({system, turns});
     snap.tokens = gen.cached();
     snap.kv = kv_extract(s.kv(), s.n_past());
     save_snapshot(arg, snap);
@@ -137,29 +134,20 @@ bool Chat::command(const std::string& line) {
     CpuSession& s = cpu_session(L);
     Snapshot snap = load_snapshot(arg, L.rt.model->file->identity(), kv_shape(s.kv()), s.ctx());
     // Everything is checked before the current conversation is replaced.
-    nlohmann::json conv = nlohmann::json::parse(snap.conversation, nullptr, false);
-    std::vector<Turn> loaded;
-    const char* bad = nullptr;
-    if (conv.is_discarded() || !conv.is_object() || !conv.contains("turns") || !conv["turns"].is_array() ||
-        !conv.value("system", nlohmann::json("")).is_string())
-      bad = "its conversation is malformed";
-    for (auto& t : bad ? nlohmann::json::array() : conv["turns"]) {
-      if (!t.is_object() || !t.value("role", nlohmann::json()).is_string() ||
-          !t.value("content", nlohmann::json()).is_string()) {
-        bad = "its conversation is malformed";
-        break;
-      }
-      loaded.push_back({t["role"].get<std::string>(), t["content"].get<std::string>(), 
-                        t.contains("reasoning") && t["reasoning"].is_string() ? t["reasoning"].get<std::string>() : ""});
+    Conversation conv;
+    try {
+      conv = conversation_from_json(snap.conversation);
+    } catch (const Error& e) {
+      fail_input(arg + ": " + e.what());
     }
     for (int32_t id : snap.tokens)
-      if (id < 0 || id >= L.session->vocab()) bad = "it holds a token outside the vocabulary";
-    if (bad) fail_input(arg + ": not a usable r1 chat snapshot: " + bad);
+      if (id < 0 || id >= L.session->vocab())
+        fail_input(arg + ": not a usable r1 chat snapshot: it holds a token outside the vocabulary");
     kv_restore(s.kv_mut(), snap.kv, int64_t(snap.tokens.size()));
     s.set_n_past(int64_t(snap.tokens.size()));
     gen.resume(std::move(snap.tokens));
-    system = conv.value("system", std::string());
-    turns = std::move(loaded);
+    system = conv.system;
+    turns = std::move(conv.turns);
     last_reasoning.clear();
     for (auto& t : turns)
       if (t.role == "assistant") last_reasoning = t.reasoning;

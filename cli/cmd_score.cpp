@@ -18,6 +18,7 @@
 #include "cli/common.h"
 #include "cli/term.h"
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/score.h"
 
 namespace {
@@ -76,12 +77,7 @@ std::vector<nlohmann::json> parse_jsonl(const std::string& name, const std::stri
   for (int64_t ln = 1; std::getline(in, s); ln++) {
     if (s.find_first_not_of(" \t\r\n") == std::string::npos) continue;
     const std::string where = name + " line " + std::to_string(ln) + ": ";
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(s);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail_input(where + "malformed JSON (at byte " + std::to_string(e.byte) + ")");
-    }
+    nlohmann::json j = parse_json(s, name + " line " + std::to_string(ln));
     if (!j.is_object()) fail_input(where + "expected an object {\"prompt\": ..., \"completion\": ...}");
     for (const char* k : {"prompt", "completion"})
       if (!j.contains(k) || !j[k].is_string()) fail_input(where + "\"" + k + "\" must be a string");

@@ -8,6 +8,7 @@
 #include "cli/command.h"
 #include "core/chat_template.h"
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/tokenizer.h"
 
 namespace r1::cli {
@@ -29,8 +30,8 @@ std::vector<int32_t> parse_ids(const std::string& text, int64_t vocab) {
   std::vector<int64_t> raw;
   size_t b = text.find_first_not_of(" \t\r\n");
   if (b != std::string::npos && text[b] == '[') {
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_array()) fail_input("ids: malformed JSON array");
+    auto j = parse_json(text, "ids");
+    if (!j.is_array()) fail_input("ids: malformed JSON array");
     for (auto& v : j) {
       if (!v.is_number_integer()) fail_input("ids: " + v.dump() + " is not an integer");
       raw.push_back(v.get<int64_t>());

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_input.h"
 
 namespace r1 {
 
@@ -51,8 +52,8 @@ std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::s
       r.id = std::to_string(n + 1);
       r.messages.push_back({"user", l});
     } else {
-      auto j = nlohmann::json::parse(l, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) fail_input(where + ": not a JSON object");
+      nlohmann::json j = parse_json(l, where);
+      if (!j.is_object()) fail_input(where + ": not a JSON object");
       try {
         if (!j.contains("id") || !(j["id"].is_string() || j["id"].is_number_integer()))
           fail_input(where + ": needs an \"id\" (string or integer)");
@@ -113,7 +114,9 @@ BatchOutput::BatchOutput(const std::string& path) : path_(path) {
   while (b < text.size()) {
     size_t e = text.find('\n', b);
     if (e == std::string::npos) break;
-    auto j = nlohmann::json::parse(text.begin() + int64_t(b), text.begin() + int64_t(e), nullptr, false);
+    const std::string_view line(text.data() + b, e - b);
+    auto j = json_too_deep(line) ? nlohmann::json(nlohmann::json::value_t::discarded)
+                                 : nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("id"))
       fail_input(path + " line " + std::to_string(std::count(text.begin(), text.begin() + int64_t(b), '\n') + 1) +
                  " is not an r1 batch result; refusing to append to it");

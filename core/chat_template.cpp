@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_input.h"
 
 namespace r1 {
 using json = nlohmann::json;
@@ -23,8 +24,8 @@ static std::string token_field(const json& cfg, const char* key) {
 static bool has(std::string_view s, std::string_view what) { return s.find(what) != std::string_view::npos; }
 
 ChatTemplate ChatTemplate::from_config(std::string_view config_json, std::string_view forced) {
-  json cfg = json::parse(config_json.empty() ? std::string_view("{}") : config_json, nullptr, false);
-  if (cfg.is_discarded() || !cfg.is_object()) fail_input("tokenizer_config.json is not a JSON object");
+  json cfg = parse_json(config_json.empty() ? std::string_view("{}") : config_json, "tokenizer_config.json");
+  if (!cfg.is_object()) fail_input("tokenizer_config.json is not a JSON object");
   ChatTemplate t;
   t.bos_ = token_field(cfg, "bos_token");
   t.eos_ = token_field(cfg, "eos_token");
@@ -151,8 +152,7 @@ std::string ChatTemplate::render(const std::vector<Message>& msgs, bool gen) con
 }
 
 std::vector<Message> parse_messages_json(std::string_view text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) fail_input("messages: malformed JSON");
+  json j = parse_json(text, "messages");
   if (j.is_object()) {
     if (!j.contains("messages")) fail_input("messages: expected an array or an object with \"messages\"");
     j = j["messages"];

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/json_input.h"
 
 namespace r1 {
 
@@ -80,6 +81,7 @@ std::unique_ptr<R1File> R1File::open(const std::string& path) {
   std::string js(size_t(raw), '\0');
   size_t got = ZSTD_decompress(js.data(), js.size(), f->base_ + h.meta_offset, h.meta_size);
   if (ZSTD_isError(got) || got != raw) bad("metadata does not decompress");
+  if (json_too_deep(js)) bad("metadata nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   f->meta_ = nlohmann::json::parse(js, nullptr, false);
   if (f->meta_.is_discarded() || !f->meta_.is_object()) bad("metadata is not a JSON object");
 
@@ -295,10 +297,11 @@ void R1Writer::end_tensor(size_t i) {
   written_[i] = true;
 }
 
-void R1Writer::finish(const nlohmann::json& meta) {
+void R1Writer::finish(const nlohmann::json& meta) { finish_json_text(meta.dump()); }
+
+void R1Writer::finish_json_text(const std::string& js) {
   for (size_t i = 0; i < entries_.size(); i++)
     if (!written_[i]) fail_input(std::string("internal: tensor ") + entries_[i].name + " never written");
-  std::string js = meta.dump();
   std::string z(ZSTD_compressBound(js.size()), '\0');
   size_t zn = ZSTD_compress(z.data(), z.size(), js.data(), js.size(), 9);
   if (ZSTD_isError(zn)) fail_input("metadata compression failed");

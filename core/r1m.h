@@ -118,6 +118,7 @@ class R1Writer {
   void append(size_t i, const void* data, uint64_t bytes);
   void end_tensor(size_t i);
   void finish(const nlohmann::json& meta);
+  void finish_json_text(const std::string& meta_json);  // the metadata as JSON text (fuzz seeds)
 
  private:
   void pwrite_all(const void* p, uint64_t n, uint64_t off);

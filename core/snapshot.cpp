@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/json_input.h"
 
 namespace r1 {
 
@@ -57,6 +58,29 @@ void kv_restore(KVCache& kv, const std::vector<uint8_t>& packed, int64_t n) {
         std::memcpy(dst->data() + size_t(l * kv.layer_bytes()) + size_t(h * kv.ctx) * row, src, run);
         src += run;
       }
+}
+
+std::string conversation_to_json(const Conversation& c) {
+  nlohmann::json j = {{"system", c.system}, {"turns", nlohmann::json::array()}};
+  for (auto& t : c.turns) j["turns"].push_back({{"role", t.role}, {"content", t.content}, {"reasoning", t.reasoning}});
+  return j.dump();
+}
+
+Conversation conversation_from_json(std::string_view text) {
+  const std::string bad = "not a usable r1 chat snapshot: its conversation is malformed";
+  if (json_too_deep(text)) fail_input(bad);
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  auto str = [](const nlohmann::json& o, const char* k) { return o.contains(k) && o[k].is_string(); };
+  if (!j.is_object() || !j.contains("turns") || !j["turns"].is_array() || (j.contains("system") && !str(j, "system")))
+    fail_input(bad);
+  Conversation c;
+  if (j.contains("system")) c.system = j["system"].get<std::string>();
+  for (auto& t : j["turns"]) {
+    if (!t.is_object() || !str(t, "role") || !str(t, "content")) fail_input(bad);
+    c.turns.push_back({t["role"].get<std::string>(), t["content"].get<std::string>(),
+                       str(t, "reasoning") ? t["reasoning"].get<std::string>() : ""});
+  }
+  return c;
 }
 
 static uint64_t header_hash(const SnapshotHeader& h) { return XXH64(&h, offsetof(SnapshotHeader, header_hash), 0); }

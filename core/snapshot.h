@@ -40,10 +40,23 @@ struct KvShape {
 };
 KvShape kv_shape(const KVCache& kv);
 
+// The conversation a snapshot carries: the chat's system prompt and turns.
+struct ChatTurn {
+  std::string role, content;  // content: what the template sees (the answer, for the assistant)
+  std::string reasoning;      // the assistant's reasoning, kept for /think last
+};
+struct Conversation {
+  std::string system;
+  std::vector<ChatTurn> turns;
+};
+std::string conversation_to_json(const Conversation& c);
+// fail_input when the JSON is malformed, nested too deep or not shaped like a conversation.
+Conversation conversation_from_json(std::string_view json);
+
 struct Snapshot {
   uint64_t model_id = 0;
   KvShape shape;
-  std::string conversation;      // JSON text, owned by the chat command
+  std::string conversation;      // JSON text (conversation_to_json)
   std::vector<int32_t> tokens;   // what the KV cache holds, in order
   std::vector<uint8_t> kv;       // per layer: K then V, each [n_kv, n_tokens] cache rows
 };

@@ -331,7 +331,7 @@ TEST_CASE("pack: broken checkpoints are refused with one line and no output", "[
   SECTION("malformed index") {
     BrokenCopy b;
     write_file(b.dir + "/model.safetensors.index.json", "{\"weight_map\": {\"a\": ");
-    expect_refusal(b.dir, "not a valid safetensors index");
+    expect_refusal(b.dir, "model.safetensors.index.json: malformed JSON at byte");
   }
   SECTION("index naming a missing shard") {
     BrokenCopy b;
@@ -368,7 +368,7 @@ TEST_CASE("pack: broken checkpoints are refused with one line and no output", "[
     s[8] = '[';
     s[9] = '"';
     write_file(p, s);
-    expect_refusal(b.dir, "not a JSON object");
+    expect_refusal(b.dir, "header: malformed JSON at byte");
   }
   SECTION("byte size not matching the shape") {
     BrokenCopy b;

@@ -15,17 +15,7 @@ namespace {
 
 // Runs `printf %s STDIN | r1 ARGS`.
 CliResult run_with_stdin(const std::string& in, const std::vector<std::string>& args) {
-  TempDir io("r1run");
-  r1::test::write_file(io / "in", in);
-  std::string cmd = shell_quote(R1_BIN);
-  for (auto& a : args) cmd += " " + shell_quote(a);
-  cmd += " <" + shell_quote(io / "in") + " >" + shell_quote(io / "out") + " 2>" + shell_quote(io / "err");
-  int st = std::system(cmd.c_str());
-  CliResult r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.out = slurp(io / "out");
-  r.err = slurp(io / "err");
-  return r;
+  return r1::test::run_r1_input(args, in);
 }
 
 std::string join_ids(const std::vector<int32_t>& ids, const char* sep) {
