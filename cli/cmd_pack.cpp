@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/kv_cache.h"
+#include "core/out_file.h"
 #include "core/r1m.h"
 #include "quant/pack.h"
 #include "quant/pack_common.h"
@@ -28,6 +29,9 @@ R1_COMMAND("pack", "Pack a Hugging Face checkpoint directory or a GGUF file into
   sub.add_option("--threads", o->threads, "Quantization threads (default: physical cores in this process's CPU set and quota)")->check(CLI::Range(0, 1024));
   sub.add_flag("-q,--quiet", *quiet, "No per-tensor error report");
   return [o, quant, quiet]() {
+    // The destination first: a pack that cannot be written is refused before its work.
+    if (o->out == "-") fail_usage("-o -: r1 pack writes a file (models run memory-mapped from it); give a file name");
+    output_target(o->out);
     const bool quant_given = !quant->empty();
     if (!parse_format(quant_given ? *quant : "q4", &o->quant)) fail_usage("unknown --quant " + *quant);
     o->progress = isatty(2);

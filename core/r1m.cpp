@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/json_input.h"
+#include "core/out_file.h"
 
 namespace r1 {
 
@@ -198,7 +199,7 @@ void install_cleanup_handlers() {
   for (int s : {SIGINT, SIGTERM, SIGHUP}) std::signal(s, on_fatal_signal);
 }
 
-R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : path_(path) {
+R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : path_(output_target(path)) {
   // Everything that can be refused is checked before the temporary file exists: a constructor
   // that throws never runs the destructor, which is what removes the temporary.
   if (specs.empty() || specs.size() > 1'000'000) fail_input("an .r1m file holds 1 to 1000000 tensors");
@@ -229,7 +230,8 @@ R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : pat
   hashers_.assign(entries_.size(), nullptr);
 
   install_cleanup_handlers();
-  tmp_ = path + ".tmp." + std::to_string(::getpid());
+  remove_stale_temps(path_);
+  tmp_ = temp_path(path_);
   slot_ = register_tmp(tmp_);  // before the file exists, so a signal cannot slip in between
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) {

@@ -102,9 +102,10 @@ struct TensorSpec {
   std::vector<uint64_t> shape;
 };
 
-// Writes an .r1m atomically: a temporary file beside the target, renamed into place by
-// finish(). Destroying an unfinished writer removes the temporary, so a failed or interrupted
-// pack leaves no .r1m behind. Tensors may be written in any order and from several threads.
+// Writes an .r1m atomically: a temporary file beside the target (core/out_file.h: a symlink's
+// target, never a device or directory), renamed into place by finish(). Destroying an
+// unfinished writer removes the temporary, so a failed or interrupted pack leaves no .r1m
+// behind. Tensors may be written in any order and from several threads.
 class R1Writer {
  public:
   R1Writer(const std::string& path, std::vector<TensorSpec> specs);

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/json_input.h"
+#include "core/out_file.h"
 
 namespace r1 {
 
@@ -168,25 +169,8 @@ Snapshot decode_snapshot(std::string_view bytes, uint64_t model_id, const KvShap
 }
 
 void save_snapshot(const std::string& path, const Snapshot& s) {
-  const std::string data = encode_snapshot(s);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) fail_input(path + ": cannot write (" + std::strerror(errno) + ")");
-    f.write(data.data(), std::streamsize(data.size()));
-    f.flush();
-    if (!f) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      fail_input(path + ": write failed");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    fail_input(path + ": cannot replace (" + ec.message() + ")");
-  }
+  output_target(path);  // a bad destination is refused before the work of compressing
+  write_file_atomic(path, encode_snapshot(s));
 }
 
 Snapshot load_snapshot(const std::string& path, uint64_t model_id, const KvShape& shape, int64_t max_tokens) {

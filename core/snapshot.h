@@ -71,7 +71,8 @@ std::string encode_snapshot(const Snapshot& s);
 // model, another KV layout or more tokens than max_tokens is a one-line fail_input.
 Snapshot decode_snapshot(std::string_view bytes, uint64_t model_id, const KvShape& shape, int64_t max_tokens);
 
-// Written to a temp file beside `path`, then renamed over it: never a half-written snapshot.
+// Written to a temp file beside `path`, then renamed over it (core/out_file.h): never a
+// half-written snapshot, never a device or directory replaced.
 void save_snapshot(const std::string& path, const Snapshot& s);
 Snapshot load_snapshot(const std::string& path, uint64_t model_id, const KvShape& shape, int64_t max_tokens);
 
