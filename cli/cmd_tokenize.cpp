@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/term.h"
 #include "core/chat_template.h"
 #include "core/error.h"
 #include "core/json_input.h"
@@ -20,10 +21,7 @@ std::string read_stdin() {
   return s;
 }
 
-void write_out(const std::string& s) {
-  if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size() || std::fflush(stdout) != 0)
-    fail_input("error writing output");
-}
+void write_out(const std::string& s) { out(stdout, s); }  // a closed pipe ends quietly, as everywhere
 
 // Ids as a JSON array, or separated by whitespace and/or commas.
 std::vector<int32_t> parse_ids(const std::string& text, int64_t vocab) {

@@ -64,7 +64,9 @@ int main(int argc, char** argv) {
   for (auto& [sub, run] : runners) {
     if (!sub->parsed()) continue;
     try {
-      return run();
+      const int code = run();
+      r1::cli::close_stdout();  // what is still buffered may not fit on the disk either
+      return code;
     } catch (const r1::cli::PipeClosed&) {
       return 0;  // the reader has what it wanted (`r1 run | head`): not an error
     } catch (const r1::Error& e) {
