@@ -289,3 +289,32 @@ TEST_CASE("r1 chat under a terminal: commands, Ctrl-C, /save and /load", "[chat]
     CHECK(wait_exit(dir / "exit3") == 0);
   }
 }
+
+TEST_CASE("r1 chat under a terminal: an empty Enter re-prompts; a paste keeps its blank lines", "[chat]") {
+  TempDir dir("r1chat");
+  const std::string model = r1test::packed("tiny-qwen2-py", "q8");
+  Tmux tm("e");
+  tm.start(chat_cmd(dir, model, "--temp 0 -n 6 --think-budget 2 -q"), dir / "exit");
+  tm.wait_prompt(1);
+  tm.key("Enter");  // an empty line: a new prompt, not the end of the chat
+  tm.wait_prompt(2);
+  tm.type("   ");
+  tm.key("Enter");
+  tm.wait_prompt(3);
+  CHECK_FALSE(std::filesystem::exists(dir / "exit"));
+  // A bracketed paste with a blank line inside: one message, the blank line kept.
+  tm.sh("set-buffer -b p " + shell_quote("first line\n\nthird line"));
+  tm.sh("paste-buffer -p -d -b p -t t");
+  tm.key("Enter");
+  std::string s = tm.wait_prompt(4);
+  INFO(s);
+  CHECK(std::regex_search(s, std::regex(R"(\n> first line\n\. ?\n\. third line\n)")));  // one prompt, two continuations
+  tm.line("/stats");
+  s = tm.wait_for(" messages\n");
+  CHECK(s.find("| 2 messages") != std::string::npos);
+  tm.wait_prompt(5);
+  // The history holds the message as it was sent (libedit's vis encoding: \012 is a newline).
+  CHECK(slurp(dir / "state/r1/chat_history").find("first\\040line\\012\\012third\\040line") != std::string::npos);
+  tm.key("C-d");
+  CHECK(wait_exit(dir / "exit") == 0);
+}
