@@ -6,9 +6,11 @@
 //
 // Testing hook: with R1_CHAT_DUMP_LOGITS=FILE set, the logits of the next token (after the
 // cached conversation) are written to FILE as raw f32 after every turn and after /load.
+#include <termios.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 
@@ -16,6 +18,7 @@
 #include "cli/command.h"
 #include "cli/term.h"
 #include "core/error.h"
+#include "core/out_file.h"
 
 namespace r1::cli {
 
@@ -151,16 +154,46 @@ void Chat::turn(const std::string& user_text) {
 
 namespace {
 
+// SIGTERM, or SIGHUP (the terminal went away), ends the chat at once wherever it is (at the
+// prompt, in an answer, in a /load): the terminal gets back its settings (the line editor's raw
+// mode) and attributes, a /save in progress loses its temporary, and the process ends as the
+// signal says. (SIGINT only stops an answer.)
+struct termios g_tty;
+bool g_restore_tty = false, g_reset_tty = false;
+
+void on_terminate(int sig) {
+  if (g_restore_tty) tcsetattr(STDIN_FILENO, TCSANOW, &g_tty);
+  if (g_reset_tty) {
+    static const char s[] = "\033[0m\033[?2004l\n";  // attributes off, bracketed paste off
+    ssize_t w = write(STDOUT_FILENO, s, sizeof s - 1);
+    (void)w;
+  }
+  remove_registered_temps();
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+void install_terminate() {
+  g_restore_tty = tcgetattr(STDIN_FILENO, &g_tty) == 0;
+  g_reset_tty = is_tty(stdout);
+  struct sigaction sa {};
+  sa.sa_handler = on_terminate;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+}
+
 int run_chat(ChatArgs& a) {
   const bool interactive = is_tty(stdin);
   Loaded L = load_for_run(a.model);
+  install_interrupt();
+  install_terminate();  // before the line editor changes the terminal's settings
   LineEditor ed(interactive, interactive ? default_history_path() : "");
   Chat chat(a, L, ed);
   if (!a.quiet) {
     std::fprintf(stderr, "%s\n", describe(L, a.model).c_str());
     if (interactive) std::fprintf(stderr, "Type a message; /help lists the commands; Ctrl-D leaves.\n");
   }
-  install_interrupt();
 
   bool ctrl_c_pending = false;  // a second Ctrl-C at an empty prompt leaves
   std::string msg;
@@ -188,9 +221,12 @@ int run_chat(ChatArgs& a) {
       } else {
         chat.turn(text);
       }
-    } catch (const r1::Error& err) {
+    } catch (const OutputFailed&) {
+      throw;  // stdout is gone (a full disk): the chat cannot go on
+    } catch (const std::exception& err) {  // a bad command or file (r1::Error), or out of memory: one line
       chat.say(reset(chat.color));
-      std::fprintf(stderr, "r1 chat: %s\n", err.what());
+      std::fprintf(stderr, "r1 chat: %s\n",
+                   dynamic_cast<const std::bad_alloc*>(&err) ? "out of memory" : err.what());
     }
   }
   return 0;

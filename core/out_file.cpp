@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 
@@ -19,7 +21,7 @@ static std::string dir_of(const std::string& p) {
   return parent.empty() ? "." : parent.string();
 }
 
-static const char* kind_of(mode_t m) {
+const char* file_kind(unsigned m) {
   if (S_ISDIR(m)) return "a directory";
   if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
   if (S_ISFIFO(m)) return "a fifo";
@@ -41,7 +43,7 @@ std::string output_target(const std::string& path) {
     target = link[0] == '/' ? link : (fs::path(dir_of(target)) / link).string();
   }
   if (::stat(target.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
-    fail_input(path + (target == path ? "" : " (-> " + target + ")") + " is " + kind_of(st.st_mode) +
+    fail_input(path + (target == path ? "" : " (-> " + target + ")") + " is " + file_kind(st.st_mode) +
                "; give the name of a file to write");
   const std::string dir = dir_of(target);
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
@@ -67,34 +69,79 @@ void remove_stale_temps(const std::string& target) {
   }
 }
 
+namespace {
+// An async-signal-safe list of paths. A slot is claimed (kClaimed) while its path is copied in and only then published (kReady):
+// the handler must never see a half-copied path, or the stale path of an earlier writer.
+constexpr int kMaxTmp = 16;
+enum : int { kFree = 0, kClaimed = 1, kReady = 2 };
+char g_tmp_paths[kMaxTmp][4096];
+std::atomic<int> g_tmp_state[kMaxTmp];
+static_assert(std::atomic<int>::is_always_lock_free, "used from a signal handler");
+}  // namespace
+
+int register_temp(const std::string& p) {
+  if (p.size() >= sizeof g_tmp_paths[0]) return -1;
+  for (int i = 0; i < kMaxTmp; i++) {
+    int expected = kFree;
+    if (g_tmp_state[i].compare_exchange_strong(expected, kClaimed)) {
+      std::memcpy(g_tmp_paths[i], p.c_str(), p.size() + 1);
+      g_tmp_state[i].store(kReady);
+      return i;
+    }
+  }
+  return -1;
+}
+void unregister_temp(int slot) {
+  if (slot >= 0) g_tmp_state[slot].store(kFree);
+}
+void remove_registered_temps() {
+  for (int i = 0; i < kMaxTmp; i++)
+    if (g_tmp_state[i].load() == kReady) ::unlink(g_tmp_paths[i]);
+}
+
+namespace {
+void on_fatal_signal(int sig) {
+  remove_registered_temps();
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+}  // namespace
+
+void install_cleanup_handlers() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) std::signal(s, on_fatal_signal);
+}
+
 void write_file_atomic(const std::string& path, std::string_view data) {
   const std::string target = output_target(path);
   remove_stale_temps(target);
-  const std::string tmp = temp_path(target);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail_input(path + ": cannot write (" + std::strerror(errno) + ")");
-  auto fail = [&](int err) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    fail_input(path + ": write failed: " + std::strerror(err));
-  };
+  struct Temp {  // removed (and forgotten by the signal handlers) unless renamed into place
+    std::string path;
+    int slot, fd = -1;
+    bool kept = false;
+    ~Temp() {
+      if (fd >= 0) ::close(fd);
+      if (!kept) ::unlink(path.c_str());
+      unregister_temp(slot);
+    }
+  } t{temp_path(target), register_temp(temp_path(target))};
+  auto fail = [&](const char* what, int err) { fail_input(path + ": " + what + ": " + std::strerror(err)); };
+  t.fd = ::open(t.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (t.fd < 0) fail("cannot write", errno);
   for (size_t done = 0; done < data.size();) {
-    const ssize_t w = ::write(fd, data.data() + done, data.size() - done);
+    const ssize_t w = ::write(t.fd, data.data() + done, data.size() - done);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) fail(w < 0 ? errno : ENOSPC);
+    if (w <= 0) fail("write failed", w < 0 ? errno : ENOSPC);
     done += size_t(w);
   }
-  if (::fsync(fd) != 0) fail(errno);
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail_input(path + ": write failed: " + std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), target.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail_input(path + ": cannot replace: " + std::strerror(err));
-  }
+  if (::fsync(t.fd) != 0) fail("write failed", errno);
+  const int fd = t.fd;
+  t.fd = -1;
+  if (::close(fd) != 0) fail("write failed", errno);
+  if (::rename(t.path.c_str(), target.c_str()) != 0) fail("cannot replace", errno);
+  t.kept = true;
 }
 
 }  // namespace r1

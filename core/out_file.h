@@ -21,4 +21,17 @@ void remove_stale_temps(const std::string& target);
 // output_target, then data written to a temporary, synced and renamed over the target.
 void write_file_atomic(const std::string& path, std::string_view data);
 
+// "a directory", "a device", "a fifo", ... for a stat mode that is not a regular file.
+const char* file_kind(unsigned mode);
+
+// Temporaries to remove if a signal ends the process mid-write: registered before the file is
+// created, unregistered once it is renamed or removed (-1: the list is full; then only the
+// writer's own cleanup removes it). remove_registered_temps() is async-signal-safe.
+int register_temp(const std::string& path);
+void unregister_temp(int slot);
+void remove_registered_temps();
+// SIGINT, SIGTERM and SIGHUP remove the registered temporaries, then end the process as the
+// signal would have.
+void install_cleanup_handlers();
+
 }  // namespace r1

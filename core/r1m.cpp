@@ -8,9 +8,7 @@
 #include <zstd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
-#include <csignal>
 #include <cstring>
 
 #include "core/error.h"
@@ -159,46 +157,6 @@ int64_t R1File::verify(const std::function<void(size_t, size_t)>& progress) cons
 
 // ---------------------------------------------------------------------------------- writing
 
-namespace {
-// Temporary files to remove if a signal ends the process mid-write (async-signal-safe list).
-// A slot is claimed (kClaimed) while its path is copied in and only then published (kReady):
-// the handler must never see a half-copied path, or the stale path of an earlier writer.
-constexpr int kMaxTmp = 16;
-enum : int { kFree = 0, kClaimed = 1, kReady = 2 };
-char g_tmp_paths[kMaxTmp][4096];
-std::atomic<int> g_tmp_state[kMaxTmp];
-static_assert(std::atomic<int>::is_always_lock_free, "used from a signal handler");
-
-int register_tmp(const std::string& p) {
-  if (p.size() >= sizeof g_tmp_paths[0]) return -1;
-  for (int i = 0; i < kMaxTmp; i++) {
-    int expected = kFree;
-    if (g_tmp_state[i].compare_exchange_strong(expected, kClaimed)) {
-      std::memcpy(g_tmp_paths[i], p.c_str(), p.size() + 1);
-      g_tmp_state[i].store(kReady);
-      return i;
-    }
-  }
-  return -1;
-}
-void unregister_tmp(int slot) {
-  if (slot >= 0) g_tmp_state[slot].store(kFree);
-}
-void on_fatal_signal(int sig) {
-  for (int i = 0; i < kMaxTmp; i++)
-    if (g_tmp_state[i].load() == kReady) ::unlink(g_tmp_paths[i]);
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
-}
-}  // namespace
-
-void install_cleanup_handlers() {
-  static bool done = false;
-  if (done) return;
-  done = true;
-  for (int s : {SIGINT, SIGTERM, SIGHUP}) std::signal(s, on_fatal_signal);
-}
-
 R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : path_(output_target(path)) {
   // Everything that can be refused is checked before the temporary file exists: a constructor
   // that throws never runs the destructor, which is what removes the temporary.
@@ -232,11 +190,11 @@ R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : pat
   install_cleanup_handlers();
   remove_stale_temps(path_);
   tmp_ = temp_path(path_);
-  slot_ = register_tmp(tmp_);  // before the file exists, so a signal cannot slip in between
+  slot_ = register_temp(tmp_);  // before the file exists, so a signal cannot slip in between
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) {
     int err = errno;
-    unregister_tmp(slot_);
+    unregister_temp(slot_);
     fail_input("cannot create " + tmp_ + ": " + std::strerror(err));
   }
 }
@@ -244,7 +202,7 @@ R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : pat
 R1Writer::~R1Writer() {
   if (fd_ >= 0) ::close(fd_);
   if (!done_) ::unlink(tmp_.c_str());
-  unregister_tmp(slot_);
+  unregister_temp(slot_);
   for (void* h : hashers_)
     if (h) XXH64_freeState(static_cast<XXH64_state_t*>(h));
 }

@@ -134,7 +134,4 @@ class R1Writer {
   uint64_t data_offset_ = 0, data_end_ = 0;
 };
 
-// Removes temporary pack outputs on SIGINT/SIGTERM (registered by the writer).
-void install_cleanup_handlers();
-
 }  // namespace r1
