@@ -1,6 +1,7 @@
 #include "core/batch_io.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -104,6 +105,15 @@ std::vector<BatchRecord> take_shard(const std::vector<BatchRecord>& all, int64_t
 BatchOutput::BatchOutput(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) fail_input(path + ": " + std::strerror(errno));
+  // One writer per output: a second process would write every id again. Held until close.
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    fail_input(path + (err == EWOULDBLOCK ? ": another r1 batch is writing to it; let it finish, or give each "
+                                            "shard its own -o"
+                                          : ": cannot lock: " + std::string(std::strerror(err))));
+  }
   struct stat st;
   if (fstat(fd_, &st) != 0) fail_input(path + ": " + std::strerror(errno));
   std::string text(size_t(st.st_size), '\0');

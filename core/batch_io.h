@@ -29,7 +29,9 @@ std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::s
 std::vector<BatchRecord> take_shard(const std::vector<BatchRecord>& all, int64_t i, int64_t n);
 
 // Output JSONL: opened for append after dropping a trailing partial line (a run killed mid-line),
-// each line written with one write() and removed again if the disk fills up.
+// each line written with one write() and removed again if the disk fills up. An exclusive lock
+// (flock) keeps a second process off the same file: it is refused, not left to write every id
+// again.
 class BatchOutput {
  public:
   explicit BatchOutput(const std::string& path);

@@ -108,6 +108,44 @@ TEST_CASE("batch: shards 0/3, 1/3, 2/3 together are the whole run", "[batch]") {
   for (auto& [id, j] : b) CHECK(a[id]["answer"] == j["answer"]);
 }
 
+TEST_CASE("batch: a second process on the same -o is refused; shards on their own files run together", "[batch]") {
+  TempDir d("r1lock");
+  std::string model = r1test::packed("tiny-qwen2-py", "q8");
+  std::string in;  // long enough to be running still when the second one starts
+  for (int i = 0; i < 40; i++) in += "{\"id\": " + std::to_string(i) + ", \"prompt\": \"def f" + std::to_string(i) + "(x):\"}\n";
+  write_file(d / "long.jsonl", in);
+  const std::vector<std::string> args{"batch", "-m", model, d / "long.jsonl", "-o", d / "out.jsonl", "--template", "raw",
+                                      "-n", "300", "--max-concurrent", "1", "--threads", "1"};
+  pid_t pid = spawn_r1(args, d / "o1", d / "e1");
+  for (int i = 0; i < 3000 && count_lines(fs::exists(d / "out.jsonl") ? slurp(d / "out.jsonl") : "") < 1; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto second = run_r1(args);
+  kill(pid, SIGTERM);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  INFO(second.err);
+  CHECK(second.code == 2);
+  CHECK(second.err == "r1 batch: " + (d / "out.jsonl") + ": another r1 batch is writing to it; let it finish, or give "
+                      "each shard its own -o\n");
+  CHECK(WIFEXITED(st));
+  CHECK(count_lines(slurp(d / "out.jsonl")) < 40);
+  by_id(slurp(d / "out.jsonl"));  // fails on a repeated id
+
+  // two shards at once, each to its own file
+  write_file(d / "in.jsonl", input_jsonl());
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 2; i++) {
+    auto a = batch_args(model, d / "in.jsonl", d / ("s" + std::to_string(i)));
+    a.insert(a.end(), {"--shard", std::to_string(i) + "/2", "--threads", "1"});
+    pids.push_back(spawn_r1(a, d / ("so" + std::to_string(i)), d / ("se" + std::to_string(i))));
+  }
+  for (pid_t p : pids) {
+    waitpid(p, &st, 0);
+    CHECK((WIFEXITED(st) && WEXITSTATUS(st) == 0));
+  }
+  CHECK(by_id(slurp(d / "s0") + slurp(d / "s1")).size() == 12);
+}
+
 TEST_CASE("batch: greedy results equal r1 run; plain-text input", "[batch]") {
   TempDir d("r1greedy");
   std::string model = r1test::packed("tiny-qwen2-py", "q8");
