@@ -55,6 +55,8 @@ std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::s
     } else {
       nlohmann::json j = parse_json(l, where);
       if (!j.is_object()) fail_input(where + ": not a JSON object");
+      check_keys(j, {"id", "prompt", "messages", "max_tokens", "temperature", "seed"}, where);
+      if (j.contains("prompt") && j.contains("messages")) fail_input(where + ": give \"prompt\" or \"messages\", not both");
       try {
         if (!j.contains("id") || !(j["id"].is_string() || j["id"].is_number_integer()))
           fail_input(where + ": needs an \"id\" (string or integer)");
@@ -63,7 +65,11 @@ std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::s
           if (!j["prompt"].is_string()) fail_input(where + ": \"prompt\" must be a string");
           r.messages.push_back({"user", j["prompt"].get<std::string>()});
         } else if (j.contains("messages")) {
-          r.messages = parse_messages_json(j["messages"].dump());
+          try {
+            r.messages = messages_from_json(j["messages"]);
+          } catch (const Error& e) {
+            fail_input(where + ": " + e.what());
+          }
           if (r.messages.empty()) fail_input(where + ": \"messages\" is empty");
         } else {
           fail_input(where + ": needs \"prompt\" or \"messages\"");

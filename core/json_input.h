@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace r1 {
 
@@ -19,5 +20,9 @@ bool json_too_deep(std::string_view text, int limit = kMaxJsonDepth);
 // Parses untrusted JSON. fail_input("WHAT: ...") when it is not valid UTF-8, malformed (with the
 // byte offset) or nested deeper than kMaxJsonDepth.
 nlohmann::json parse_json(std::string_view text, const std::string& what);
+
+// fail_input("WHERE: unknown key "x" (did you mean "y"?)") for a key of the object j that is not
+// in `known`: a misspelt option must not be ignored without a word.
+void check_keys(const nlohmann::json& j, const std::vector<std::string>& known, const std::string& where);
 
 }  // namespace r1

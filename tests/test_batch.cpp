@@ -191,6 +191,46 @@ TEST_CASE("batch: malformed input and a full disk fail cleanly", "[batch]") {
   CHECK(count_lines(slurp(d / "out2.jsonl")) == 12);
 }
 
+TEST_CASE("batch: bad records are refused naming the line and the key; -o - is stdout; input is not output", "[batch]") {
+  TempDir d("r1rec");
+  const std::string model = r1test::packed("tiny-qwen2-py", "q8");
+  auto refused = [&](const std::string& record, const std::string& why) {
+    write_file(d / "in.jsonl", "{\"id\": 0, \"prompt\": \"a\"}\n" + record + "\n");
+    auto r = run_r1({"batch", "-m", model, d / "in.jsonl", "-o", d / "out.jsonl"});
+    INFO(record << "\n" << r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err == "r1 batch: " + (d / "in.jsonl") + " line 2: " + why + "\n");
+    CHECK_FALSE(fs::exists(d / "out.jsonl"));
+  };
+  refused("{\"id\": 1, \"prompt\": \"a\", \"temprature\": 0.5}", "unknown key \"temprature\" (did you mean \"temperature\"?)");
+  refused("{\"id\": 1, \"prompt\": \"a\", \"max_token\": 5}", "unknown key \"max_token\" (did you mean \"max_tokens\"?)");
+  refused("{\"id\": 1, \"messages\": [{\"role\": \"usr\", \"content\": \"hi\"}]}",
+          "messages[0]: unknown role \"usr\" (did you mean \"user\"?)");
+  refused("{\"id\": 1, \"messages\": [{\"role\": \"user\", \"contnet\": \"hi\"}]}",
+          "messages[0]: unknown key \"contnet\" (did you mean \"content\"?)");
+  refused("{\"id\": 1, \"messages\": \"hi\"}", "messages: expected a JSON array of {role, content}");
+  refused("{\"id\": 1, \"prompt\": \"caf\xe9\"}", "invalid UTF-8 at byte 25");
+  refused("{\"id\": 1, \"prompt\": \"a\", \"messages\": []}", "give \"prompt\" or \"messages\", not both");
+  // r1 template reads messages the same way
+  auto t = run_r1_input({"template", "-m", model}, "[{\"role\": \"usr\", \"content\": \"hi\"}]");
+  CHECK(t.code == 2);
+  CHECK(t.err == "r1 template: messages[0]: unknown role \"usr\" (did you mean \"user\"?)\n");
+
+  // the input given as the output: refused, the input untouched
+  write_file(d / "in.jsonl", input_jsonl());
+  auto same = run_r1({"batch", "-m", model, d / "in.jsonl", "-o", d / "in.jsonl"});
+  CHECK(same.code == 1);
+  CHECK(same.err == "r1 batch: " + (d / "in.jsonl") + " is the input file; give the results their own -o\n");
+  CHECK(slurp(d / "in.jsonl") == input_jsonl());
+
+  // -o -: the results on stdout, no file named "-"
+  auto out = run_r1({"batch", "-m", model, d / "in.jsonl", "-o", "-", "-n", "4", "--template", "raw"});
+  INFO(out.err);
+  CHECK(out.code == 0);
+  CHECK(by_id(out.out).size() == 12);
+  CHECK_FALSE(fs::exists("-"));
+}
+
 // ---- continuous batching: the same results at any concurrency ----
 
 namespace {
