@@ -178,6 +178,7 @@ int run(BatchArgs& a, bool concurrency_given) {
               {"reasoning", g.reasoning},
               {"answer", g.answer},
               {"finish_reason", finish_name(g.finish)},
+              {"seed", items[job.tag].opt.sampling.seed},
               {"prompt_tokens", g.stats.prompt_tokens},
               {"completion_tokens", g.stats.completion_tokens}});
   };

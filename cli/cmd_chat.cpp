@@ -192,6 +192,7 @@ int run_chat(ChatArgs& a) {
   Chat chat(a, L, ed);
   if (!a.quiet) {
     std::fprintf(stderr, "%s\n", describe(L, a.model).c_str());
+    if (a.model.verbose) std::fprintf(stderr, "seed %llu\n", (unsigned long long)chat.sampling.seed);
     if (interactive) std::fprintf(stderr, "Type a message; /help lists the commands; Ctrl-D leaves.\n");
   }
 

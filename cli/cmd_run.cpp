@@ -73,6 +73,7 @@ int run(RunArgs& a) {
   if (ids.empty()) fail_input("the prompt has no tokens");
   opt.max_new = a.n;
   opt.sampling = a.sampling.resolve(L.rt.defaults);
+  if (a.model.verbose) std::fprintf(stderr, "seed %llu\n", (unsigned long long)opt.sampling.seed);
   opt.stop_ids = L.rt.stop_ids;
   install_interrupt();
   opt.interrupt = &interrupted();
@@ -114,6 +115,7 @@ int run(RunArgs& a) {
     nlohmann::json j = {{"reasoning", r.reasoning},
                         {"answer", answer},
                         {"finish_reason", finish_name(r.finish)},
+                        {"seed", opt.sampling.seed},
                         {"prompt_tokens", r.stats.prompt_tokens},
                         {"completion_tokens", r.stats.completion_tokens},
                         {"reasoning_tokens", r.stats.think_tokens},

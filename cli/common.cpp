@@ -1,5 +1,6 @@
 #include "cli/common.h"
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -46,7 +47,18 @@ void add_sampling_flags(CLI::App& app, SamplingArgs& s) {
   app.add_option("--top-k", s.top_k, "Keep only the k most likely tokens (0: off)");
   app.add_option("--min-p", s.min_p, "Drop tokens below min-p times the top probability (0: off)");
   app.add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)");
-  app.add_option("--seed", s.seed, "Random seed (same seed, same output)");
+  // A whole number that fits 64 bits, as typed: CLI11 alone wraps -1 and 2^64 to one seed.
+  const CLI::Validator whole_u64(
+      [](std::string& v) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos &&
+            (std::strtoull(v.c_str(), &end, 10), errno == 0))
+          return "";
+        return "expected a whole number from 0 to 18446744073709551615, got " + v;
+      },
+      "SEED");
+  app.add_option("--seed", s.seed, "Random seed (same seed, same output)")->check(whole_u64);
 }
 
 std::string resolve_device(const ModelArgs& a) {

@@ -136,3 +136,48 @@ TEST_CASE("r1 run: generation at the context limit ends with finish_reason lengt
   CHECK(j["prompt_tokens"].get<int>() + j["completion_tokens"].get<int>() == 24 + 1);
   CHECK(r.err.find("context limit") != std::string::npos);
 }
+
+TEST_CASE("r1 run --seed: out-of-range seeds are refused; a random one is reported", "[run]") {
+  const std::string path = r1test::packed("tiny-qwen2-py", "q8");
+  for (const char* bad : {"-1", "18446744073709551616", "1e23", "0x10", "7 ", ""}) {
+    for (const char* cmd : {"run", "chat", "batch"}) {
+      std::vector<std::string> args{cmd, "-m", path, "--seed", bad};
+      if (std::string(cmd) == "run") args.insert(args.end(), {"-p", "hi"});
+      if (std::string(cmd) == "batch") args.insert(args.end(), {"in.jsonl", "-o", "out.jsonl"});
+      CliResult r = run_r1(args);
+      INFO(cmd << " --seed '" << bad << "': " << r.err);
+      CHECK(r.code == 1);
+      CHECK(r.err.find("--seed") != std::string::npos);
+    }
+  }
+  const std::vector<std::string> base{"run", "-m", path, "--raw", "-p", "import", "-n", "12", "--temp", "1.5", "--json"};
+  CliResult top = run_r1({"run", "-m", path, "--raw", "-p", "import", "-n", "2", "--seed", "18446744073709551615", "--json"});
+  CHECK(top.code == 0);
+  CHECK(nlohmann::json::parse(top.out)["seed"] == 18446744073709551615ull);
+  // without --seed: the seed used is in the JSON and on stderr with -v, and it reproduces the run
+  std::vector<std::string> verbose = base;
+  verbose.push_back("-v");
+  CliResult a = run_r1(verbose);
+  REQUIRE(a.code == 0);
+  const auto ja = nlohmann::json::parse(a.out);
+  REQUIRE(ja["seed"].is_number_unsigned());
+  const std::string seed = std::to_string(ja["seed"].get<uint64_t>());
+  CHECK(a.err.find("seed " + seed + "\n") != std::string::npos);
+  std::vector<std::string> again = base;
+  again.insert(again.end(), {"--seed", seed});
+  CliResult b = run_r1(again);
+  REQUIRE(b.code == 0);
+  CHECK(nlohmann::json::parse(b.out)["reasoning"] == ja["reasoning"]);
+  CHECK(nlohmann::json::parse(b.out)["answer"] == ja["answer"]);
+  // r1 batch: each result says its seed
+  TempDir d("r1seed");
+  r1::test::write_file(d / "in.jsonl", "{\"id\": 1, \"prompt\": \"x\"}\n{\"id\": 2, \"prompt\": \"y\", \"seed\": 9}\n");
+  CliResult bt = run_r1({"batch", "-m", path, d / "in.jsonl", "-o", d / "out.jsonl", "-n", "2"});
+  REQUIRE(bt.code == 0);
+  std::istringstream lines(slurp(d / "out.jsonl"));
+  for (std::string l; std::getline(lines, l);) {
+    auto j = nlohmann::json::parse(l);
+    CHECK(j["seed"].is_number_unsigned());
+    if (j["id"] == 2) CHECK(j["seed"] == 9);
+  }
+}
