@@ -413,6 +413,24 @@ TEST_CASE("pack: broken checkpoints are refused with one line and no output", "[
   }
 }
 
+TEST_CASE("pack: heads that do not divide the hidden size or too few positions are refused by name", "[pack]") {
+  {
+    BrokenCopy b;  // 256 / 3 heads: once reported as "head_dim must be even"
+    b.edit_config([](json& c) { c["num_attention_heads"] = 3; c["num_key_value_heads"] = 1; });
+    expect_refusal(b.dir, "config.json: hidden_size 256 is not a multiple of num_attention_heads 3 (and there is no head_dim)");
+  }
+  {
+    BrokenCopy b;  // once packed, then every run said "raise --ctx"
+    b.edit_config([](json& c) { c["max_position_embeddings"] = 1; });
+    expect_refusal(b.dir, "max_position_embeddings 1 is out of range (64 to 16777216)");
+  }
+  {
+    BrokenCopy b;  // an explicit head_dim need not divide anything
+    b.edit_config([](json& c) { c["num_attention_heads"] = 3; c["num_key_value_heads"] = 1; c["head_dim"] = 64; });
+    expect_refusal(b.dir, "shape");  // the fixture's tensors are for 4 heads: refused later, for that
+  }
+}
+
 TEST_CASE("pack: SIGINT leaves neither an .r1m nor a temporary file", "[pack]") {
   TempDir out("r1int");
   const std::string dst = out / "m.r1m";
