@@ -2,6 +2,7 @@
 // unless asked otherwise; the reasoning goes to the terminal (dimmed), to stderr, or nowhere.
 #include <unistd.h>
 
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <sstream>
@@ -87,24 +88,51 @@ int run(RunArgs& a) {
   const bool ecolor = use_color(stderr);
 
   Generator gen(*L.session, tok);
+  // What the stream leaves open: the reasoning (dimmed on stdout or stderr) and stdout's last
+  // line. A run that stops inside the reasoning (the cap, Ctrl-C, an error) closes them too,
+  // so the terminal is never left dimmed or without its final newline.
+  struct Open {
+    bool in_think = false, dim_out = false, dim_err = false, line_out = false;
+  } open;
+  auto put = [&](FILE* f, const std::string& s) {
+    out(f, s);
+    if (f == stdout && !s.empty()) open.line_out = s.back() != '\n';
+  };
+  auto close_open = [&](const std::function<void(FILE*, const std::string&)>& write) {
+    if (open.dim_out) write(stdout, reset(true));
+    if (open.line_out) write(stdout, "\n");
+    if (open.dim_err) write(stderr, std::string(reset(true)) + "\n");
+    open.dim_out = open.dim_err = open.line_out = false;
+  };
+  struct OnUnwind {  // an exception: best effort, no more errors
+    std::function<void()> f;
+    ~OnUnwind() { if (f) f(); }
+  } on_unwind{[&] { close_open([](FILE* f, const std::string& s) { std::fputs(s.c_str(), f); std::fflush(f); }); }};
   // Every piece is flushed as it comes: a terminal or a pipeline sees text per token, and a
   // reader that closed the pipe is noticed at the next token, not a buffer later.
   auto on_event = [&](const GenEvent& e) {
+    if (e.kind == GenEvent::ThinkBegin) open.in_think = true;
+    if (e.kind == GenEvent::ThinkEnd) open.in_think = false;
     if (!stream) return;
     if (e.kind == GenEvent::ThinkBegin) {
-      if (think == "show") out(stdout, color ? std::string(dim(true)) : std::string("<think>\n"));
+      if (think == "show") put(stdout, color ? std::string(dim(true)) : std::string("<think>\n"));
       if (think == "stderr") out(stderr, dim(ecolor));
+      open.dim_out = think == "show" && color;
+      open.dim_err = think == "stderr" && ecolor;
     } else if (e.kind == GenEvent::ThinkEnd) {
-      if (think == "show") out(stdout, color ? std::string(reset(true)) + "\n" : std::string("\n</think>\n\n"));
+      open.dim_out = open.dim_err = false;
+      if (think == "show") put(stdout, color ? std::string(reset(true)) + "\n" : std::string("\n</think>\n\n"));
       if (think == "stderr") out(stderr, std::string(reset(ecolor)) + "\n");
     } else if (e.in_think) {
-      if (think == "show") out(stdout, e.text);
+      if (think == "show") put(stdout, e.text);
       if (think == "stderr") out(stderr, e.text);
     } else {
-      out(stdout, e.text);
+      put(stdout, e.text);
     }
   };
   GenResult r = gen.generate(ids, opt, on_event);
+  on_unwind.f = nullptr;
+  close_open([](FILE* f, const std::string& s) { out(f, s); });
   const std::string& answer = r.answer;
 
   if (a.print_ids) {
@@ -122,12 +150,13 @@ int run(RunArgs& a) {
                         {"prefill_tok_s", r.stats.prefill_tps()},
                         {"decode_tok_s", r.stats.decode_tps()}};
     out(stdout, j.dump() + "\n");
-  } else {
-    if (!answer.empty() && answer.back() != '\n') out(stdout, "\n");
   }
   if (r.finish == Finish::Context)
     std::fprintf(stderr, "r1 run: stopped at the context limit (%lld tokens); raise --ctx for longer output\n",
                  (long long)L.ctx);
+  else if (r.finish == Finish::Length && open.in_think)  // else a pipeline gets nothing and no reason
+    std::fprintf(stderr, "r1 run: the -n cap of %lld tokens was reached while the model was still reasoning, "
+                         "before any answer; raise -n (or drop it: until the context is full)\n", (long long)a.n);
   if (a.model.verbose)
     std::fprintf(stderr, "prompt %lld tokens, %.1f tok/s | generated %lld tokens, %.1f tok/s | %s\n",
                  (long long)r.stats.prompt_tokens, r.stats.prefill_tps(), (long long)r.stats.completion_tokens,

@@ -181,3 +181,35 @@ TEST_CASE("r1 run --seed: out-of-range seeds are refused; a random one is report
     if (j["id"] == 2) CHECK(j["seed"] == 9);
   }
 }
+
+TEST_CASE("r1 run stopped inside the reasoning on a terminal: attributes reset and a final newline", "[run]") {
+  TempDir d("r1tty");
+  const std::string model = r1test::packed("tiny-qwen2", "q8");
+  // On a pseudo-terminal (script(1)), with colours: by the -n cap, and by Ctrl-C (SIGINT from
+  // timeout) during a generation that would run to the context limit.
+  for (const std::string run : {"-p 'What is 2+2?' -n 5 --seed 1", "-p 'What is 2+2?' --temp 0 --ctx 4096"}) {
+    const bool cap = run.find("-n 5") != std::string::npos;
+    const std::string r1 = (cap ? "" : "timeout -s INT 1 ") + shell_quote(R1_BIN) + " run --threads 1 -m " + shell_quote(model) + " " + run;
+    const std::string cmd = "env -u NO_COLOR TERM=xterm script -qec " + shell_quote(r1) + " /dev/null > " + shell_quote(d / "tty");
+    std::system(cmd.c_str());
+    std::string s = slurp(d / "tty");
+    INFO(run << ":\n" << s);
+    REQUIRE(s.rfind("\033[2m", 0) == 0);  // the reasoning was shown dimmed
+    if (cap) s = s.substr(0, s.find("r1 run: the -n cap"));  // the note on stderr follows
+    CHECK(s.size() >= 6);
+    CHECK(s.substr(s.size() - 6) == "\033[0m\r\n");
+  }
+}
+
+TEST_CASE("r1 run in a pipeline stopped by -n inside the reasoning says so on stderr", "[run]") {
+  const std::string model = r1test::packed("tiny-qwen2", "q8");
+  CliResult r = run_with_stdin("What is 2+2?\n", {"run", "-m", model, "-n", "5", "--seed", "1"});
+  CHECK(r.code == 0);
+  CHECK(r.out.empty());  // no answer yet, and the reasoning is not stdout's in a pipeline
+  CHECK(r.err == "r1 run: the -n cap of 5 tokens was reached while the model was still reasoning, before any answer; "
+                 "raise -n (or drop it: until the context is full)\n");
+  // An answer that ends by the cap after the reasoning closed says nothing (--raw: no reasoning).
+  CliResult raw = run_r1({"run", "-m", model, "--raw", "-p", "hello", "-n", "5"});
+  CHECK(raw.code == 0);
+  CHECK(raw.err.empty());
+}
