@@ -90,10 +90,21 @@ nlohmann::json info_json(const R1File& f) {
   return j;
 }
 
-R1_COMMAND("info", "Describe an .r1m file: architecture, sizes, formats, tokens, provenance", 11, [](CLI::App& sub) {
+// The model of info and verify: positional, or -m like every other command that takes one.
+std::shared_ptr<std::string> add_model_arg(CLI::App& sub) {
   auto path = std::make_shared<std::string>();
+  auto* pos = sub.add_option("model", *path, "The .r1m file");
+  auto* opt = sub.add_option("-m,--model", *path, "The .r1m file (or give it without -m)");
+  pos->excludes(opt);
+  sub.callback([path, &sub] {
+    if (path->empty()) throw CLI::RequiredError("the model (r1 " + sub.get_name() + " MODEL, or -m MODEL)");
+  });
+  return path;
+}
+
+R1_COMMAND("info", "Describe an .r1m file: architecture, sizes, formats, tokens, provenance", 11, [](CLI::App& sub) {
+  auto path = add_model_arg(sub);
   auto json = std::make_shared<bool>(false);
-  sub.add_option("model", *path, "The .r1m file")->required();
   sub.add_flag("--json", *json, "Machine-readable output");
   return [path, json]() {
     auto f = R1File::open(*path);
@@ -137,8 +148,7 @@ R1_COMMAND("info", "Describe an .r1m file: architecture, sizes, formats, tokens,
 });
 
 R1_COMMAND("verify", "Recompute every checksum of an .r1m file", 12, [](CLI::App& sub) {
-  auto path = std::make_shared<std::string>();
-  sub.add_option("model", *path, "The .r1m file")->required();
+  auto path = add_model_arg(sub);
   return [path]() {
     auto f = R1File::open(*path);  // header and table checksums
     const bool tty = isatty(2);

@@ -22,6 +22,7 @@ struct RunArgs {
   ModelArgs model;
   SamplingArgs sampling;
   std::string prompt, system, think, tmpl, prompt_ids;
+  std::vector<std::string> words;  // the prompt given as positional arguments
   bool prompt_given = false, json = false, raw = false, print_ids = false, bos = false;
   int64_t n = -1;
 };
@@ -167,7 +168,14 @@ int run(RunArgs& a) {
 R1_COMMAND("run", "Answer one prompt (from -p or stdin); for pipelines", 1, [](CLI::App& sub) {
   auto a = std::make_shared<RunArgs>();
   add_model_flags(sub, a->model);
-  sub.add_option("-p,--prompt", a->prompt, "The prompt (default: read stdin)")->each([a](const std::string&) { a->prompt_given = true; });
+  auto* p = sub.add_option("-p,--prompt", a->prompt, "The prompt (default: read stdin)")->each([a](const std::string&) { a->prompt_given = true; });
+  // `r1 run -m M why is the sky blue`: the words after the options are the prompt, as with -p.
+  sub.add_option("prompt", a->words, "The prompt, as the last arguments (instead of -p)")
+      ->excludes(p)
+      ->each([a](const std::string&) { a->prompt_given = true; });
+  sub.callback([a] {
+    for (size_t i = 0; i < a->words.size(); i++) a->prompt += (i ? " " : "") + a->words[i];
+  });
   sub.add_option("--system", a->system, "System prompt (R1 works best without one)");
   sub.add_option("-n,--max-tokens", a->n, "Most tokens to generate (default: until the context is full)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));

@@ -1,0 +1,63 @@
+// The command line as people expect it from ollama and llama.cpp: a mistyped command or flag
+// gets the nearest one and the right --help; every command that takes a model takes -m; r1 run
+// takes its prompt as arguments.
+#include <catch2/catch.hpp>
+
+#include "fixture_models.h"
+#include "test_util.h"
+
+using namespace r1::test;
+
+TEST_CASE("a mistyped command or option is named with the nearest one and the right --help", "[cli]") {
+  CliResult c = run_r1({"chta"});
+  CHECK(c.code == 1);
+  CHECK(c.err == "r1: unknown command 'chta'; did you mean chat? (r1 --help lists the commands)\n");
+  CliResult far = run_r1({"frobnicate"});
+  CHECK(far.code == 1);
+  CHECK(far.err == "r1: unknown command 'frobnicate' (r1 --help lists the commands)\n");
+  CliResult none = run_r1({});
+  CHECK(none.code == 1);
+  CHECK(none.err.rfind("r1: no command given", 0) == 0);
+
+  const std::string m = r1test::packed("tiny-qwen2", "q8");
+  CliResult o = run_r1({"run", "-m", m, "-p", "hi", "--tmep", "0"});
+  CHECK(o.code == 1);
+  CHECK(o.err == "r1 run: usage error: unknown option --tmep; did you mean --temp? (see r1 run --help)\n");
+  CliResult b = run_r1({"batch", "-m", m, "in.jsonl", "-o", "out.jsonl", "--max-concurent", "2"});
+  CHECK(b.code == 1);
+  CHECK(b.err == "r1 batch: usage error: unknown option --max-concurent; did you mean --max-concurrent? (see r1 batch --help)\n");
+  CliResult v = run_r1({"run", "-m", m, "-p", "hi", "-n", "x"});  // any usage error points to the command's help
+  CHECK(v.code == 1);
+  CHECK(v.err.find("(see r1 run --help)\n") != std::string::npos);
+}
+
+TEST_CASE("info and verify take -m like every command with a model; run takes the prompt as arguments", "[cli]") {
+  const std::string m = r1test::packed("tiny-qwen2-py", "q8");
+  for (const char* cmd : {"info", "verify"}) {
+    CliResult pos = run_r1({cmd, m}), opt = run_r1({cmd, "-m", m}), lng = run_r1({cmd, "--model", m});
+    INFO(cmd << ": " << opt.err);
+    CHECK(pos.code == 0);
+    CHECK(opt.code == 0);
+    CHECK(lng.code == 0);
+    CHECK(opt.out == pos.out);
+    CHECK(lng.out == pos.out);
+    CliResult missing = run_r1({cmd});
+    CHECK(missing.code == 1);
+    CHECK(missing.err.find(std::string("(see r1 ") + cmd + " --help)") != std::string::npos);
+  }
+  const std::vector<std::string> base{"run", "-m", m, "--raw", "--temp", "0", "-n", "8"};
+  std::vector<std::string> with_p = base, words = base, quoted = base;
+  with_p.insert(with_p.end(), {"-p", "def fib(n):"});
+  words.insert(words.end(), {"def", "fib(n):"});
+  quoted.push_back("def fib(n):");
+  CliResult a = run_r1(with_p), b = run_r1(words), c = run_r1(quoted);
+  INFO(b.err);
+  REQUIRE(a.code == 0);
+  CHECK(b.code == 0);
+  CHECK(c.code == 0);
+  CHECK(b.out == a.out);
+  CHECK(c.out == a.out);
+  std::vector<std::string> both = with_p;
+  both.push_back("more");
+  CHECK(run_r1(both).code == 1);  // -p and words: which one was meant?
+}
