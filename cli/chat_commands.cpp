@@ -1,4 +1,5 @@
 // The slash commands of `r1 chat`. A bad command or value is one line of help, never an exit.
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -15,7 +16,8 @@ const char kHelp[] =
     "/help                 this list\n"
     "/clear                start a new conversation (keeps /system)\n"
     "/system TEXT          set the system prompt (/system alone clears it)\n"
-    "/think show|hide|fold how reasoning is shown; /think last prints the last one\n"
+    "/think MODE           show, hide, fold or stderr: how reasoning is shown\n"
+    "/think last           print the last reasoning\n"
     "/set NAME VALUE       temp, top_p, top_k, min_p, seed, max_tokens, think_budget\n"
     "                      (max_tokens and think_budget: off for no limit)\n"
     "/stats                tokens and speeds of the last turn, context used\n"
@@ -70,14 +72,14 @@ bool Chat::command(const std::string& line) {
     system = arg;
     notice(system.empty() ? "[system prompt cleared]" : "[system prompt set]");
   } else if (cmd == "/think") {
-    if (arg == "show" || arg == "hide" || arg == "fold") {
+    if (std::find(kThinkModes.begin(), kThinkModes.end(), arg) != kThinkModes.end()) {
       think_mode = arg;
       notice("[reasoning: " + arg + "]");
     } else if (arg == "last") {
       if (last_reasoning.empty()) notice("[no reasoning yet]");
       else say(std::string(dim(color)) + last_reasoning + reset(color) + "\n");
     } else {
-      fail_usage("/think: expected show, hide, fold or last");
+      fail_usage("/think: expected show, hide, fold, stderr or last");
     }
   } else if (cmd == "/set") {
     std::istringstream as(arg);

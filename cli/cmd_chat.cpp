@@ -74,8 +74,10 @@ void Chat::turn(const std::string& user_text) {
   interrupted().store(false);
   opt.interrupt = &interrupted();
 
-  // Rendering: think_mode show (dim text under a marker), fold (a live counter), hide.
-  const bool show = think_mode == "show", fold = think_mode == "fold" && tty_out;
+  // Rendering: think_mode show (dim text under a marker), fold (a live counter), stderr (the
+  // text on stderr, dimmed there on a terminal), hide.
+  const bool show = think_mode == "show", fold = think_mode == "fold" && tty_out, to_err = think_mode == "stderr";
+  const bool ecolor = to_err && use_color(stderr);
   bool thinking = false, answer_started = false, had_think = false;
   int64_t live_count = 0;
   auto t_think = std::chrono::steady_clock::now();
@@ -92,6 +94,8 @@ void Chat::turn(const std::string& user_text) {
     } else if (fold) {
       say((color ? std::string("\r\033[K") : "\r" + std::string(40, ' ') + "\r") + dim(color) + summary(n, s, closed) +
           reset(color) + "\n\n");
+    } else if (to_err) {
+      out(stderr, std::string(reset(ecolor)) + "\n");
     }
   };
   auto on_event = [&](const GenEvent& e) {
@@ -99,11 +103,13 @@ void Chat::turn(const std::string& user_text) {
       thinking = true;
       t_think = std::chrono::steady_clock::now();
       if (show) say(color ? std::string(dim(true)) + "┌ thinking\n" : std::string("<think>\n"));
+      if (to_err) out(stderr, dim(ecolor));
     } else if (e.kind == GenEvent::ThinkEnd) {
       had_think = true;
       close_think(e.think_tokens, e.think_s, true);
     } else if (e.in_think) {
       if (show) say(e.text);
+      else if (to_err) out(stderr, e.text);
       else if (fold && e.id >= 0 && ++live_count % 4 == 1)
         say("\r" + std::string(dim(color)) + "thinking… " + std::to_string(live_count) + " tokens" + reset(color));
     } else {
@@ -121,7 +127,8 @@ void Chat::turn(const std::string& user_text) {
   try {
     r = gen.generate(ids, opt, on_event);
   } catch (...) {
-    if (thinking && color) say(reset(true));
+    if (thinking && color && show) say(reset(true));
+    if (thinking && ecolor) std::fputs(reset(true), stderr);
     turns.pop_back();
     throw;
   }
@@ -242,9 +249,7 @@ R1_COMMAND("chat", "Chat with a model interactively (or from a script on stdin)"
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   sub.add_option("--think-budget", a->think_budget, "Reasoning tokens before </think> is forced (default: no limit)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
-  sub.add_option("--think", a->think, "Reasoning: show (dimmed), fold (a live counter; /think last shows it) or hide "
-                                      "(default: show on a terminal, hide in a script)")
-      ->check(CLI::IsMember({"show", "hide", "fold"}));
+  add_think_flag(sub, a->think);  // fold: /think last shows what was folded
   add_template_flag(sub, a->tmpl);
   sub.add_flag("-q,--quiet", a->quiet, "No start-up line");
   sub.footer("In the chat: a line ending in \\ continues on the next; \"\"\" opens and closes a multi-line block.\n"

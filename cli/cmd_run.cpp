@@ -81,9 +81,11 @@ int run(RunArgs& a) {
   opt.interrupt = &interrupted();
 
   // Where the reasoning goes: on a terminal it is shown dimmed; in a pipeline it is dropped
-  // unless asked for.
+  // unless asked for. fold is a live count on a terminal, and hide elsewhere.
   const bool tty = is_tty(stdout);
   std::string think = a.think.empty() ? (tty ? "show" : "hide") : a.think;
+  if (think == "fold" && !tty) think = "hide";
+  int64_t folded = 0;
   const bool stream = !a.json && !a.print_ids;
   const bool color = use_color(stdout);
   const bool ecolor = use_color(stderr);
@@ -124,8 +126,15 @@ int run(RunArgs& a) {
       open.dim_out = open.dim_err = false;
       if (think == "show") put(stdout, color ? std::string(reset(true)) + "\n" : std::string("\n</think>\n\n"));
       if (think == "stderr") out(stderr, std::string(reset(ecolor)) + "\n");
+      if (think == "fold") {
+        char s[96];
+        std::snprintf(s, sizeof s, "thought for %lld tokens, %.1fs", (long long)e.think_tokens, e.think_s);
+        put(stdout, (color ? std::string("\r\033[K") : "\r" + std::string(40, ' ') + "\r") + dim(color) + s + reset(color) + "\n\n");
+      }
     } else if (e.in_think) {
       if (think == "show") put(stdout, e.text);
+      if (think == "fold" && e.id >= 0 && ++folded % 4 == 1)
+        put(stdout, "\r" + std::string(dim(color)) + "thinking… " + std::to_string(folded) + " tokens" + reset(color));
       if (think == "stderr") out(stderr, e.text);
     } else {
       put(stdout, e.text);
@@ -180,9 +189,7 @@ R1_COMMAND("run", "Answer one prompt (from -p or stdin); for pipelines", 1, [](C
   sub.add_option("-n,--max-tokens", a->n, "Most tokens to generate (default: until the context is full)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   add_sampling_flags(sub, a->sampling);
-  sub.add_option("--think", a->think, "Reasoning: show (inline, dimmed on a terminal), hide, or stderr "
-                                      "(default: show on a terminal, hide in a pipeline)")
-      ->check(CLI::IsMember({"show", "hide", "stderr"}));
+  add_think_flag(sub, a->think);
   add_template_flag(sub, a->tmpl);
   sub.add_flag("--json", a->json, "Print one JSON object: reasoning, answer, finish_reason, token counts, speeds");
   sub.add_flag("--raw", a->raw, "No chat template: the prompt text is the model's input");

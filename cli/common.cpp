@@ -41,6 +41,14 @@ void add_template_flag(CLI::App& app, std::string& tmpl) {
       ->check(CLI::IsMember({"r1", "chatml", "llama3", "raw"}));
 }
 
+void add_think_flag(CLI::App& app, std::string& think) {
+  app.add_option("--think", think,
+                 "Reasoning: show (inline, dimmed on a terminal), hide, fold (on a terminal: a live token count, "
+                 "then one summary line; else hide) or stderr (on stderr, so stdout holds the answer only) "
+                 "(default: show on a terminal, hide otherwise)")
+      ->check(CLI::IsMember(kThinkModes));
+}
+
 void add_sampling_flags(CLI::App& app, SamplingArgs& s) {
   app.add_option("--temp", s.temp, "Temperature; 0 is greedy (default: the model's, R1: 0.6)");
   app.add_option("--top-p", s.top_p, "Nucleus sampling mass (default: the model's, R1: 0.95)");

@@ -34,6 +34,9 @@ void add_model_flags(CLI::App& app, ModelArgs& a, bool model_required = true);
 void add_sampling_flags(CLI::App& app, SamplingArgs& s);
 // --template r1|chatml|llama3|raw (empty: the model's own)
 void add_template_flag(CLI::App& app, std::string& tmpl);
+// --think: how the reasoning is shown, the same words for run and chat (and chat's /think).
+inline const std::vector<std::string> kThinkModes = {"show", "hide", "fold", "stderr"};
+void add_think_flag(CLI::App& app, std::string& think);
 
 // A loaded model with a CPU session sized from the flags (none with with_session false:
 // the caller makes its own, e.g. r1 batch's many-slot one, from ctx and kv).

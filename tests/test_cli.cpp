@@ -61,3 +61,42 @@ TEST_CASE("info and verify take -m like every command with a model; run takes th
   both.push_back("more");
   CHECK(run_r1(both).code == 1);  // -p and words: which one was meant?
 }
+
+TEST_CASE("run and chat share one --think vocabulary: show, hide, fold, stderr", "[cli]") {
+  TempDir d("r1think");
+  const std::string m = r1test::packed("tiny-qwen2", "q8");
+  for (const char* mode : {"show", "hide", "fold", "stderr"}) {
+    CliResult run = run_r1_input({"run", "-m", m, "-n", "4", "--think", mode}, "hi\n");
+    CliResult chat = run_r1_input({"chat", "-q", "-m", m, "-n", "4", "--think", mode}, "hi\n/think " + std::string(mode) + "\n");
+    INFO(mode << ": " << run.err << chat.err);
+    CHECK(run.code == 0);
+    CHECK(chat.code == 0);
+    CHECK(chat.err.find("/think") == std::string::npos);  // /think MODE accepted too
+  }
+  CliResult bad_run = run_r1({"run", "-m", m, "-p", "hi", "--think", "loud"});
+  CliResult bad_chat = run_r1({"chat", "-m", m, "--think", "loud"});
+  CHECK(bad_run.code == 1);
+  CHECK(bad_chat.code == 1);
+  auto choices = [](const std::string& e) { return e.substr(e.find("--think"), e.find(" (see") - e.find("--think")); };
+  INFO(bad_run.err << bad_chat.err);
+  CHECK(choices(bad_run.err) == choices(bad_chat.err));
+  CHECK(choices(bad_run.err).find("show,hide,fold,stderr") != std::string::npos);
+
+  // chat --think stderr: the same (greedy) reasoning as r1 run's on stderr, and none on stdout
+  CliResult run = run_r1_input({"run", "-m", m, "-n", "6", "--temp", "0", "--json"}, "What is 2+2?\n");
+  REQUIRE(run.code == 0);
+  const std::string reasoning = nlohmann::json::parse(run.out)["reasoning"].get<std::string>();
+  REQUIRE_FALSE(reasoning.empty());
+  CliResult chat = run_r1_input({"chat", "-q", "-m", m, "-n", "6", "--temp", "0", "--think", "stderr"}, "What is 2+2?\n");
+  CHECK(chat.code == 0);
+  CHECK(chat.err == reasoning + "\n");
+  CHECK(chat.out.find(reasoning) == std::string::npos);
+
+  // run --think fold on a terminal: a live count that ends its line when the cap stops it
+  const std::string r1 = shell_quote(R1_BIN) + " run --threads 1 -m " + shell_quote(m) + " -p 'What is 2+2?' -n 9 --think fold";
+  std::system(("env -u NO_COLOR TERM=xterm script -qec " + shell_quote(r1) + " /dev/null > " + shell_quote(d / "tty")).c_str());
+  const std::string tty = slurp(d / "tty");
+  INFO(tty);
+  CHECK(tty.find("thinking… 9 tokens") != std::string::npos);
+  CHECK(tty.find("tokens\033[0m\r\nr1 run: the -n cap") != std::string::npos);
+}
