@@ -23,6 +23,16 @@ static std::string token_field(const json& cfg, const char* key) {
   return "";
 }
 
+const char* template_kind_name(TemplateKind k) {
+  switch (k) {
+    case TemplateKind::R1: return "r1";
+    case TemplateKind::ChatML: return "chatml";
+    case TemplateKind::Llama3: return "llama3";
+    case TemplateKind::Raw: return "raw";
+  }
+  return "?";
+}
+
 static bool has(std::string_view s, std::string_view what) { return s.find(what) != std::string_view::npos; }
 
 ChatTemplate ChatTemplate::from_config(std::string_view config_json, std::string_view forced) {

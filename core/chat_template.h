@@ -14,6 +14,7 @@ struct Message {
 };
 
 enum class TemplateKind { R1, ChatML, Llama3, Raw };
+const char* template_kind_name(TemplateKind k);  // "r1", "chatml", "llama3", "raw": --template's words
 
 class ChatTemplate {
  public:

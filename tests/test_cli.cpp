@@ -2,6 +2,7 @@
 // gets the nearest one and the right --help; every command that takes a model takes -m; r1 run
 // takes its prompt as arguments.
 #include <catch2/catch.hpp>
+#include <ctime>
 
 #include "fixture_models.h"
 #include "test_util.h"
@@ -99,4 +100,35 @@ TEST_CASE("run and chat share one --think vocabulary: show, hide, fold, stderr",
   INFO(tty);
   CHECK(tty.find("thinking… 9 tokens") != std::string::npos);
   CHECK(tty.find("tokens\033[0m\r\nr1 run: the -n cap") != std::string::npos);
+}
+
+TEST_CASE("r1 info names the chat template, dates the pack and counts parameters in M", "[cli]") {
+  TempDir d("r1info");
+  const std::string m = r1test::packed("tiny-qwen2", "q8");
+  CliResult j = run_r1({"info", "--json", m});
+  REQUIRE(j.code == 0);
+  const auto info = nlohmann::json::parse(j.out);
+  CliResult r = run_r1({"info", m});
+  REQUIRE(r.code == 0);
+  char params[64];
+  std::snprintf(params, sizeof params, "  parameters     %.1f M\n", double(info["parameters"].get<uint64_t>()) / 1e6);
+  CHECK(r.out.find(params) != std::string::npos);
+  CHECK(r.out.find("  chat template  r1 (DeepSeek-R1)\n") != std::string::npos);
+  CHECK(info["chat_template_kind"] == "r1");
+  // the date it was packed, in UTC, from the Unix time stored
+  const std::time_t t = std::time_t(info["provenance"]["created_unix"].get<int64_t>());
+  char date[32];
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
+  CHECK(r.out.find(std::string("  packed         ") + date + " by r1 ") != std::string::npos);
+  CHECK(r.out.find("created_unix") == std::string::npos);
+  CHECK(r.out.find("  recipe         q8") != std::string::npos);
+
+  // a checkpoint without a chat template: said so, with what to do
+  copy_dir(fixture_model("tiny-qwen2"), d / "ckpt");
+  auto tc = read_json(d / "ckpt/tokenizer_config.json");
+  tc.erase("chat_template");
+  write_json(d / "ckpt/tokenizer_config.json", tc);
+  REQUIRE(run_r1({"pack", d / "ckpt", "-o", d / "m.r1m", "--quant", "q8", "-q"}).code == 0);
+  CliResult none = run_r1({"info", d / "m.r1m"});
+  CHECK(none.out.find("  chat template  none (use --template)\n") != std::string::npos);
 }
