@@ -132,3 +132,23 @@ TEST_CASE("r1 info names the chat template, dates the pack and counts parameters
   CliResult none = run_r1({"info", d / "m.r1m"});
   CHECK(none.out.find("  chat template  none (use --template)\n") != std::string::npos);
 }
+
+TEST_CASE("make run MODEL=... PROMPT=... uses the chat template and keeps quotes and $ as typed", "[cli]") {
+  const std::string src = std::string(R1_FIXTURES) + "/../..", build = fs::path(R1_BIN).parent_path().string();
+  const std::string m = r1test::packed("tiny-qwen2", "q8"), prompt = "it's \"quoted\", $HOME and `x`";
+  const std::string flags = "--temp 0 -n 6 --json";
+  TempDir d("r1make");
+  // -o all -o configure: the binary is already built (this is its test)
+  const std::string cmd = "make -s -C " + shell_quote(src) + " -o all -o configure run BUILD=" + shell_quote(build) +
+                          " MODEL=" + shell_quote(m) + " PROMPT=" + shell_quote(prompt) + " ARGS=" + shell_quote(flags) +
+                          " >" + shell_quote(d / "out") + " 2>" + shell_quote(d / "err");
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  const auto via_make = nlohmann::json::parse(slurp(d / "out"));
+  CliResult direct = run_r1({"run", "-m", m, "-p", prompt, "--temp", "0", "-n", "6", "--json"});
+  CliResult raw = run_r1({"run", "-m", m, "-p", prompt, "--temp", "0", "-n", "6", "--json", "--raw"});
+  REQUIRE(direct.code == 0);
+  const auto want = nlohmann::json::parse(direct.out);
+  CHECK(via_make["prompt_tokens"] == want["prompt_tokens"]);
+  CHECK(via_make["reasoning"] == want["reasoning"]);
+  CHECK(via_make["prompt_tokens"] != nlohmann::json::parse(raw.out)["prompt_tokens"]);
+}
