@@ -44,11 +44,7 @@ std::string read_all(const std::string& path) {
   return ss.str();
 }
 
-Runtime open_runtime(const ModelArgs& a, const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) fail_input(path + ": no such file");
-  return Runtime::load(path);
-}
+Runtime open_runtime(const ModelArgs& a, const std::string& path) { return Runtime::load(model_file(path, a)); }
 
 // The session is sized by the caller (the window, or the longest record) rather than by the
 // generation default, so that no memory goes to cache positions that are never used.

@@ -1,5 +1,7 @@
 #include "cli/common.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -8,6 +10,7 @@
 
 #include "core/error.h"
 #include "models/cuda_batch.h"
+#include "quant/model_cache.h"
 
 namespace r1::cli {
 
@@ -24,7 +27,9 @@ SamplerParams SamplingArgs::resolve(const SamplerParams& d) const {
 }
 
 void add_model_flags(CLI::App& app, ModelArgs& a, bool model_required) {
-  auto* m = app.add_option("-m,--model", a.model, "Packed model file (.r1m)");
+  auto* m = app.add_option("-m,--model", a.model,
+                           "Model: an .r1m file, or a GGUF file or Hugging Face checkpoint directory (packed once into "
+                           "$XDG_CACHE_HOME/r1 and reused while unchanged)");
   if (model_required) m->required();
   app.add_option("--ctx", a.ctx, "Context length in tokens (default: the model's, capped by memory and at 32768)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 24));
@@ -105,11 +110,17 @@ std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64
   return std::make_unique<CpuBatch>(*l.rt.model, n_slots, ctx, l.kv, *l.pool);
 }
 
+std::string model_file(const std::string& path, const ModelArgs& a) {
+  CacheOptions o;
+  o.progress = isatty(2);
+  o.threads = a.threads;
+  return resolve_model(path, o);
+}
+
 Loaded load_for_run(const ModelArgs& a, bool with_session) {
-  std::error_code ec;
-  if (!std::filesystem::exists(a.model, ec)) fail_input(a.model + ": no such file");
+  const std::string file = model_file(a.model, a);
   const std::string device = resolve_device(a);
-  Loaded l{Runtime::load(a.model), nullptr, nullptr, 0, kv_format(a), device};
+  Loaded l{Runtime::load(file), nullptr, nullptr, 0, kv_format(a), device};
   int threads = a.threads > 0 ? a.threads : ThreadPool::default_threads();
   l.pool = std::make_unique<ThreadPool>(threads);
   l.ctx = choose_ctx(l.rt.model->cfg, a.ctx, l.kv, l.device == "cpu");

@@ -49,6 +49,9 @@ struct Loaded {
   std::string device = "cpu";  // what --device resolved to
 };
 Loaded load_for_run(const ModelArgs& a, bool with_session = true);
+// The .r1m for a model argument: the file, or a GGUF file or checkpoint directory packed into
+// the user's cache (quant/model_cache.h), with progress on a terminal.
+std::string model_file(const std::string& path, const ModelArgs& a);
 // --device: "cuda" when asked (failing clearly if it cannot run) or when auto finds a usable GPU.
 std::string resolve_device(const ModelArgs& a);
 // A KV format flag's value (flag: its name, for the error); kKvNames is what the flags accept.

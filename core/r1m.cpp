@@ -46,7 +46,8 @@ std::unique_ptr<R1File> R1File::open(const std::string& path) {
   FileHeader h;
   std::memcpy(&h, f->base_, sizeof h);
   auto bad = [&](const std::string& why) -> void { fail_input(path + ": " + why); };
-  if (std::memcmp(h.magic, kR1Magic, 8) != 0) bad("not an .r1m file (bad magic)");
+  if (std::memcmp(h.magic, kR1Magic, 8) != 0)
+    bad("not an .r1m file (bad magic); r1 pack makes one from a Hugging Face checkpoint or a GGUF file");
   if (h.endian != kEndianCheck) bad("written on a machine of the other byte order");
   if (h.version != kR1Version)
     bad("format version " + std::to_string(h.version) + ", this r1 reads version " + std::to_string(kR1Version));

@@ -183,6 +183,7 @@ void write_packed(const PackOptions& opt, const std::vector<TensorSpec>& specs, 
   const auto t0 = std::chrono::steady_clock::now();
   uint64_t total_bytes = 0, done_bytes = 0;
   for (size_t i = 0; i < specs.size(); i++) total_bytes += w.bytes(i);
+  if (opt.before_write) opt.before_write(total_bytes);
 
   std::vector<float> fbuf, deq;
   std::vector<uint8_t> qbuf, scales;
