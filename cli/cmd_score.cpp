@@ -75,6 +75,7 @@ std::vector<nlohmann::json> parse_jsonl(const std::string& name, const std::stri
     const std::string where = name + " line " + std::to_string(ln) + ": ";
     nlohmann::json j = parse_json(s, name + " line " + std::to_string(ln));
     if (!j.is_object()) fail_input(where + "expected an object {\"prompt\": ..., \"completion\": ...}");
+    check_keys(j, {"prompt", "completion", "id"}, name + " line " + std::to_string(ln));
     for (const char* k : {"prompt", "completion"})
       if (!j.contains(k) || !j[k].is_string()) fail_input(where + "\"" + k + "\" must be a string");
     out.push_back(std::move(j));

@@ -109,8 +109,15 @@ std::vector<BatchRecord> take_shard(const std::vector<BatchRecord>& all, int64_t
 }
 
 BatchOutput::BatchOutput(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);  // a fifo must not block
   if (fd_ < 0) fail_input(path + ": " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {  // a fifo or a device cannot be resumed from
+    ::close(fd_);
+    fd_ = -1;
+    fail_input(path + " is not a regular file; -o takes a file (or - for stdout)");
+  }
+  (void)fcntl(fd_, F_SETFL, 0);  // blocking writes again
   // One writer per output: a second process would write every id again. Held until close.
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
@@ -120,8 +127,6 @@ BatchOutput::BatchOutput(const std::string& path) : path_(path) {
                                             "shard its own -o"
                                           : ": cannot lock: " + std::string(std::strerror(err))));
   }
-  struct stat st;
-  if (fstat(fd_, &st) != 0) fail_input(path + ": " + std::strerror(errno));
   std::string text(size_t(st.st_size), '\0');
   if (st.st_size > 0 && pread(fd_, text.data(), text.size(), 0) != ssize_t(text.size()))
     fail_input(path + ": cannot read");

@@ -1,5 +1,7 @@
 // r1 batch: exactly-once results across kills and resumes, shards that add up to the whole,
 // results equal to r1 run at any --max-concurrent (continuous batching), and clean failures.
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
@@ -229,6 +231,12 @@ TEST_CASE("batch: bad records are refused naming the line and the key; -o - is s
   CHECK(out.code == 0);
   CHECK(by_id(out.out).size() == 12);
   CHECK_FALSE(fs::exists("-"));
+
+  // a fifo (or a device) as -o: refused, not blocked on or filled
+  REQUIRE(::mkfifo((d / "fifo").c_str(), 0644) == 0);
+  auto fifo = run_r1({"batch", "-m", model, d / "in.jsonl", "-o", d / "fifo"});
+  CHECK(fifo.code == 2);
+  CHECK(fifo.err == "r1 batch: " + (d / "fifo") + " is not a regular file; -o takes a file (or - for stdout)\n");
 }
 
 // ---- continuous batching: the same results at any concurrency ----
