@@ -19,17 +19,6 @@ namespace {
 
 std::string deep(size_t depth = 100000) { return std::string(depth, '[') + std::string(depth, ']'); }
 
-// The message of the r1::Error f throws ("" if none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const r1::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
 
 TEST_CASE("json_too_deep counts brackets outside strings up to the limit", "[json]") {

@@ -105,12 +105,7 @@ TEST_CASE("the model cache refuses cleanly when the disk lacks the room, and fol
   r1::CacheOptions o;
   o.dir = cache.path();
   o.free_bytes = [](const std::string&) { return uint64_t(1000); };
-  std::string msg;
-  try {
-    r1::resolve_model(fixture_model("tiny-qwen2"), o);
-  } catch (const r1::Error& e) {
-    msg = e.what();
-  }
+  const std::string msg = error_of([&] { r1::resolve_model(fixture_model("tiny-qwen2"), o); });
   INFO(msg);
   CHECK(msg.find("packing " + fixture_model("tiny-qwen2") + " needs ") == 0);
   CHECK(msg.find(" in " + cache.path() + ", which has 0.0 MB free") != std::string::npos);

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -22,6 +23,8 @@
 #include <vector>
 
 #include <immintrin.h>
+
+#include "core/error.h"
 
 extern char** environ;
 
@@ -110,6 +113,16 @@ inline size_t count_lines(const std::string& s) {
   for (char c : s) n += c == '\n';
   if (!s.empty() && s.back() != '\n') n++;
   return n;
+}
+
+// The message of the r1::Error that f throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const r1::Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 struct CliResult {
