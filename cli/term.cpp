@@ -39,7 +39,8 @@ void close_stdout() {
   errno = 0;
   const bool ok = std::fflush(stdout) == 0 && !std::ferror(stdout);
   const int err = errno ? errno : EIO;
-  if (std::fclose(stdout) != 0 && ok) write_failed(errno ? errno : EIO);
+  // EBADF: there was no stdout (`>&-`) and nothing was written to it.
+  if (std::fclose(stdout) != 0 && ok && errno != EBADF) write_failed(errno ? errno : EIO);
   if (!ok) write_failed(err);
 }
 
