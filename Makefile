@@ -52,11 +52,13 @@ asan:
 	./fuzz/run.sh build-asan $(FUZZ_SECONDS)
 
 # A CUDA build that runs on a machine without the Debian packages (the GPU machine): bundle/r1
-# and bundle/r1_cuda_tests, third-party libraries linked statically where Debian ships them
+# and bundle/r1_cuda_tests, with machine code for sm_80 (A100), sm_89 (L4, RTX 40xx) and sm_90
+# (H100, H200); third-party libraries linked statically where Debian ships them
 # static, the rest copied into bundle/lib (found through the binaries' $$ORIGIN/lib rpath).
 BUNDLE_BUILD ?= build-bundle
 bundle:
-	@test -f $(BUNDLE_BUILD)/CMakeCache.txt || cmake -S . -B $(BUNDLE_BUILD) -DCMAKE_BUILD_TYPE=Release -DR1_CUDA=ON -DR1_STATIC=ON
+	@test -f $(BUNDLE_BUILD)/CMakeCache.txt || cmake -S . -B $(BUNDLE_BUILD) -DCMAKE_BUILD_TYPE=Release -DR1_CUDA=ON -DR1_STATIC=ON \
+	  -DCMAKE_CUDA_ARCHITECTURES="80;89;90"
 	cmake --build $(BUNDLE_BUILD) -j$(JOBS) --target r1 r1_cuda_tests
 	rm -rf bundle && mkdir -p bundle/lib
 	cp $(BUNDLE_BUILD)/r1 $(BUNDLE_BUILD)/r1_cuda_tests bundle/

@@ -15,8 +15,9 @@ namespace r1::cli {
 struct ChatArgs {
   ModelArgs model;
   SamplingArgs sampling;
+  ReasoningArgs reasoning;
   std::string system, think, tmpl;
-  int64_t max_tokens = -1, think_budget = -1;
+  int64_t max_tokens = -1;
   bool quiet = false;
 };
 
@@ -39,9 +40,10 @@ struct Chat {
   ChatTemplate tmpl;
   Generator gen;
   SamplerParams sampling;
+  std::shared_ptr<const DryBreakers> dry;  // sampling.dry's breakers, made once
   std::string system, think_mode, last_reasoning;
   std::vector<Turn> turns;
-  GenStats last;
+  GenResult last;
   bool have_last = false, tty_out, color, warned_full = false;
 };
 

@@ -19,8 +19,9 @@ const char kHelp[] =
     "/think MODE           show, hide, fold or stderr: how reasoning is shown\n"
     "/think last           print the last reasoning\n"
     "/set NAME VALUE       temp, top_p, top_k, min_p, seed, max_tokens, think_budget\n"
-    "                      (max_tokens and think_budget: off for no limit)\n"
-    "/stats                tokens and speeds of the last turn, context used\n"
+    "                      (max_tokens and think_budget: off for no limit), on_loop\n"
+    "                      (answer, stop, off; auto: answer while reasoning)\n"
+    "/stats                tokens, seed, finish, speeds of the last turn; context\n"
     "/save FILE            save the conversation and its KV cache\n"
     "/load FILE            resume a saved conversation (same model only)\n"
     "/exit                 leave (also Ctrl-D)\n"
@@ -93,8 +94,11 @@ bool Chat::command(const std::string& line) {
     else if (name == "top_k") p.top_k = int(parse_int(name, v, 0, 1 << 30));
     else if (name == "seed") p.seed = uint64_t(parse_int(name, v, 0, int64_t(1) << 53));
     else if (name == "max_tokens") a.max_tokens = v == "off" ? -1 : parse_int(name, v, 1, int64_t(1) << 30);
-    else if (name == "think_budget") a.think_budget = v == "off" ? -1 : parse_int(name, v, 0, int64_t(1) << 30);
-    else fail_usage("/set: unknown setting '" + name + "' (temp, top_p, top_k, min_p, seed, max_tokens, think_budget)");
+    else if (name == "think_budget") a.reasoning.think_budget = v == "off" ? -1 : parse_int(name, v, 0, int64_t(1) << 30);
+    else if (name == "on_loop" && (v == "answer" || v == "stop" || v == "off" || v == "auto"))
+      a.reasoning.on_loop = v == "auto" ? "" : v;
+    else if (name == "on_loop") fail_usage("/set on_loop: expected answer, stop, off or auto");
+    else fail_usage("/set: unknown setting '" + name + "' (temp, top_p, top_k, min_p, seed, max_tokens, think_budget, on_loop)");
     try {
       validate(p);
     } catch (const Error& e) {
@@ -102,16 +106,21 @@ bool Chat::command(const std::string& line) {
     }
     sampling = p;
     notice("[" + name + " = " + v + "]");
+    advise_temperature(tmpl, sampling, a.quiet);
   } else if (cmd == "/stats") {
     const int64_t used = L.session->n_past(), ctx = L.session->ctx();
     char buf[512];
+    const GenStats& st = last.stats;
+    const char* think_end = think_end_name(last);
     if (have_last)
       std::snprintf(buf, sizeof buf,
                     "prompt %lld tokens (%lld prefilled, %lld reused) at %.1f tok/s | generated %lld tokens "
-                    "(%lld thinking) at %.1f tok/s\n",
-                    (long long)last.prompt_tokens, (long long)last.prefilled_tokens,
-                    (long long)(last.prompt_tokens - last.prefilled_tokens), last.prefill_tps(),
-                    (long long)last.completion_tokens, (long long)last.think_tokens, last.decode_tps());
+                    "(%lld reasoning, %lld answer) at %.1f tok/s\nseed %llu | finish %s%s%s\n",
+                    (long long)st.prompt_tokens, (long long)st.prefilled_tokens,
+                    (long long)(st.prompt_tokens - st.prefilled_tokens), st.prefill_tps(),
+                    (long long)st.completion_tokens, (long long)st.think_tokens, (long long)st.answer_tokens,
+                    st.decode_tps(), (unsigned long long)last.seed, finish_name(last.finish),
+                    think_end ? " | reasoning finish " : "", think_end ? think_end : "");
     else
       std::snprintf(buf, sizeof buf, "no turn yet\n");
     say(buf);

@@ -26,6 +26,7 @@ using namespace r1::cli;
 struct BatchArgs {
   ModelArgs model;
   SamplingArgs sampling;
+  ReasoningArgs reasoning;
   std::string input, output, shard, tmpl;
   int64_t n = 4096, max_concurrent = 8;
   bool json_summary = false;
@@ -103,6 +104,7 @@ int run(BatchArgs& a, bool concurrency_given) {
   const Tokenizer& tok = *L.rt.tok;
   ChatTemplate tmpl = L.rt.chat_template(a.tmpl);
   SamplerParams base = a.sampling.resolve(L.rt.defaults);
+  const auto dry = dry_breakers(tok, base);  // one for all records
   const uint64_t base_seed = a.sampling.seed ? *a.sampling.seed : 0;
   install_interrupt();
   const bool tty = is_tty(stderr);
@@ -113,13 +115,16 @@ int run(BatchArgs& a, bool concurrency_given) {
   std::vector<Item> items;
   int64_t need = 1, runnable = 0;
   for (const BatchRecord* r : todo) {
-    Item it{r, tok.encode(tmpl.render(r->messages, true)), {}, {}};
+    Item it{r, {}, {}, {}};
+    it.ids = tok.encode(tmpl.generation_prompt(r->messages, it.opt.starts_in_think));
     it.opt.sampling = base;
+    it.opt.dry_breakers = dry;
+    a.reasoning.apply(it.opt);
+    if (r->think_budget) it.opt.think_budget = *r->think_budget;
     if (r->temperature) it.opt.sampling.temperature = *r->temperature;
     it.opt.sampling.seed = r->seed ? *r->seed : record_seed(base_seed, r->id);
     it.opt.max_new = r->max_tokens ? *r->max_tokens : a.n;
     it.opt.stop_ids = L.rt.stop_ids;
-    it.opt.starts_in_think = tmpl.prompt_opens_think();
     if (it.ids.empty()) it.error = "empty prompt";
     else if (int64_t(it.ids.size()) >= L.ctx)
       it.error = "prompt of " + std::to_string(it.ids.size()) + " tokens does not fit the context of " + std::to_string(L.ctx);
@@ -174,13 +179,9 @@ int run(BatchArgs& a, bool concurrency_given) {
   auto on_done = [&](const BatchJob& job, GenResult& g) {
     const BatchRecord& r = *items[job.tag].rec;
     tokens += g.stats.completion_tokens;
-    write(r, {{"id", nlohmann::json::parse(r.id)},
-              {"reasoning", g.reasoning},
-              {"answer", g.answer},
-              {"finish_reason", finish_name(g.finish)},
-              {"seed", items[job.tag].opt.sampling.seed},
-              {"prompt_tokens", g.stats.prompt_tokens},
-              {"completion_tokens", g.stats.completion_tokens}});
+    nlohmann::json line = result_json(g);
+    line["id"] = nlohmann::json::parse(r.id);
+    write(r, line);
   };
   BatchPlan plan;
   plan.interrupt = &interrupted();
@@ -214,9 +215,11 @@ R1_COMMAND("batch", "Generate for every prompt of a file into a JSONL file (resu
   sub.add_option("-n,--max-tokens", a->n, "Most tokens per record unless the record says (default 4096)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   add_sampling_flags(sub, a->sampling);
+  add_reasoning_flags(sub, a->reasoning);
   add_template_flag(sub, a->tmpl);
   sub.add_flag("--json-summary", a->json_summary, "Print a JSON summary on stdout at the end");
-  sub.footer("Without a per-record \"seed\", each record's seed comes from --seed (default 0) and its id,\n"
+  sub.footer("A record's \"think_budget\" overrides --think-budget.\n"
+             "Without a per-record \"seed\", each record's seed comes from --seed (default 0) and its id,\n"
              "so a resumed or sharded run gives the same results as one uninterrupted run, whatever\n"
              "--max-concurrent is. Lines are written as records finish, not in input order.");
   return [a, mc]() { return run(*a, mc->count() > 0); };

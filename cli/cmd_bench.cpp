@@ -36,7 +36,7 @@ struct BenchArgs {
   std::string model, synthetic, quant, device = "cpu", kv = "f16";
   int64_t p = 512, n = 128, depth = 0, bw_mib = 1024, batch = 0;
   int threads = 0, repeat = 3;
-  bool json = false;
+  bool json = false, profile = false;
 };
 
 double secs(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -110,12 +110,13 @@ uint64_t peak_rss_bytes() {
   return uint64_t(ru.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
-// One sequence in a CpuSession: a p-token prefill (one forward call), then n decode steps at
+// One sequence in a session: a p-token prefill (one forward call), then n greedy decode steps at
 // positions [depth, depth + n) over a cache filled with random values.
-// fill_kv(depth) puts random history at positions [0, depth) of the session's cache.
-template <class S, class FillKV>
-void bench_single(const BenchArgs& a, const Model& model, S& s, FillKV fill_kv, int64_t warm, std::mt19937& g,
-                  std::vector<double>& prefill, std::vector<double>& decode) {
+// fill_kv(depth) puts random history at positions [0, depth) of the session's cache;
+// steps(t, pos, k) runs k greedy steps from token t at pos and returns the last token.
+template <class S, class FillKV, class Steps>
+void bench_single(const BenchArgs& a, const Model& model, S& s, FillKV fill_kv, Steps steps, int64_t warm,
+                  std::mt19937& g, std::vector<double>& prefill, std::vector<double>& decode) {
   const Config& c = model.cfg;
   std::uniform_int_distribution<int32_t> tok(0, int32_t(c.vocab_size - 1));
 
@@ -136,13 +137,10 @@ void bench_single(const BenchArgs& a, const Model& model, S& s, FillKV fill_kv, 
   if (a.n > 0) {
     s.truncate(0);
     fill_kv(a.depth);
-    s.set_n_past(a.depth);
-    t = tok(g);
-    for (int64_t i = 0; i < warm; i++) t = argmax(s.forward(&t, 1), c.vocab_size);
+    t = steps(tok(g), a.depth, warm);
     for (int r = 0; r < a.repeat; r++) {
-      s.set_n_past(a.depth);  // same positions every repeat: same KV traffic
       const auto t0 = Clock::now();
-      for (int64_t i = 0; i < a.n; i++) t = argmax(s.forward(&t, 1), c.vocab_size);
+      t = steps(t, a.depth, a.n);  // same positions every repeat: same KV traffic
       decode.push_back(double(a.n) / secs(t0));
     }
   }
@@ -203,6 +201,7 @@ int run(const BenchArgs& a) {
     fail_usage("--quant applies to --synthetic; a packed model's formats are fixed (r1 pack --quant)");
   if (a.p == 0 && a.n == 0) fail_usage("nothing to measure: -p and -n are both 0");
   if (a.batch > 0 && a.depth > 0) fail_usage("--depth is for one sequence; with --batch each sequence's prompt (-p) is its depth");
+  if (a.profile && (!gpu || a.batch > 0)) fail_usage("--profile is for one sequence on --device cuda");
 
   // This machine's read bandwidth and int8-dot peak can move while the benchmark runs (a VM's
   // neighbours): each is measured before and after the runs, and the best is the ceiling. The
@@ -254,6 +253,7 @@ int run(const BenchArgs& a) {
   const int64_t B = std::max<int64_t>(a.batch, 1);  // sequences decoded together
   std::mt19937 g(7);
   std::vector<double> prefill, decode;
+  std::vector<nlohmann::json> profile;  // bench --profile (cuda): per kernel kind
   int64_t ctx;
   if (a.batch > 0) {
     ctx = std::max<int64_t>(a.p + std::max(warm, a.n), 1);
@@ -266,30 +266,64 @@ int run(const BenchArgs& a) {
   } else {
     ctx = std::max<int64_t>({a.p, a.depth + warm + a.n, 1});
 #ifdef R1_HAVE_CUDA
-    if (gpu) {
+    if (gpu) {  // the token loop on the device: argmax feeds the next step, nothing comes back
       CudaSession s(*model, ctx);
-      bench_single(a, *model, s, [&](int64_t depth) { s.batch().fill_kv_random(depth); }, warm, g, prefill, decode);
+      auto steps = [&](int32_t t, int64_t pos, int64_t k) { return s.batch().decode_greedy(t, pos, k); };
+      bench_single(a, *model, s, [&](int64_t depth) { s.batch().fill_kv_random(depth); }, steps, warm, g, prefill,
+                   decode);
+      if (a.profile && a.n > 0) {
+        const int64_t k = std::min<int64_t>(a.n, 32);
+        std::vector<CudaBatch::KindTime> kt = s.batch().profile_decode(1, a.depth, k);
+        const std::vector<StepBytes> sb = cuda_step_bytes(*model, a.depth + k / 2);
+        for (const auto& e : kt) {
+          if (e.launches == 0) continue;
+          uint64_t bytes = 0;
+          for (const auto& x : sb)
+            if (x.kind == e.kind) bytes = x.bytes;
+          profile.push_back({{"kind", e.kind}, {"launches_per_token", double(e.launches) / double(k)},
+                             {"us_per_token", e.ms * 1e3 / double(k)}, {"bytes_per_token", bytes}});
+        }
+      }
     }
 #endif
     if (!gpu) {
       CpuSession s(*model, ctx, kv, pool);
-      bench_single(a, *model, s, [&](int64_t depth) { fill_kv(s.kv_mut(), depth, pool); }, warm, g, prefill, decode);
+      auto steps = [&](int32_t t, int64_t pos, int64_t k) {
+        s.set_n_past(pos);
+        for (int64_t i = 0; i < k; i++) t = argmax(s.forward(&t, 1), c.vocab_size);
+        return t;
+      };
+      bench_single(a, *model, s, [&](int64_t depth) { fill_kv(s.kv_mut(), depth, pool); }, steps, warm, g, prefill,
+                   decode);
     }
   }
   const uint64_t rss = peak_rss_bytes();  // before the bandwidth buffer exists
+  // On the GPU the ceiling is the device-to-device copy bandwidth (read + write), as llama.cpp's
+  // and the reference sheet's numbers are quoted; the pure read bandwidth is reported beside it.
+  double copy_bw = 0;
 #ifdef R1_HAVE_CUDA
   const double bw_after = gpu ? cuda::read_bandwidth_gbs(bw_bytes) : measure_read_bandwidth(pool, bw_bytes);
   const std::string devname = gpu ? cuda::device_info().name : std::string("cpu ") + cpu::kernel_set();
+  if (gpu) copy_bw = cuda::copy_bandwidth_gbs(std::max<uint64_t>(bw_bytes, 2ull << 30));
+  const std::string kernels = gpu ? cuda_kernels_name(cuda_fused(*model) ? CudaKernels::Fused : CudaKernels::Legacy)
+                                  : cpu::kernel_set();
 #else
   const double bw_after = measure_read_bandwidth(pool, bw_bytes);
   const std::string devname = std::string("cpu ") + cpu::kernel_set();
+  const std::string kernels = cpu::kernel_set();
 #endif
-  const double bw = std::max(bw_before, bw_after);
+  const double bw = gpu && copy_bw > 0 ? copy_bw : std::max(bw_before, bw_after);
 
   // Bytes per decode step: every matrix once, plus K and V of every cached position of each
   // sequence at the mean position of the timed tokens. A step makes B tokens.
   const Stats ps = stats(prefill), ds = stats(decode);
-  const uint64_t wb = model->weight_bytes();
+  // the weights as the decode reads them: on the GPU in its formats (legacy: q5 as q8)
+  uint64_t wb = model->weight_bytes();
+  if (gpu) {
+    wb = 0;
+    for (const auto& x : cuda_step_bytes(*model, 0))
+      if (x.kind != "attention") wb += x.bytes;
+  }
   const int64_t depth = a.batch > 0 ? a.p : a.depth;
   const double mean_pos = double(depth) + double(a.n + 1) / 2;
   const double kvb =
@@ -312,7 +346,7 @@ int run(const BenchArgs& a) {
                         {"quant", quant},
                         {"device", gpu ? "cuda" : "cpu"},
                         {"device_name", devname},
-                        {"kernel_set", gpu ? "cuda" : cpu::kernel_set()},
+                        {"kernel_set", gpu ? "cuda " + kernels : kernels},
                         {"threads", pool.size()},
                         {"prompt_tokens", a.p},
                         {"gen_tokens", a.n},
@@ -334,6 +368,7 @@ int run(const BenchArgs& a) {
                         {"read_bw_gb_s", bw},
                         {"read_bw_before_gb_s", bw_before},
                         {"read_bw_after_gb_s", bw_after},
+                        {"copy_bw_gb_s", copy_bw},
                         {"bw_fraction", bw > 0 ? gbs / bw : 0.0},
                         {"fits_in_cache", in_cache},
                         {"cache_bytes", cache},
@@ -342,6 +377,18 @@ int run(const BenchArgs& a) {
                         {"decode_gmac_s", a.n > 0 ? dec_gmacs : 0.0},
                         {"int8_peak_gmac_s", peak},
                         {"load_s", load_s}};
+    if (!profile.empty()) {
+      for (auto& e : profile) {
+        const double us = e["us_per_token"].get<double>(), by = double(e["bytes_per_token"].get<uint64_t>());
+        e["gb_s"] = us > 0 ? by / (us * 1e3) : 0.0;
+        e["bw_fraction"] = us > 0 && bw > 0 ? by / (us * 1e3) / bw : 0.0;
+      }
+      j["profile"] = profile;
+      double sum = 0;
+      for (auto& e : profile) sum += e["us_per_token"].get<double>();
+      j["profile_kernels_us"] = sum;
+      j["step_us"] = ds.median > 0 ? 1e6 / ds.median : 0.0;
+    }
     out(stdout, j.dump() + "\n");
     return 0;
   }
@@ -352,8 +399,8 @@ int run(const BenchArgs& a) {
     o += buf;
   };
   if (gpu)
-    line("%s: %s, %lld layers, %s | cuda, %s | kv %s, ctx %lld\n", name.c_str(), c.arch_name(), (long long)c.n_layers,
-         quant.c_str(), devname.c_str(), a.kv.c_str(), (long long)ctx);
+    line("%s: %s, %lld layers, %s | cuda (%s kernels), %s | kv %s, ctx %lld\n", name.c_str(), c.arch_name(),
+         (long long)c.n_layers, quant.c_str(), kernels.c_str(), devname.c_str(), a.kv.c_str(), (long long)ctx);
   else
     line("%s: %s, %lld layers, %s | %s, %d thread%s | kv %s, ctx %lld\n", name.c_str(), c.arch_name(),
          (long long)c.n_layers, quant.c_str(), devname.c_str(), pool.size(), pool.size() == 1 ? "" : "s", a.kv.c_str(),
@@ -383,16 +430,39 @@ int run(const BenchArgs& a) {
       line("decode bandwidth      %8.1f GB/s    (%.1f MB per step fit in the %.0f MB CPU cache: not bound by the "
            "%.1f GB/s measured memory read bandwidth)\n", gbs, per_step / 1e6, double(cache) / (1 << 20), bw);
     else if (bw > 0 && gbs > bw)
-      line("decode bandwidth      %8.1f GB/s    (above the %.1f GB/s measured read bandwidth: it moved during the "
-           "run; measure again)\n", gbs, bw);
+      line("decode bandwidth      %8.1f GB/s    (above the %.1f GB/s measured %s bandwidth: it moved during the "
+           "run; measure again)\n", gbs, bw, gpu ? "copy" : "read");
     else
-      line("decode bandwidth      %8.1f GB/s    = %.0f%% of %.1f GB/s measured read bandwidth\n", gbs,
-           bw > 0 ? 100 * gbs / bw : 0.0, bw);
+      line("decode bandwidth      %8.1f GB/s    = %.0f%% of %.1f GB/s measured %s bandwidth\n", gbs,
+           bw > 0 ? 100 * gbs / bw : 0.0, bw, gpu ? "copy" : "read");
   } else {
     line("read bandwidth        %8.1f GB/s    (measured)\n", bw);
   }
   if (bw_before > 0)
     line("                                     (best of %.1f before and %.1f after the runs)\n", bw_before, bw_after);
+  if (gpu) line("                                     (device read bandwidth %.1f GB/s)\n", bw_after);
+  if (!profile.empty()) {
+    const double step = ds.median > 0 ? 1e6 / ds.median : 0.0;
+    double sum = 0;
+    line("profile (%d launches per token, device time without the graph):\n", [&] {
+      double n = 0;
+      for (auto& e : profile) n += e["launches_per_token"].get<double>();
+      return int(n + 0.5);
+    }());
+    line("  %-10s %9s %10s %10s %8s %6s\n", "kind", "calls/tok", "us/tok", "MB/tok", "GB/s", "%bw");
+    for (auto& e : profile) {
+      const double us = e["us_per_token"].get<double>(), by = double(e["bytes_per_token"].get<uint64_t>());
+      sum += us;
+      if (by > 0)
+        line("  %-10s %9.1f %10.1f %10.2f %8.0f %5.0f%%\n", e["kind"].get<std::string>().c_str(),
+             e["launches_per_token"].get<double>(), us, by / 1e6, by / (us * 1e3), bw > 0 ? 100 * by / (us * 1e3) / bw : 0.0);
+      else
+        line("  %-10s %9.1f %10.1f %10s %8s %6s\n", e["kind"].get<std::string>().c_str(),
+             e["launches_per_token"].get<double>(), us, "-", "-", "-");
+    }
+    line("  kernels %.1f us of a %.1f us step (graph): %.1f us between kernels and on the host\n", sum, step,
+         step - sum);
+  }
   if (peak > 0 && a.p > 0)
     line("prefill compute       %8.1f GMAC/s  = %.0f%% of %.1f GMAC/s measured int8-dot peak (matrix products)\n",
          pf_gmacs, 100 * pf_gmacs / peak, peak);
@@ -431,6 +501,9 @@ R1_COMMAND("bench", "Measure prefill and decode speed (of a model file or a synt
   sub.add_option("--bw-mib", a->bw_mib, "Size of the buffer the read bandwidth is measured on, MiB")
       ->check(CLI::Range(int64_t(16), int64_t(1) << 20));
   sub.add_flag("--json", a->json, "Print one JSON object instead of the table");
+  sub.add_flag("--profile", a->profile,
+               "With --device cuda: device time, bytes and bandwidth per kernel kind of a decode step (up to 32 "
+               "steps launched without the graph), and the time between kernels");
   sub.footer("Decode GB/s = (weight bytes + KV bytes read per token) x tok/s; with --batch B the weights are read\n"
              "once per B tokens. The read bandwidth (and for q4/q5/q8 on the CPU the int8-dot peak) is measured\n"
              "before and after the runs with the same thread count, and the higher one is the ceiling; its\n"

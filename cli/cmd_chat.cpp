@@ -25,6 +25,8 @@ namespace r1::cli {
 Chat::Chat(ChatArgs& args, Loaded& loaded, LineEditor& editor)
     : a(args), L(loaded), ed(editor), tmpl(loaded.rt.chat_template(args.tmpl)), gen(*loaded.session, *loaded.rt.tok) {
   sampling = a.sampling.resolve(L.rt.defaults);
+  dry = dry_breakers(*L.rt.tok, sampling);
+  advise_temperature(tmpl, sampling, a.quiet);
   system = a.system;
   tty_out = is_tty(stdout);
   color = use_color(stdout);
@@ -56,7 +58,8 @@ void Chat::turn(const std::string& user_text) {
   std::vector<Message> msgs;
   if (!system.empty()) msgs.push_back({"system", system});
   for (auto& t : turns) msgs.push_back({t.role, t.content});
-  const std::vector<int32_t> ids = L.rt.tok->encode(tmpl.render(msgs, true));
+  GenOptions opt;
+  const std::vector<int32_t> ids = L.rt.tok->encode(tmpl.generation_prompt(msgs, opt.starts_in_think));
   if (int64_t(ids.size()) >= L.session->ctx()) {
     turns.pop_back();
     notice("the conversation (" + std::to_string(ids.size()) + " tokens) no longer fits the context of " +
@@ -64,12 +67,11 @@ void Chat::turn(const std::string& user_text) {
     return;
   }
 
-  GenOptions opt;
   opt.max_new = a.max_tokens;
-  opt.think_budget = a.think_budget;
+  a.reasoning.apply(opt);
   opt.sampling = sampling;
+  opt.dry_breakers = dry;
   opt.sampling.seed = sampling.seed + turns.size();  // same seed, same session; turns still differ
-  opt.starts_in_think = tmpl.prompt_opens_think();
   opt.stop_ids = L.rt.stop_ids;
   interrupted().store(false);
   opt.interrupt = &interrupted();
@@ -144,9 +146,12 @@ void Chat::turn(const std::string& user_text) {
   // The partial turn stays in the conversation, also when interrupted.
   turns.push_back({"assistant", answer, r.reasoning});
   last_reasoning = r.reasoning;
-  last = r.stats;
+  last = r;
   have_last = true;
   if (r.finish == Finish::Interrupted) notice("[interrupted]");
+  if (r.finish == Finish::Loop)
+    notice(std::string("[stopped: the ") + (r.think_end == ThinkEnd::Open ? "reasoning" : "answer") +
+           " repeats itself in a loop; /set on_loop off lets it go on]");
   const int64_t used = L.session->n_past(), ctx = L.session->ctx();
   if (r.finish == Finish::Context) {
     notice("[the context is full: " + std::to_string(ctx) + " tokens; /clear to start over, or raise --ctx]");
@@ -247,11 +252,10 @@ R1_COMMAND("chat", "Chat with a model interactively (or from a script on stdin)"
   sub.add_option("--system", a->system, "System prompt (R1 works best without one)");
   sub.add_option("-n,--max-tokens", a->max_tokens, "Most tokens per answer (default: until the context is full)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
-  sub.add_option("--think-budget", a->think_budget, "Reasoning tokens before </think> is forced (default: no limit)")
-      ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
+  add_reasoning_flags(sub, a->reasoning);
   add_think_flag(sub, a->think);  // fold: /think last shows what was folded
   add_template_flag(sub, a->tmpl);
-  sub.add_flag("-q,--quiet", a->quiet, "No start-up line");
+  sub.add_flag("-q,--quiet", a->quiet, "No start-up line and no advice");
   sub.footer("In the chat: a line ending in \\ continues on the next; \"\"\" opens and closes a multi-line block.\n"
              "Ctrl-C stops an answer; Ctrl-D, /exit or Ctrl-C twice at an empty prompt leaves. /help lists the\n"
              "commands. History: $XDG_STATE_HOME/r1/chat_history. Exit codes: 0 ok, 1 usage, 2 bad model file.");

@@ -21,9 +21,10 @@ using namespace r1::cli;
 struct RunArgs {
   ModelArgs model;
   SamplingArgs sampling;
+  ReasoningArgs reasoning;
   std::string prompt, system, think, tmpl, prompt_ids;
   std::vector<std::string> words;  // the prompt given as positional arguments
-  bool prompt_given = false, json = false, raw = false, print_ids = false, bos = false;
+  bool prompt_given = false, json = false, raw = false, print_ids = false, bos = false, quiet = false;
   int64_t n = -1;
 };
 
@@ -60,6 +61,7 @@ int run(RunArgs& a) {
 
   std::vector<int32_t> ids;
   GenOptions opt;
+  opt.sampling = a.sampling.resolve(L.rt.defaults);
   if (!a.prompt_ids.empty()) {
     ids = parse_ids(a.prompt_ids);
   } else if (a.raw) {
@@ -69,12 +71,12 @@ int run(RunArgs& a) {
     std::vector<Message> msgs;
     if (!a.system.empty()) msgs.push_back({"system", a.system});
     msgs.push_back({"user", a.prompt});
-    ids = tok.encode(t.render(msgs, true));
-    opt.starts_in_think = t.prompt_opens_think();
+    ids = tok.encode(t.generation_prompt(msgs, opt.starts_in_think));
+    advise_temperature(t, opt.sampling, a.quiet);
   }
   if (ids.empty()) fail_input("the prompt has no tokens");
   opt.max_new = a.n;
-  opt.sampling = a.sampling.resolve(L.rt.defaults);
+  a.reasoning.apply(opt);
   if (a.model.verbose) std::fprintf(stderr, "seed %llu\n", (unsigned long long)opt.sampling.seed);
   opt.stop_ids = L.rt.stop_ids;
   install_interrupt();
@@ -95,7 +97,7 @@ int run(RunArgs& a) {
   // line. A run that stops inside the reasoning (the cap, Ctrl-C, an error) closes them too,
   // so the terminal is never left dimmed or without its final newline.
   struct Open {
-    bool in_think = false, dim_out = false, dim_err = false, line_out = false;
+    bool dim_out = false, dim_err = false, line_out = false;
   } open;
   auto put = [&](FILE* f, const std::string& s) {
     out(f, s);
@@ -114,8 +116,6 @@ int run(RunArgs& a) {
   // Every piece is flushed as it comes: a terminal or a pipeline sees text per token, and a
   // reader that closed the pipe is noticed at the next token, not a buffer later.
   auto on_event = [&](const GenEvent& e) {
-    if (e.kind == GenEvent::ThinkBegin) open.in_think = true;
-    if (e.kind == GenEvent::ThinkEnd) open.in_think = false;
     if (!stream) return;
     if (e.kind == GenEvent::ThinkBegin) {
       if (think == "show") put(stdout, color ? std::string(dim(true)) : std::string("<think>\n"));
@@ -150,23 +150,20 @@ int run(RunArgs& a) {
     for (size_t i = 0; i < r.ids.size(); i++) s += (i ? " " : "") + std::to_string(r.ids[i]);
     out(stdout, s + "\n");
   } else if (a.json) {
-    nlohmann::json j = {{"reasoning", r.reasoning},
-                        {"answer", answer},
-                        {"finish_reason", finish_name(r.finish)},
-                        {"seed", opt.sampling.seed},
-                        {"prompt_tokens", r.stats.prompt_tokens},
-                        {"completion_tokens", r.stats.completion_tokens},
-                        {"reasoning_tokens", r.stats.think_tokens},
-                        {"prefill_tok_s", r.stats.prefill_tps()},
-                        {"decode_tok_s", r.stats.decode_tps()}};
+    nlohmann::json j = result_json(r);
+    j["prefill_tok_s"] = r.stats.prefill_tps();
+    j["decode_tok_s"] = r.stats.decode_tps();
     out(stdout, j.dump() + "\n");
   }
   if (r.finish == Finish::Context)
     std::fprintf(stderr, "r1 run: stopped at the context limit (%lld tokens); raise --ctx for longer output\n",
                  (long long)L.ctx);
-  else if (r.finish == Finish::Length && open.in_think)  // else a pipeline gets nothing and no reason
+  else if (r.finish == Finish::Length && r.think_end == ThinkEnd::Open)  // else a pipeline gets nothing and no reason
     std::fprintf(stderr, "r1 run: the -n cap of %lld tokens was reached while the model was still reasoning, "
                          "before any answer; raise -n (or drop it: until the context is full)\n", (long long)a.n);
+  if (r.finish == Finish::Loop)
+    std::fprintf(stderr, "r1 run: stopped: the %s repeats itself in a loop (--on-loop off lets it go on)\n",
+                 r.think_end == ThinkEnd::Open ? "reasoning" : "answer");
   if (a.model.verbose)
     std::fprintf(stderr, "prompt %lld tokens, %.1f tok/s | generated %lld tokens, %.1f tok/s | %s\n",
                  (long long)r.stats.prompt_tokens, r.stats.prefill_tps(), (long long)r.stats.completion_tokens,
@@ -189,9 +186,12 @@ R1_COMMAND("run", "Answer one prompt (from -p or stdin); for pipelines", 1, [](C
   sub.add_option("-n,--max-tokens", a->n, "Most tokens to generate (default: until the context is full)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   add_sampling_flags(sub, a->sampling);
+  add_reasoning_flags(sub, a->reasoning);
   add_think_flag(sub, a->think);
   add_template_flag(sub, a->tmpl);
-  sub.add_flag("--json", a->json, "Print one JSON object: reasoning, answer, finish_reason, token counts, speeds");
+  sub.add_flag("--json", a->json, "Print one JSON object: reasoning, answer, finish_reason (stop, length, context, "
+                                  "loop), reasoning_finish (stop, think_budget, loop), token counts, seed, speeds");
+  sub.add_flag("-q,--quiet", a->quiet, "No advice on stderr");
   sub.add_flag("--raw", a->raw, "No chat template: the prompt text is the model's input");
   sub.add_flag("--bos", a->bos, "With --raw: start with the BOS token");
   sub.add_option("--prompt-ids", a->prompt_ids, "Token ids, comma-separated, as the model's input");

@@ -14,6 +14,21 @@
 
 namespace r1::cli {
 
+// Backslash escapes in a flag's value: \n, \t and \r; a backslash before anything else keeps
+// that character. So a DRY breaker can be a newline.
+static std::string unescape(const std::string& s) {
+  std::string o;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] != '\\' || i + 1 == s.size()) {
+      o += s[i];
+      continue;
+    }
+    const char c = s[++i];
+    o += c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : c;
+  }
+  return o;
+}
+
 SamplerParams SamplingArgs::resolve(const SamplerParams& d) const {
   SamplerParams p = d;
   if (temp) p.temperature = *temp;
@@ -21,6 +36,15 @@ SamplerParams SamplingArgs::resolve(const SamplerParams& d) const {
   if (top_k) p.top_k = *top_k;
   if (min_p) p.min_p = *min_p;
   if (repeat_penalty) p.repetition_penalty = *repeat_penalty;
+  if (dry_multiplier) p.dry.multiplier = *dry_multiplier;
+  if (dry_base) p.dry.base = *dry_base;
+  if (dry_allowed_length) p.dry.allowed_length = *dry_allowed_length;
+  if (dry_last_n) p.dry.penalty_last_n = *dry_last_n;
+  if (!dry_breakers.empty()) {
+    p.dry.breakers.clear();
+    if (!(dry_breakers.size() == 1 && dry_breakers[0] == "none"))
+      for (const std::string& b : dry_breakers) p.dry.breakers.push_back(unescape(b));
+  }
   p.seed = seed ? *seed : std::random_device{}();
   validate(p);
   return p;
@@ -72,6 +96,64 @@ void add_sampling_flags(CLI::App& app, SamplingArgs& s) {
       },
       "SEED");
   app.add_option("--seed", s.seed, "Random seed (same seed, same output)")->check(whole_u64);
+  // DRY, as llama.cpp's flags of the same names
+  app.add_option("--dry-multiplier", s.dry_multiplier, "DRY repetition penalty strength (0: off, the default; 0.8 is typical)");
+  app.add_option("--dry-base", s.dry_base, "DRY: the penalty grows as base^(repeat length - allowed length) (default 1.75)");
+  app.add_option("--dry-allowed-length", s.dry_allowed_length, "DRY: repeats this long are not penalized (default 2)");
+  app.add_option("--dry-penalty-last-n", s.dry_last_n, "DRY: tokens looked at (default -1: all, 0: off)");
+  app.add_option("--dry-sequence-breaker", s.dry_breakers,
+                 "DRY: a string repeats do not reach across (repeatable; replaces the defaults \\n : \" *; "
+                 "\"none\" for none)");
+}
+
+void add_reasoning_flags(CLI::App& app, ReasoningArgs& r) {
+  app.add_option("--think-budget", r.think_budget,
+                 "Reasoning tokens before r1 closes the reasoning (the message, then </think>) and the model "
+                 "answers (default: no limit)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
+  app.add_option("--think-budget-message", r.message,
+                 std::string("What closes reasoning cut short by the budget or the loop guard (default: \"") +
+                     kThinkBudgetMessage + "\")");
+  app.add_option("--on-loop", r.on_loop,
+                 "When the text repeats itself in a loop: stop, answer (close the reasoning as the budget does) or "
+                 "off (default: answer in the reasoning, stop in the answer)")
+      ->check(CLI::IsMember({"stop", "answer", "off"}));
+  app.add_option("--max-answer-tokens", r.max_answer, "Most tokens after the reasoning (default: -n alone caps the total)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
+}
+
+void ReasoningArgs::apply(GenOptions& o) const {
+  o.think_budget = think_budget;
+  o.max_answer = max_answer;
+  o.think_budget_message = message;
+  o.on_loop = on_loop == "stop" ? OnLoop::Stop : on_loop == "answer" ? OnLoop::Answer : on_loop == "off" ? OnLoop::Off : OnLoop::Auto;
+}
+
+std::shared_ptr<const DryBreakers> dry_breakers(const Tokenizer& tok, const SamplerParams& p) {
+  return p.dry.on() ? std::make_shared<const DryBreakers>(tok, p.dry.breakers) : nullptr;
+}
+
+void advise_temperature(const ChatTemplate& t, const SamplerParams& p, bool quiet) {
+  static bool said = false;
+  if (quiet || said || p.temperature >= 0.5f || t.kind() != TemplateKind::R1) return;
+  said = true;
+  std::fprintf(stderr,
+               "r1: %s: DeepSeek recommends temperature 0.5-0.7 (0.6) for the R1 distills \"to prevent endless "
+               "repetitions or incoherent outputs\" (-q hides this)\n",
+               p.temperature == 0 ? "greedy decoding" : "a temperature below 0.5");
+}
+
+nlohmann::json result_json(const GenResult& r) {
+  const char* think = think_end_name(r);
+  return {{"reasoning", r.reasoning},
+          {"answer", r.answer},
+          {"finish_reason", finish_name(r.finish)},
+          {"reasoning_finish", think ? nlohmann::json(think) : nlohmann::json()},
+          {"prompt_tokens", r.stats.prompt_tokens},
+          {"completion_tokens", r.stats.completion_tokens},
+          {"reasoning_tokens", r.stats.think_tokens},
+          {"answer_tokens", r.stats.answer_tokens},
+          {"seed", r.seed}};
 }
 
 std::string resolve_device(const ModelArgs& a) {

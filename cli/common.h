@@ -3,10 +3,12 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/generate.h"
 #include "core/runtime.h"
 #include "core/sampler.h"
 #include "kernels/cpu/threadpool.h"
@@ -23,15 +25,36 @@ struct ModelArgs {
 };
 
 struct SamplingArgs {
-  std::optional<float> temp, top_p, min_p, repeat_penalty;
-  std::optional<int> top_k;
+  std::optional<float> temp, top_p, min_p, repeat_penalty, dry_multiplier, dry_base;
+  std::optional<int> top_k, dry_allowed_length;
+  std::optional<int64_t> dry_last_n;
+  std::vector<std::string> dry_breakers;  // as given (escapes not yet processed); none: the defaults
   std::optional<uint64_t> seed;
   // The file's defaults overridden by the flags given; a random seed unless one is given.
   SamplerParams resolve(const SamplerParams& defaults) const;
 };
 
+// How the reasoning is kept in bounds (run, chat, batch): GenOptions' think_budget,
+// think_budget_message, on_loop and max_answer.
+struct ReasoningArgs {
+  int64_t think_budget = -1, max_answer = -1;
+  std::string message = kThinkBudgetMessage;
+  std::string on_loop;  // "": the default (answer in the reasoning, stop in the answer)
+  void apply(GenOptions& o) const;
+};
+
 void add_model_flags(CLI::App& app, ModelArgs& a, bool model_required = true);
 void add_sampling_flags(CLI::App& app, SamplingArgs& s);
+void add_reasoning_flags(CLI::App& app, ReasoningArgs& r);
+// The DRY sequence breakers of p against the vocabulary, made once for every sequence that
+// samples with p (null when DRY is off).
+std::shared_ptr<const DryBreakers> dry_breakers(const Tokenizer& tok, const SamplerParams& p);
+// DeepSeek's advice, once per process on stderr, when an R1 distill (prompted with the R1 chat
+// template) samples greedily or below temperature 0.5.
+void advise_temperature(const ChatTemplate& t, const SamplerParams& p, bool quiet);
+// The fields every result reports (run --json, batch lines): reasoning, answer, finish_reason,
+// reasoning_finish, token counts, seed.
+nlohmann::json result_json(const GenResult& r);
 // --template r1|chatml|llama3|raw (empty: the model's own)
 void add_template_flag(CLI::App& app, std::string& tmpl);
 // --think: how the reasoning is shown, the same words for run and chat (and chat's /think).

@@ -55,7 +55,7 @@ std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::s
     } else {
       nlohmann::json j = parse_json(l, where);
       if (!j.is_object()) fail_input(where + ": not a JSON object");
-      check_keys(j, {"id", "prompt", "messages", "max_tokens", "temperature", "seed"}, where);
+      check_keys(j, {"id", "prompt", "messages", "max_tokens", "temperature", "seed", "think_budget"}, where);
       if (j.contains("prompt") && j.contains("messages")) fail_input(where + ": give \"prompt\" or \"messages\", not both");
       try {
         if (!j.contains("id") || !(j["id"].is_string() || j["id"].is_number_integer()))
@@ -88,6 +88,11 @@ std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::s
         if (j.contains("seed")) {
           if (!j["seed"].is_number_unsigned()) fail_input(where + ": \"seed\" must be a non-negative integer");
           r.seed = j["seed"].get<uint64_t>();
+        }
+        if (j.contains("think_budget")) {
+          if (!j["think_budget"].is_number_integer() || j["think_budget"].get<int64_t>() < 0)
+            fail_input(where + ": \"think_budget\" must be a non-negative integer");
+          r.think_budget = j["think_budget"].get<int64_t>();
         }
       } catch (const nlohmann::json::exception& e) {
         fail_input(where + ": " + e.what());

@@ -18,12 +18,14 @@ struct BatchRecord {
   std::optional<int64_t> max_tokens;
   std::optional<float> temperature;
   std::optional<uint64_t> seed;
+  std::optional<int64_t> think_budget;
 };
 
-// JSONL ({"id", "prompt" | "messages", optional "max_tokens", "temperature", "seed"}) when
-// every non-empty line is a JSON object, else plain text with one prompt per line (ids are line
-// numbers from 1). `what` names the input in errors ("-" is stdin). A record with another key,
-// or a message with an unknown role, is an error naming its line: nothing is dropped silently.
+// JSONL ({"id", "prompt" | "messages", optional "max_tokens", "temperature", "seed",
+// "think_budget"}) when every non-empty line is a JSON object, else plain text with one prompt
+// per line (ids are line numbers from 1). `what` names the input in errors ("-" is stdin). A
+// record with another key, or a message with an unknown role, is an error naming its line:
+// nothing is dropped silently.
 std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::string& what);
 
 // Shard I/N of the records: every N-th, starting at I (by input position).

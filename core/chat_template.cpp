@@ -129,6 +129,15 @@ static std::string r1_render(const std::vector<Message>& msgs, bool gen, const s
   return out;
 }
 
+std::string ChatTemplate::generation_prompt(const std::vector<Message>& msgs, bool& opens_think) const {
+  std::string s = render(msgs, true);
+  const std::string_view tag = kAssistant, think = "<think>\n";
+  auto ends_with = [&](std::string_view e) { return s.size() >= e.size() && s.compare(s.size() - e.size(), e.size(), e) == 0; };
+  if (kind_ == TemplateKind::R1 && ends_with(tag)) s += think;
+  opens_think = kind_ == TemplateKind::R1 && ends_with(std::string(tag) + std::string(think));
+  return s;
+}
+
 // Jinja's `trim`: Python str.strip() on whitespace.
 static std::string_view trim(std::string_view s) {
   const char* ws = " \t\n\r\f\v";

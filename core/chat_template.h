@@ -24,6 +24,10 @@ class ChatTemplate {
   TemplateKind kind() const { return kind_; }
   std::string render(const std::vector<Message>& msgs, bool add_generation_prompt = true) const;
   bool prompt_opens_think() const { return kind_ == TemplateKind::R1 && opens_think_; }
+  // The text to generate from: render(msgs, true), where the older R1 template (whose generation
+  // prompt stops at the Assistant tag) gets the "<think>\n" the newer one appends, as DeepSeek
+  // advises, so that both variants reason alike. opens_think: it ends inside the reasoning.
+  std::string generation_prompt(const std::vector<Message>& msgs, bool& opens_think) const;
 
  private:
   TemplateKind kind_ = TemplateKind::Raw;

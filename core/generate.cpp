@@ -14,8 +14,20 @@ const char* finish_name(Finish f) {
   switch (f) {
     case Finish::Stop: return "stop";
     case Finish::Length: return "length";
-    case Finish::Context: return "length";
+    case Finish::Context: return "context";
+    case Finish::Loop: return "loop";
     case Finish::Interrupted: return "interrupted";
+  }
+  return "?";
+}
+
+const char* think_end_name(const GenResult& r) {
+  switch (r.think_end) {
+    case ThinkEnd::None: return nullptr;
+    case ThinkEnd::Stop: return "stop";
+    case ThinkEnd::Budget: return "think_budget";
+    case ThinkEnd::Loop: return "loop";
+    case ThinkEnd::Open: return finish_name(r.finish);
   }
   return "?";
 }
@@ -43,11 +55,17 @@ SeqDecoder::SeqDecoder(const Tokenizer& tok, const GenOptions& opt, const std::v
       n_prompt_(int64_t(prompt.size())),
       think_open_(tok.token_id("<think>")),
       think_close_(tok.token_id("</think>")),
-      sampler_(opt.sampling, vocab),
+      dry_(opt.sampling.dry.on() && !opt.dry_breakers ? std::make_shared<DryBreakers>(tok, opt.sampling.dry.breakers)
+                                                      : opt.dry_breakers),
+      sampler_(opt.sampling, vocab, dry_.get()),
       history_(prompt),
       dec_(tok),
       in_think_(opt.starts_in_think) {
-  if (in_think_) emit(GenEvent::ThinkBegin, "", -1);
+  res_.seed = opt.sampling.seed;
+  if (in_think_) {
+    res_.think_end = ThinkEnd::Open;
+    emit(GenEvent::ThinkBegin, "", -1);
+  }
   t_decode_ = t_think_ = Clock::now();
 }
 
@@ -70,42 +88,71 @@ void SeqDecoder::finish(Finish f) {
     res_.stats.think_tokens = think_count_;
     res_.stats.think_s = since(t_think_);
   }
+  res_.stats.answer_tokens = answer_count_;
   res_.stats.decode_s = since(t_decode_);
+}
+
+void SeqDecoder::close_think(ThinkEnd why) {
+  const std::string& m = opt_.think_budget_message;
+  closing_ = tok_.encode(m.empty() ? std::string("\n") : "\n\n" + m + "\n");
+  closing_.push_back(think_close_);
+  closing_at_ = 0;
+  closing_why_ = why;
+}
+
+bool SeqDecoder::on_loop() {
+  const bool answer = opt_.on_loop == OnLoop::Auto || opt_.on_loop == OnLoop::Answer;
+  if (in_think_ && answer && think_close_ >= 0) {
+    close_think(ThinkEnd::Loop);
+    return false;
+  }
+  finish(Finish::Loop);
+  return true;
 }
 
 int32_t SeqDecoder::next(const float* logits) {
   if (done_) return -1;
   if (opt_.interrupt && opt_.interrupt->load()) { finish(Finish::Interrupted); return -1; }
+  if (in_think_ && closing_.empty() && opt_.think_budget >= 0 && think_count_ >= opt_.think_budget && think_close_ >= 0)
+    close_think(ThinkEnd::Budget);
+  // r1's own tokens (closing the reasoning) are run like the model's, but never stop it, never
+  // count as reasoning or answer, and never feed the loop guard.
+  const bool forced = !closing_.empty();
   int32_t next;
-  const bool force_close = in_think_ && opt_.think_budget >= 0 && think_count_ >= opt_.think_budget && think_close_ >= 0;
-  if (force_close) {
-    next = think_close_;
+  if (forced) {
+    next = closing_[closing_at_++];
+    if (closing_at_ == closing_.size()) closing_.clear();
   } else {
     work_.assign(logits, logits + vocab_);
     next = sampler_.sample(work_.data(), history_);
+    if (std::find(opt_.stop_ids.begin(), opt_.stop_ids.end(), next) != opt_.stop_ids.end()) { finish(Finish::Stop); return -1; }
   }
-  if (std::find(opt_.stop_ids.begin(), opt_.stop_ids.end(), next) != opt_.stop_ids.end()) { finish(Finish::Stop); return -1; }
   res_.ids.push_back(next);
   history_.push_back(next);
   res_.stats.completion_tokens++;
   // Sections: <think> opens reasoning (only as the first token), </think> closes it.
   if (next == think_open_ && res_.ids.size() == 1 && !in_think_) {
     in_think_ = true;
+    res_.think_end = ThinkEnd::Open;
     emit(GenEvent::ThinkBegin, "", next);
     t_think_ = Clock::now();
   } else if (next == think_close_ && in_think_) {
     emit(GenEvent::Text, dec_.flush(), -1);
     res_.stats.think_tokens = think_count_;
     res_.stats.think_s = since(t_think_);
+    res_.think_end = forced ? closing_why_ : ThinkEnd::Stop;
     in_think_ = false;
     after_think_ = true;
+    guard_.reset();  // the answer is watched on its own
     emit(GenEvent::ThinkEnd, "", next);
     dec_ = StreamDecoder(tok_);
   } else {
-    if (in_think_) think_count_++;
+    if (!forced) (in_think_ ? think_count_ : answer_count_)++;
     emit(GenEvent::Text, dec_.push(next), next);
+    if (!forced && opt_.on_loop != OnLoop::Off && guard_.push(next) && on_loop()) return -1;
   }
   if (opt_.max_new >= 0 && res_.stats.completion_tokens >= opt_.max_new) { finish(Finish::Length); return -1; }
+  if (opt_.max_answer >= 0 && answer_count_ >= opt_.max_answer) { finish(Finish::Length); return -1; }
   // positions filled: the prompt and every generated token but this one (not run yet)
   if (n_prompt_ + int64_t(res_.ids.size()) - 1 >= ctx_) { finish(Finish::Context); return -1; }
   return next;

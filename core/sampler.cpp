@@ -16,6 +16,14 @@ void validate(const SamplerParams& p) {
   if (!std::isfinite(p.min_p) || p.min_p < 0 || p.min_p > 1) fail_usage("--min-p must be in [0, 1]");
   if (!std::isfinite(p.repetition_penalty) || p.repetition_penalty <= 0 || p.repetition_penalty > 100)
     fail_usage("--repeat-penalty must be in (0, 100]");
+  const DryParams& d = p.dry;
+  if (!std::isfinite(d.multiplier) || d.multiplier < 0 || d.multiplier > 1e6) fail_usage("--dry-multiplier must be in [0, 1e6]");
+  if (!std::isfinite(d.base) || d.base < 1 || d.base > 1e6) fail_usage("--dry-base must be in [1, 1e6]");
+  if (d.allowed_length < 0) fail_usage("--dry-allowed-length must be >= 0");
+  if (d.penalty_last_n < -1) fail_usage("--dry-penalty-last-n must be -1 (all), 0 (off) or a count");
+  for (const std::string& b : d.breakers)
+    if (b.empty() || b.size() > DryBreakers::kMaxChars)
+      fail_usage("--dry-sequence-breaker must be 1 to " + std::to_string(DryBreakers::kMaxChars) + " bytes");
 }
 
 static uint64_t splitmix64(uint64_t& s) {
@@ -25,7 +33,9 @@ static uint64_t splitmix64(uint64_t& s) {
   return z ^ (z >> 31);
 }
 
-Sampler::Sampler(const SamplerParams& p, int64_t vocab) : p_(p), vocab_(vocab), state_(p.seed) {
+Sampler::Sampler(const SamplerParams& p, int64_t vocab, const DryBreakers* dry)
+    : p_(p), dry_(dry), vocab_(vocab), state_(p.seed) {
+  if (p.dry.on() && !dry) fail_usage("internal: DRY without its sequence breakers");
   probs_.resize(size_t(vocab));
   idx_.resize(size_t(vocab));
 }
@@ -48,8 +58,13 @@ static void apply_penalty(float* logits, int64_t vocab, float penalty, const std
   }
 }
 
-void Sampler::filter(float* logits, const std::vector<int32_t>& history) {
+void Sampler::penalize(float* logits, const std::vector<int32_t>& history) const {
   apply_penalty(logits, vocab_, p_.repetition_penalty, history);
+  if (p_.dry.on()) apply_dry(logits, vocab_, p_.dry, *dry_, history);
+}
+
+void Sampler::filter(float* logits, const std::vector<int32_t>& history) {
+  penalize(logits, history);
   // softmax at temperature
   float mx = -INFINITY;
   for (int64_t i = 0; i < vocab_; i++) mx = std::max(mx, logits[i]);
@@ -113,7 +128,7 @@ void Sampler::filter(float* logits, const std::vector<int32_t>& history) {
 std::vector<float> Sampler::distribution(const float* logits, const std::vector<int32_t>& history) {
   std::vector<float> l(logits, logits + vocab_);
   if (p_.temperature == 0) {
-    apply_penalty(l.data(), vocab_, p_.repetition_penalty, history);
+    penalize(l.data(), history);
     std::vector<float> d(size_t(vocab_), 0.0f);
     d[size_t(std::max_element(l.begin(), l.end()) - l.begin())] = 1;
     return d;
@@ -125,7 +140,7 @@ std::vector<float> Sampler::distribution(const float* logits, const std::vector<
 
 int32_t Sampler::sample(float* logits, const std::vector<int32_t>& history) {
   if (p_.temperature == 0) {
-    apply_penalty(logits, vocab_, p_.repetition_penalty, history);
+    penalize(logits, history);
     return int32_t(std::max_element(logits, logits + vocab_) - logits);
   }
   filter(logits, history);

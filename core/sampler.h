@@ -1,9 +1,12 @@
-// Choosing the next token from logits: greedy, or repetition penalty -> temperature -> top-k
-// -> top-p -> min-p -> a draw (the order of transformers' logits processors). Deterministic for a
-// given seed on every platform (own RNG, no std distributions).
+// Choosing the next token from logits: repetition penalty -> DRY -> greedy, or temperature ->
+// top-k -> top-p -> min-p -> a draw (the order of transformers' logits processors, DRY where
+// llama.cpp puts it). Deterministic for a given seed on every platform (own RNG, no std
+// distributions).
 #pragma once
 #include <cstdint>
 #include <vector>
+
+#include "core/dry.h"
 
 namespace r1 {
 
@@ -13,6 +16,7 @@ struct SamplerParams {
   int top_k = 0;             // 0: off
   float min_p = 0.0f;        // 0: off
   float repetition_penalty = 1.0f;  // 1: off
+  DryParams dry;                    // off unless dry.multiplier > 0
   uint64_t seed = 0;
 };
 
@@ -21,8 +25,9 @@ void validate(const SamplerParams& p);
 
 class Sampler {
  public:
-  Sampler(const SamplerParams& p, int64_t vocab);
-  // logits are modified in place. history: tokens so far (for the repetition penalty).
+  // dry: the processed sequence breakers of p.dry (needed only when DRY is on; kept by the caller).
+  Sampler(const SamplerParams& p, int64_t vocab, const DryBreakers* dry = nullptr);
+  // logits are modified in place. history: tokens so far (for the repetition penalty and DRY).
   int32_t sample(float* logits, const std::vector<int32_t>& history);
   // The distribution the draw uses (after all filters), for tests: probabilities over the vocab.
   std::vector<float> distribution(const float* logits, const std::vector<int32_t>& history);
@@ -31,8 +36,10 @@ class Sampler {
 
  private:
   double uniform();
+  void penalize(float* logits, const std::vector<int32_t>& history) const;  // repetition penalty, DRY
   void filter(float* logits, const std::vector<int32_t>& history);  // -> probabilities in probs_
   SamplerParams p_;
+  const DryBreakers* dry_;
   int64_t vocab_;
   uint64_t state_;
   std::vector<float> probs_, kept_;

@@ -2,16 +2,30 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/kv_cache.h"
 
 #include "quant/quantize.h"
-#include "kernels/cuda/cuda.h"  // plain C++: sizes and the API (the kernels only with CUDA)
+#include "kernels/cuda/cuda.h"    // plain C++: sizes and the API (the kernels only with CUDA)
+#include "kernels/cuda/layout.h"  // the fused kernels' weight layout
 
 namespace r1 {
 
 namespace {
+CudaKernels kernels_from_env() {
+  const char* e = std::getenv("R1_CUDA_KERNELS");
+  if (!e || !*e || std::strcmp(e, "legacy") == 0) return CudaKernels::Legacy;
+  if (std::strcmp(e, "fused") == 0) return CudaKernels::Fused;
+  fail_usage(std::string("R1_CUDA_KERNELS: unknown kernel set '") + e + "' (legacy or fused)");
+}
+CudaKernels& kernels_ref() {
+  static CudaKernels k = kernels_from_env();
+  return k;
+}
+
 // Per-pass device buffers for `rows` tokens, in floats (int8 codes counted as floats / 4).
 struct PassShape {
   int64_t H, Q, KV, F, V, wide;
@@ -21,35 +35,71 @@ struct PassShape {
   // x, xb, q, k, v, att, hb, logits, quantized codes (1 byte each) and scales
   uint64_t bytes(int64_t rows) const {
     const uint64_t floats = uint64_t(rows) * uint64_t(H + std::max(H, Q) + Q + 2 * KV + Q + F + V + wide / 32);
-    return floats * 4 + uint64_t(rows) * uint64_t(wide) + uint64_t(rows) * 16;
+    return floats * 4 + uint64_t(rows) * uint64_t(wide) + uint64_t(rows) * 20;
   }
 };
+
+// Attention scratch for `rows` rows: the legacy split/combine work, or the fused kernel's chunk
+// partials and its (row, kv head) counters.
+uint64_t attention_work_bytes(const Config& c, int64_t rows, int64_t ctx, bool fused) {
+  if (fused)
+    return cuda::attention_fused_work_floats(rows, int(c.n_heads), c.head_dim) * 4 + uint64_t(rows * c.n_kv_heads) * 4;
+  return cuda::attention_work_floats(rows, int(c.n_heads), c.head_dim, ctx - 1) * 4;
+}
+
+bool all_quantized(const Model& m) {
+  bool q = is_quantized(m.embed.fmt) && is_quantized(m.lm_head.fmt);
+  for (const LayerWeights& L : m.layers)
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) q = q && is_quantized(w->fmt);
+  return q;
+}
 }  // namespace
+
+CudaKernels cuda_kernels() { return kernels_ref(); }
+void set_cuda_kernels(CudaKernels k) { kernels_ref() = k; }
+const char* cuda_kernels_name(CudaKernels k) { return k == CudaKernels::Fused ? "fused" : "legacy"; }
+
+bool cuda_fused(const Model& m) {
+  const Config& c = m.cfg;
+  return cuda_kernels() == CudaKernels::Fused && all_quantized(m) &&
+         cuda::attention_fused_supports(int(c.n_heads), int(c.n_kv_heads), c.head_dim);
+}
 
 uint64_t cuda_bytes_needed(const Model& m, int64_t slots, int64_t ctx, int64_t rows) {
   const Config& c = m.cfg;
-  const uint64_t work = cuda::attention_work_floats(rows, int(c.n_heads), c.head_dim, ctx - 1) * 4;
-  return KVCache::bytes_for(c, ctx, KvFormat::F16, slots) + PassShape(c).bytes(rows) + work;
+  return KVCache::bytes_for(c, ctx, KvFormat::F16, slots) + PassShape(c).bytes(rows) +
+         attention_work_bytes(c, rows, ctx, cuda_fused(m));
 }
 
-// The GPU kernels have no q5 path: a q5 matrix goes up as the q8 matrix of the same values
-// (exact; it costs q8's bandwidth on the GPU).
-static Format device_format(Format f) { return f == Format::Q5 ? Format::Q8 : f; }
-static uint64_t mat_bytes(const WeightView& w) {
-  return align_up(tensor_bytes(device_format(w.fmt), uint64_t(w.rows), uint64_t(w.cols)), 256);
+// The legacy kernels have no q5 path: a q5 matrix goes up as the q8 matrix of the same values
+// (exact; it costs q8's bandwidth on the GPU). The fused kernels read q5 as it is.
+static Format device_format(Format f, bool fused) { return f == Format::Q5 && !fused ? Format::Q8 : f; }
+static uint64_t mat_bytes(const WeightView& w, bool fused) {
+  return align_up(tensor_bytes(device_format(w.fmt, fused), uint64_t(w.rows), uint64_t(w.cols)), 256);
 }
 static uint64_t vec_bytes(int64_t n) { return align_up(uint64_t(n) * 4, 256); }
 
 uint64_t cuda_weight_bytes(const Model& m) {
   const Config& c = m.cfg;
-  uint64_t s = mat_bytes(m.embed) + (c.tied_embeddings ? 0 : mat_bytes(m.lm_head)) + vec_bytes(c.hidden) +
+  const bool f = cuda_fused(m);
+  uint64_t s = mat_bytes(m.embed, f) + (c.tied_embeddings ? 0 : mat_bytes(m.lm_head, f)) + vec_bytes(c.hidden) +
                vec_bytes(c.head_dim / 2);
   for (const LayerWeights& L : m.layers) {
-    s += mat_bytes(L.wq) + mat_bytes(L.wk) + mat_bytes(L.wv) + mat_bytes(L.wo) + mat_bytes(L.gate) + mat_bytes(L.up) +
-         mat_bytes(L.down) + 2 * vec_bytes(c.hidden);
+    s += mat_bytes(L.wq, f) + mat_bytes(L.wk, f) + mat_bytes(L.wv, f) + mat_bytes(L.wo, f) + mat_bytes(L.gate, f) +
+         mat_bytes(L.up, f) + mat_bytes(L.down, f) + 2 * vec_bytes(c.hidden);
     if (L.bq) s += vec_bytes(c.q_dim()) + 2 * vec_bytes(c.kv_dim());
   }
   return s;
+}
+
+std::vector<StepBytes> cuda_step_bytes(const Model& m, int64_t pos) {
+  const Config& c = m.cfg;
+  const bool f = cuda_fused(m);
+  auto b = [&](const WeightView& w) { return tensor_bytes(device_format(w.fmt, f), uint64_t(w.rows), uint64_t(w.cols)); };
+  uint64_t qkv = 0, o = 0, gu = 0, dn = 0;
+  for (const LayerWeights& L : m.layers) qkv += b(L.wq) + b(L.wk) + b(L.wv), o += b(L.wo), gu += b(L.gate) + b(L.up), dn += b(L.down);
+  const uint64_t kv = KVCache::bytes_for(c, pos + 1, KvFormat::F16);
+  return {{"qkv", qkv}, {"attention", kv}, {"o_proj", o}, {"gate/up", gu}, {"down", dn}, {"lm_head", b(m.lm_head)}};
 }
 
 std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_t free_bytes, const std::string& device) {
@@ -86,7 +136,7 @@ bool cuda_available(std::string* why) {
 bool cuda_available(std::string* why) { return cuda::usable(why); }
 
 // The device copy of the weights: one allocation, each tensor at a 256-byte boundary, views
-// with the file's formats pointing into it.
+// with the device formats pointing into it (fused: layout.h's layout).
 struct CudaWeights {
   uint8_t* base = nullptr;
   uint64_t bytes = 0;
@@ -97,7 +147,7 @@ struct CudaWeights {
 
   ~CudaWeights() { cuda::release(base); }
 
-  explicit CudaWeights(const Model& m) {
+  CudaWeights(const Model& m, bool fused) {
     const Config& c = m.cfg;
     bytes = cuda_weight_bytes(m);
     base = static_cast<uint8_t*>(cuda::alloc(bytes, "the weights"));
@@ -113,15 +163,19 @@ struct CudaWeights {
       }
       return dst;
     };
-    std::vector<uint8_t> q8;  // a q5 matrix converted for upload
+    std::vector<uint8_t> staged;  // a matrix converted for upload
     auto mat = [&](const WeightView& w) {
-      const Format f = device_format(w.fmt);
+      const Format f = device_format(w.fmt, fused);
       const uint64_t n = tensor_bytes(f, uint64_t(w.rows), uint64_t(w.cols));
       const void* src = w.codes;
-      if (f != w.fmt) {
-        q8.resize(n);
-        q5_to_q8(w, q8.data());
-        src = q8.data();
+      if (f != w.fmt) {  // legacy: q5 as q8
+        staged.resize(n);
+        q5_to_q8(w, staged.data());
+        src = staged.data();
+      } else if (fused && (f == Format::Q4 || f == Format::Q5)) {
+        staged.resize(n);
+        cuda::to_device_layout(w, staged.data());
+        src = staged.data();
       }
       return make_view(f, uint64_t(w.rows), uint64_t(w.cols), copy(src, n, align_up(n, 256)));
     };
@@ -150,17 +204,20 @@ struct CudaBatch::Buffers {
   uint8_t* mem = nullptr;  // one allocation for the pass buffers
   float *x, *xb, *q, *k, *v, *att, *hb, *logits, *xd, *work;
   int8_t* xq;
-  int32_t* tokens;
+  int32_t *tokens, *xrows, *counters;
   cuda::RowPos* rowpos;
   cuda::KVLayout kv;
+  int32_t* host = nullptr;  // pinned staging: tokens [rows], (slot, pos) [rows], logit rows [rows]
   ~Buffers() {
     cuda::release(mem);
     cuda::release(kv.k);
     cuda::release(kv.v);
+    cuda::release_pinned(host);
   }
 };
 
-CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx) : m_(m), slots_(n_slots), ctx_(ctx) {
+CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx)
+    : m_(m), slots_(n_slots), ctx_(ctx), fused_(cuda_fused(m)) {
   std::string why;
   if (!cuda::usable(&why)) fail_input("--device cuda: " + why);
   const Config& c = m.cfg;
@@ -169,7 +226,7 @@ CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx) : m_(m), slot
   const std::string problem = cuda_fit_problem(m, n_slots, ctx, dev.free_bytes, dev.name);
   if (!problem.empty()) fail_input(problem);
   const uint64_t kvb = KVCache::bytes_for(c, ctx, KvFormat::F16, n_slots);
-  w_ = std::make_unique<CudaWeights>(m);
+  w_ = std::make_unique<CudaWeights>(m, fused_);
   b_ = std::make_unique<Buffers>();
   b_->kv = {nullptr, nullptr, c.n_layers, c.n_kv_heads, ctx, c.head_dim};
   b_->kv.k = static_cast<uint16_t*>(cuda::alloc(kvb / 2, "the KV cache (keys)"));
@@ -177,26 +234,34 @@ CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx) : m_(m), slot
   reserve(cuda_pass_rows(n_slots, ctx));
 }
 
-CudaBatch::~CudaBatch() { cuda::destroy(static_cast<cuda::Graph*>(graph_)); }
+CudaBatch::~CudaBatch() {
+  cuda::destroy(static_cast<cuda::Graph*>(graph_));
+  cuda::destroy(static_cast<cuda::Graph*>(greedy_graph_));
+}
 
 void CudaBatch::reserve(int64_t rows) {
   if (b_->rows >= rows) return;
   const Config& c = m_.cfg;
-  cuda::destroy(static_cast<cuda::Graph*>(graph_));  // it points at the old buffers
-  graph_ = nullptr;
+  cuda::destroy(static_cast<cuda::Graph*>(graph_));  // they point at the old buffers
+  cuda::destroy(static_cast<cuda::Graph*>(greedy_graph_));
+  graph_ = greedy_graph_ = nullptr;
   cuda::release(b_->mem);
   b_->mem = nullptr;
+  cuda::release_pinned(b_->host);
+  b_->host = nullptr;
   const PassShape s(c);
-  const uint64_t work = cuda::attention_work_floats(rows, int(c.n_heads), c.head_dim, ctx_ - 1);
+  const uint64_t work = attention_work_bytes(c, rows, ctx_, fused_);
+  const uint64_t counters = fused_ ? uint64_t(rows * c.n_kv_heads) * 4 : 0;
   uint64_t off = 0;
   std::vector<std::pair<void**, uint64_t>> parts = {
       {(void**)&b_->x, uint64_t(rows * s.H) * 4},           {(void**)&b_->xb, uint64_t(rows * std::max(s.H, s.Q)) * 4},
       {(void**)&b_->q, uint64_t(rows * s.Q) * 4},           {(void**)&b_->k, uint64_t(rows * s.KV) * 4},
       {(void**)&b_->v, uint64_t(rows * s.KV) * 4},          {(void**)&b_->att, uint64_t(rows * s.Q) * 4},
       {(void**)&b_->hb, uint64_t(rows * s.F) * 4},          {(void**)&b_->logits, uint64_t(rows * s.V) * 4},
-      {(void**)&b_->xd, uint64_t(rows * (s.wide / 32)) * 4}, {(void**)&b_->work, work * 4},
+      {(void**)&b_->xd, uint64_t(rows * (s.wide / 32)) * 4}, {(void**)&b_->work, work - counters},
       {(void**)&b_->xq, uint64_t(rows * s.wide)},           {(void**)&b_->tokens, uint64_t(rows) * 4},
-      {(void**)&b_->rowpos, uint64_t(rows) * 8}};
+      {(void**)&b_->rowpos, uint64_t(rows) * 8},            {(void**)&b_->xrows, uint64_t(rows) * 4},
+      {(void**)&b_->counters, std::max<uint64_t>(counters, 4)}};
   for (auto& p : parts) off += align_up(p.second, 256);
   b_->mem = static_cast<uint8_t*>(cuda::alloc(off, "the pass buffers"));
   off = 0;
@@ -204,12 +269,14 @@ void CudaBatch::reserve(int64_t rows) {
     *p.first = b_->mem + off;
     off += align_up(p.second, 256);
   }
+  if (fused_) cuda::fill_bytes(b_->counters, 0, counters);  // the attention leaves them zero after each launch
+  b_->host = static_cast<int32_t*>(cuda::alloc_pinned(uint64_t(rows) * 16));
   b_->rows = rows;
 }
 
 namespace {
 // Rows of a pass that share a matrix-product path: a run of kMmaMinTokens rows or more goes alone
-// (tensor cores), consecutive shorter runs go together (the one-token kernel, whose result per
+// (tensor cores), consecutive shorter runs go together (the one-token kernels, whose result per
 // row does not depend on the other rows). A run's rows thus get the same bits whatever else is
 // in the pass, as they would alone.
 struct Segment {
@@ -243,6 +310,9 @@ void matmul_rows(const std::vector<Segment>& segs, const cuda::MatOut* outs, int
     cuda::matmul(o, n_outs, as, s.n, glu, s.tensor_cores);
   }
 }
+
+using cuda::Kind;
+void mark(Kind k) { cuda::profile_mark(k); }
 }  // namespace
 
 void CudaBatch::enqueue(int64_t n, const std::vector<SlotRun>& runs, int64_t max_pos) {
@@ -253,25 +323,37 @@ void CudaBatch::enqueue(int64_t n, const std::vector<SlotRun>& runs, int64_t max
   auto quantized = [](const WeightView& w) { return is_quantized(w.fmt); };
   const std::vector<Segment> segs = segments(runs);
   cuda::embed(w_->embed, b.tokens, n, b.x);  // x: [n, H]
+  mark(Kind::Embed);
   for (int64_t l = 0; l < c.n_layers; l++) {
     const LayerWeights& L = w_->layers[size_t(l)];
     // attention block: xb = norm(x) (and its int8 form), q/k/v in one launch
     const bool qa = quantized(L.wq) || quantized(L.wk) || quantized(L.wv);
     cuda::rmsnorm(b.xb, b.x, L.attn_norm, n, H, c.norm_eps, qa ? b.xq : nullptr, b.xd);
+    mark(Kind::Norm);
     const cuda::MatOut qkv[3] = {{L.wq, b.q, L.bq, false}, {L.wk, b.k, L.bk, false}, {L.wv, b.v, L.bv, false}};
     matmul_rows(segs, qkv, 3, act);
+    mark(Kind::Qkv);
     cuda::rope_store(b.q, b.k, b.v, b.rowpos, n, int(c.n_heads), w_->inv_freq, b.kv, l);
+    mark(Kind::Rope);
     const bool qo = quantized(L.wo);  // att: [n, Q], and its int8 form for a q4/q8 o_proj
     cuda::attention(b.att, b.q, b.rowpos, n, int(c.n_heads), b.kv, l, max_pos, b.work, qo ? b.xq : nullptr, b.xd);
+    mark(Kind::Attention);
     const cuda::MatOut o{L.wo, b.x, nullptr, true};  // x += att Wo^T
     matmul_rows(segs, &o, 1, cuda::Act{b.att, b.xq, b.xd});
+    mark(Kind::O);
     // MLP block: hb = silu(xb Wg^T) * (xb Wu^T) in one launch, x += hb Wd^T
     cuda::rmsnorm(b.xb, b.x, L.ffn_norm, n, H, c.norm_eps, quantized(L.gate) ? b.xq : nullptr, b.xd);
+    mark(Kind::Norm);
     const cuda::MatOut gu[2] = {{L.gate, b.hb, nullptr, false}, {L.up, nullptr, nullptr, false}};
     matmul_rows(segs, gu, 2, act, /*glu=*/true);
-    if (quantized(L.down)) cuda::quantize(b.hb, n, F, b.xq, b.xd);
+    mark(Kind::GateUp);
+    if (quantized(L.down)) {
+      cuda::quantize(b.hb, n, F, b.xq, b.xd);
+      mark(Kind::Quantize);
+    }
     const cuda::MatOut dn{L.down, b.x, nullptr, true};
     matmul_rows(segs, &dn, 1, cuda::Act{b.hb, b.xq, b.xd});
+    mark(Kind::Down);
   }
   // Final norm and lm_head for the rows whose logits are wanted, gathered in xb.
   int64_t rows = 0;
@@ -281,11 +363,62 @@ void CudaBatch::enqueue(int64_t n, const std::vector<SlotRun>& runs, int64_t max
     const int64_t first = g.logits == SlotRun::All ? r0 : r0 + g.n - 1, cnt = r0 + g.n - first;
     cuda::rmsnorm(b.xb + rows * H, b.x + first * H, w_->final_norm, cnt, H, c.norm_eps,
                   quantized(w_->lm_head) ? b.xq + rows * H : nullptr, b.xd + rows * (H / 32));
+    mark(Kind::Norm);
     rows += cnt;
   }
   if (rows > 0) {
     const cuda::MatOut lm{w_->lm_head, b.logits, nullptr, false};
     cuda::matmul(&lm, 1, act, rows, false, /*tensor_cores=*/false);  // at most a few rows per run
+    mark(Kind::LmHead);
+  }
+}
+
+// The fused pass: five launches a layer for all rows of the pass together (the products'
+// arithmetic does not depend on how many rows share a launch, so a row gets the same bits alone,
+// in a batch or in a prompt chunk).
+void CudaBatch::enqueue_fused(int64_t n, int64_t wanted, bool wanted_identity) {
+  const Config& c = m_.cfg;
+  const int heads = int(c.n_heads);
+  Buffers& b = *b_;
+  using E = cuda::Epilogue;
+  cuda::GemvIn in;  // what every launch shares
+  in.eps = c.norm_eps;
+  in.rows = b.rowpos;
+  in.inv_freq = w_->inv_freq;
+  in.kv = b.kv;
+  in.work_q = b.xq, in.work_d = b.xd;  // lets 16 rows or more run in large tiles
+  cuda::embed(w_->embed, b.tokens, n, b.x, /*device_layout=*/true);  // x: [n, H]
+  mark(Kind::Embed);
+  for (int64_t l = 0; l < c.n_layers; l++) {
+    const LayerWeights& L = w_->layers[size_t(l)];
+    in.layer = l;
+    // q = RoPE(norm(x) Wq^T + bq); k, v of each row into the cache at its slot and position
+    const cuda::GemvOut qkv[3] = {{L.wq, {}, b.q, L.bq, E::RopeQ}, {L.wk, {}, nullptr, L.bk, E::RopeK},
+                                  {L.wv, {}, nullptr, L.bv, E::CacheV}};
+    in.x = b.x, in.norm = L.attn_norm;
+    cuda::gemv(qkv, 3, in, n);
+    mark(Kind::Qkv);
+    cuda::attention_fused(b.att, b.q, b.rowpos, n, heads, b.kv, l, b.work, b.counters);  // att: [n, Q]
+    mark(Kind::Attention);
+    const cuda::GemvOut o{L.wo, {}, b.x, nullptr, E::Accumulate};  // x += att Wo^T
+    in.x = b.att, in.norm = nullptr;
+    cuda::gemv(&o, 1, in, n);
+    mark(Kind::O);
+    const cuda::GemvOut gu{L.gate, L.up, b.hb, nullptr, E::Glu};  // hb = silu(norm(x) Wg^T) * (norm(x) Wu^T)
+    in.x = b.x, in.norm = L.ffn_norm;
+    cuda::gemv(&gu, 1, in, n);
+    mark(Kind::GateUp);
+    const cuda::GemvOut dn{L.down, {}, b.x, nullptr, E::Accumulate};  // x += hb Wd^T
+    in.x = b.hb, in.norm = nullptr;
+    cuda::gemv(&dn, 1, in, n);
+    mark(Kind::Down);
+  }
+  if (wanted > 0) {  // logits of the wanted rows (x_rows), the final norm fused
+    const cuda::GemvOut lm{w_->lm_head, {}, b.logits, nullptr, E::Store};
+    in.x = b.x, in.norm = w_->final_norm;
+    in.x_rows = wanted_identity ? nullptr : b.xrows;
+    cuda::gemv(&lm, 1, in, wanted);
+    mark(Kind::LmHead);
   }
 }
 
@@ -296,23 +429,36 @@ static int64_t wanted_rows(const SlotRun* runs, int64_t n_runs) {
   return rows;
 }
 
+// Tokens, (slot, pos) per row and the rows whose logits are wanted, through pinned staging.
+void CudaBatch::stage_rows(const int32_t* tok, const SlotRun* runs, int64_t n_runs, int64_t n) {
+  int32_t* h = b_->host;
+  int64_t w = 0;
+  for (int64_t s = 0, t = 0; s < n_runs; s++)
+    for (int64_t j = 0; j < runs[s].n; j++, t++) {
+      h[t] = tok[t];
+      h[n + 2 * t] = int32_t(runs[s].slot);
+      h[n + 2 * t + 1] = int32_t(runs[s].pos0 + j);
+      if (runs[s].logits == SlotRun::All || (runs[s].logits == SlotRun::Last && j + 1 == runs[s].n)) h[3 * n + w++] = int32_t(t);
+    }
+  cuda::to_device_async(b_->tokens, h, uint64_t(n) * 4);
+  cuda::to_device_async(b_->rowpos, h + n, uint64_t(n) * 8);
+  cuda::to_device_async(b_->xrows, h + 3 * n, uint64_t(std::max<int64_t>(w, 1)) * 4);
+}
+
 void CudaBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs, float* out) {
   const int64_t n = check_pass(m_.cfg, tok, runs, n_runs, slots_, ctx_);
   reserve(n);
-  // tokens, then (slot, pos) per row, staged on the host and sent in one copy each
-  h_rows_.assign(size_t(n * 3), 0);
-  int64_t max_pos = 0;
-  for (int64_t s = 0, t = 0; s < n_runs; s++)
-    for (int64_t j = 0; j < runs[s].n; j++, t++) {
-      h_rows_[size_t(t)] = tok[t];
-      h_rows_[size_t(n + 2 * t)] = int32_t(runs[s].slot);
-      h_rows_[size_t(n + 2 * t + 1)] = int32_t(runs[s].pos0 + j);
-      max_pos = std::max(max_pos, runs[s].pos0 + j);
-    }
-  cuda::to_device_async(b_->tokens, h_rows_.data(), uint64_t(n) * 4);
-  cuda::to_device_async(b_->rowpos, h_rows_.data() + n, uint64_t(n) * 8);
-  enqueue(n, std::vector<SlotRun>(runs, runs + n_runs), max_pos);
+  stage_rows(tok, runs, n_runs, n);
   const int64_t rows = wanted_rows(runs, n_runs);
+  if (fused_) {
+    bool identity = rows == n;
+    for (int64_t i = 0; i < rows && identity; i++) identity = b_->host[3 * n + i] == i;
+    enqueue_fused(n, rows, identity);
+  } else {
+    int64_t max_pos = 0;
+    for (int64_t s = 0; s < n_runs; s++) max_pos = std::max(max_pos, runs[s].pos0 + runs[s].n - 1);
+    enqueue(n, std::vector<SlotRun>(runs, runs + n_runs), max_pos);
+  }
   if (rows > 0) cuda::to_host(out, b_->logits, uint64_t(rows * m_.cfg.vocab_size) * 4);
   else cuda::synchronize();
 }
@@ -320,16 +466,55 @@ void CudaBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs,
 void CudaBatch::decode_one(int32_t token, int64_t pos, float* out) {
   const SlotRun run{0, pos, 1, SlotRun::Last};
   check_pass(m_.cfg, &token, &run, 1, slots_, ctx_);
-  h_rows_ = {token, 0, int32_t(pos)};
-  cuda::to_device_async(b_->tokens, h_rows_.data(), 4);
-  cuda::to_device_async(b_->rowpos, h_rows_.data() + 1, 8);
+  stage_rows(&token, &run, 1, 1);
   if (!graph_) {  // attention sized for any position: the graph serves every step
     cuda::begin_capture();
-    enqueue(1, {run}, ctx_ - 1);
+    if (fused_) enqueue_fused(1, 1, true);
+    else enqueue(1, {run}, ctx_ - 1);
     graph_ = cuda::end_capture();
   }
   cuda::replay(static_cast<cuda::Graph*>(graph_));
   cuda::to_host(out, b_->logits, uint64_t(m_.cfg.vocab_size) * 4);
+}
+
+int32_t CudaBatch::decode_greedy(int32_t token, int64_t pos, int64_t steps) {
+  const SlotRun run{0, pos, 1, SlotRun::Last};
+  check_pass(m_.cfg, &token, &run, 1, slots_, ctx_);
+  if (steps < 1 || pos + steps > ctx_) fail_input("internal: decode_greedy past the context");
+  stage_rows(&token, &run, 1, 1);
+  if (!greedy_graph_) {  // a decode step whose argmax is the next step's token and position
+    cuda::begin_capture();
+    if (fused_) enqueue_fused(1, 1, true);
+    else enqueue(1, {run}, ctx_ - 1);
+    cuda::argmax(b_->logits, 1, m_.cfg.vocab_size, b_->tokens, &b_->rowpos->pos);
+    greedy_graph_ = cuda::end_capture();
+  }
+  for (int64_t i = 0; i < steps; i++) cuda::replay(static_cast<cuda::Graph*>(greedy_graph_));
+  int32_t last = 0;
+  cuda::to_host(&last, b_->tokens, 4);
+  return last;
+}
+
+std::vector<CudaBatch::KindTime> CudaBatch::profile_decode(int32_t token, int64_t pos, int64_t steps) {
+  const SlotRun run{0, pos, 1, SlotRun::Last};
+  check_pass(m_.cfg, &token, &run, 1, slots_, ctx_);
+  if (steps < 1 || pos + steps > ctx_) fail_input("internal: profile_decode past the context");
+  stage_rows(&token, &run, 1, 1);
+  cuda::synchronize();
+  cuda::profile_start(2.0f);  // the host queues the first steps while this delay runs
+  for (int64_t i = 0; i < steps; i++) {
+    if (fused_) enqueue_fused(1, 1, true);
+    else enqueue(1, {run}, ctx_ - 1);
+    cuda::argmax(b_->logits, 1, m_.cfg.vocab_size, b_->tokens, &b_->rowpos->pos);
+    mark(Kind::Argmax);
+  }
+  std::vector<KindTime> out(size_t(Kind::Count));
+  for (size_t k = 0; k < out.size(); k++) out[k].kind = cuda::kind_name(Kind(k));
+  for (const cuda::ProfileSpan& s : cuda::profile_stop()) {
+    out[size_t(s.kind)].ms += s.ms;
+    out[size_t(s.kind)].launches++;
+  }
+  return out;
 }
 
 void CudaBatch::fill_kv_random(int64_t depth) {

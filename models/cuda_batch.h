@@ -15,6 +15,18 @@ namespace r1 {
 // Whether --device cuda can run here; if not, why (one line).
 bool cuda_available(std::string* why = nullptr);
 
+// Which kernels a CudaBatch runs. Legacy (the default until a GPU run verifies the other): the
+// file's layout with q5 widened to q8, ten launches a layer. Fused (kernels/cuda/gemv.cu,
+// attention.cu): the device layout of kernels/cuda/layout.h with q5 native, five launches a
+// decode layer. R1_CUDA_KERNELS=legacy|fused at first use, unless set_cuda_kernels() was called.
+enum class CudaKernels { Legacy, Fused };
+CudaKernels cuda_kernels();
+void set_cuda_kernels(CudaKernels k);
+const char* cuda_kernels_name(CudaKernels k);
+// Whether model m runs the fused kernels: they are selected, every matrix is q4/q5/q8 and the
+// attention shape is one they support; otherwise it runs the legacy ones.
+bool cuda_fused(const Model& m);
+
 // Device bytes a model needs besides its weights: KV cache for slots x ctx, workspace for `rows`
 // tokens per pass. Used to refuse up front what would not fit.
 uint64_t cuda_bytes_needed(const Model& m, int64_t slots, int64_t ctx, int64_t rows);
@@ -26,6 +38,14 @@ uint64_t cuda_weight_bytes(const Model& m);
 std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_t free_bytes, const std::string& device);
 // Rows per pass a CudaBatch is first sized for.
 inline int64_t cuda_pass_rows(int64_t slots, int64_t ctx) { return std::min<int64_t>(kPrefillChunk, ctx) + slots; }
+
+// What a decode step reads, by kernel kind (bench --profile): bytes of the matrices as they sit
+// on the device, and of the KV cache at position pos (one sequence).
+struct StepBytes {
+  std::string kind;
+  uint64_t bytes;
+};
+std::vector<StepBytes> cuda_step_bytes(const Model& m, int64_t pos);
 
 #ifdef R1_HAVE_CUDA
 struct CudaWeights;  // the device copy of a Model's weights
@@ -39,9 +59,22 @@ class CudaBatch : public BatchSession {
   int64_t slots() const override { return slots_; }
   int64_t ctx() const override { return ctx_; }
   int64_t vocab() const override { return m_.cfg.vocab_size; }
+  bool fused() const { return fused_; }
   void forward(const int32_t* tokens, const SlotRun* runs, int64_t n_runs, float* out) override;
   // One token of slot 0 at position pos, through a CUDA graph captured on first use; logits to out.
   void decode_one(int32_t token, int64_t pos, float* out);
+  // `steps` greedy tokens of slot 0 from `token` at position pos, on the device: each step's
+  // graph ends with an argmax that becomes the next step's input, and nothing comes back until
+  // the last step. Returns the last token chosen.
+  int32_t decode_greedy(int32_t token, int64_t pos, int64_t steps);
+  // Device time per kernel kind of `steps` greedy decode steps from `token` at pos, launched
+  // without the graph (bench --profile): total milliseconds and launches per kind.
+  struct KindTime {
+    std::string kind;
+    double ms = 0;
+    int64_t launches = 0;
+  };
+  std::vector<KindTime> profile_decode(int32_t token, int64_t pos, int64_t steps);
   // Random f16 in +-[0.5, 1) at positions [0, depth) of every slot (benchmarks at depth).
   void fill_kv_random(int64_t depth);
 
@@ -50,12 +83,17 @@ class CudaBatch : public BatchSession {
   void reserve(int64_t rows);
   // The kernels of one pass over n rows whose tokens and positions are already on the device.
   void enqueue(int64_t n, const std::vector<SlotRun>& runs, int64_t max_pos);
+  // The same with the fused kernels; the logits of `wanted` rows (the first ones in order, or
+  // those listed in the x_rows buffer).
+  void enqueue_fused(int64_t n, int64_t wanted, bool wanted_identity);
+  void stage_rows(const int32_t* tok, const SlotRun* runs, int64_t n_runs, int64_t n);
   const Model& m_;
   int64_t slots_, ctx_;
+  bool fused_;
   std::unique_ptr<CudaWeights> w_;
   std::unique_ptr<Buffers> b_;
-  void* graph_ = nullptr;  // cuda::Graph of decode_one
-  std::vector<int32_t> h_rows_;  // host staging of tokens and row positions
+  void* graph_ = nullptr;         // cuda::Graph of decode_one
+  void* greedy_graph_ = nullptr;  // ... with the argmax (decode_greedy)
 };
 
 // One sequence on the GPU: a one-slot CudaBatch; prompts run in kPrefillChunk passes, single

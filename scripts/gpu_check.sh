@@ -1,52 +1,116 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repository root, after `make bundle` here: the CUDA parity and
-# model tests, r1 run on cuda against cpu, and the benchmark table. Logs go to $OUT (or /tmp).
-#   scripts/gpu_check.sh [tests] [run] [bench PRESETS QUANTS] [depth] [batch PRESET QUANT]
+# model tests, r1 run on cuda against cpu, the benchmark tables and the per-kernel profile.
+# Logs go to $OUT (or /tmp/r1-gpu); the last lines printed are a summary.
+#   scripts/gpu_check.sh MODE [ARGS]
+#     unpack                   bundle and fixtures carried as build-carry/*.tar.xz (the device
+#                              call takes 64 MiB: see scripts/gpu_carry.sh)
+#     info                     the GPU, driver and CPU (AMX?)
+#     tests [FILTER]           r1_cuda_tests (every kernel against the CPU reference, both kernel sets)
+#     run                      fixture models: r1 run greedy ids on cuda == cpu (each format, both kernel sets)
+#     bench "PRESETS" "QUANTS" "KERNELS" [EXTRA]   r1 bench --json, alternating the kernel sets
+#                              (legacy, fused, base = the binary carried as bundle/r1-base)
+#     table                    the bench.jsonl so far as a table
+#     batch PRESET QUANT       aggregate decode of 1, 8, 32 and 128 sequences decoded together
+#     session1 | session2      what one device call runs (see the bottom of this file)
 set -uo pipefail
 OUT=${OUT:-/tmp/r1-gpu}; mkdir -p "$OUT"
 export R1_FIXTURES_DIR=$PWD/tests/fixtures
 B=bundle
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader
-what=${1:-tests}
-case "$what" in
-  tests)
-    $B/r1_cuda_tests --durations yes 2>&1 | tee "$OUT/cuda_tests.log" | tail -40 ;;
-  run)
-    for m in ${R1_CUDA_FIXTURES:-tiny-qwen2 tiny-llama3 tiny-qwen2-py}; do
-      for q in f32 bf16 q4; do
-        $B/r1 pack tests/fixtures/models/$m -o /tmp/$m-$q.r1m --quant $q -q || exit 1
-        a=$($B/r1 run -m /tmp/$m-$q.r1m --raw --temp 0 -n 48 -p 'def fib(n):' --device cpu --print-ids)
-        b=$($B/r1 run -m /tmp/$m-$q.r1m --raw --temp 0 -n 48 -p 'def fib(n):' --device cuda --print-ids)
-        if [ "$a" == "$b" ]; then echo "run $m $q: cuda == cpu"; else echo "run $m $q: DIFFERENT"; echo "cpu: $a"; echo "cuda: $b"; fi
+
+unpack() {
+  for f in build-carry/*.tar.xz; do
+    [ -f "$f" ] || continue
+    tar xJf "$f" 2>/dev/null || python3 -c "import lzma, sys, tarfile; tarfile.open(fileobj=lzma.open(sys.argv[1])).extractall()" "$f"
+  done
+  ls -la $B tests/fixtures/models 2>&1 | head -20
+}
+
+info() {
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv,noheader
+  grep -m1 "model name" /proc/cpuinfo; nproc; grep -o -w -E "amx_(int8|bf16|tile)|avx512_vnni" /proc/cpuinfo | sort -u | tr '\n' ' '; echo
+}
+
+tests() {
+  timeout 300 $B/r1_cuda_tests ${1:-} --durations yes > "$OUT/cuda_tests.log" 2>&1
+  echo "r1_cuda_tests ${1:-}: exit $?"
+  grep -E "^(All tests|test cases|assertions)|FAILED|failed|REQUIRE|CHECK\(|with expansion|seed|error" "$OUT/cuda_tests.log" | head -60
+}
+
+run() {
+  : > "$OUT/run.log"
+  for m in ${R1_CUDA_FIXTURES:-tiny-qwen2 tiny-llama3 tiny-qwen2-py}; do
+    for q in f32 bf16 q4 q5 q8; do
+      $B/r1 pack tests/fixtures/models/$m -o /tmp/$m-$q.r1m --quant $q -q || { echo "pack $m $q failed"; continue; }
+      a=$($B/r1 run -m /tmp/$m-$q.r1m --raw --temp 0 -n 48 -p 'def fib(n):' --device cpu --print-ids 2>>"$OUT/run.log")
+      for k in legacy fused; do
+        b=$(R1_CUDA_KERNELS=$k $B/r1 run -m /tmp/$m-$q.r1m --raw --temp 0 -n 48 -p 'def fib(n):' --device cuda --print-ids 2>>"$OUT/run.log")
+        if [ "$a" == "$b" ]; then echo "run $m $q $k: cuda == cpu"; else echo "run $m $q $k: DIFFERENT"; echo "  cpu:  $a"; echo "  cuda: $b"; fi
       done
-    done ;;
-  batch)
-    # issue 8's table: 128-token prompts, 128 new tokens each, 1/8/32/128 sequences together
-    preset=${2:-qwen-1.5b}; quant=${3:-q4}
-    for n in 1 8 32 128; do
-      $B/r1 bench --synthetic $preset --quant $quant --device cuda -p 128 -n 128 --batch $n --repeat 2 --json 2>&1 | tee -a "$OUT/batch.jsonl" | tail -1
     done
-    python3 - "$OUT/batch.jsonl" <<'PY'
+  done 2>&1 | tee -a "$OUT/run.log" | grep -E "DIFFERENT|cpu:|cuda:|failed" ; grep -c "cuda == cpu" "$OUT/run.log" | sed 's/^/runs equal: /'
+}
+
+# bench "PRESETS" "QUANTS" "KERNELS" [EXTRA...]: one r1 bench per preset, quant and kernel set, the
+# kernel sets alternated (A, B, A, B with KERNELS="legacy fused legacy fused")
+bench() {
+  local presets=$1 quants=$2 kernels=$3; shift 3
+  for p in $presets; do for q in $quants; do for k in $kernels; do
+    local bin=$B/r1 env=legacy args=("$@")
+    case $k in base) bin=$B/r1-base; args=("${args[@]/--profile}") ;; *) env=$k ;; esac
+    R1_CUDA_KERNELS=$env timeout 240 $bin bench --synthetic $p --quant $q --device cuda -p 512 -n 128 --repeat 3 ${args[@]+"${args[@]}"} --json \
+      2>>"$OUT/bench.err" | sed "s/^{/{\"run\":\"$k\",/" | tee -a "$OUT/bench.jsonl" | cut -c1-200
+  done; done; done
+}
+
+table() {
+  python3 - "$OUT/bench.jsonl" <<'PY'
 import json, sys
-rows = [j for j in (json.loads(l) for l in open(sys.argv[1]) if l.startswith('{'))]
-one = next((j['decode_tok_s'] for j in rows if j['batch'] == 1), 0)
-print(f"{'sequences':>9} {'decode tok/s':>12} {'x one':>6} {'prefill tok/s':>13}")
-for j in rows:
-    print(f"{j['batch']:9d} {j['decode_tok_s']:12.0f} {j['decode_tok_s'] / one if one else 0:6.1f} {j['prefill_tok_s']:13.0f}")
-PY
-    ;;
-  bench)
-    presets=${2:-"qwen-1.5b qwen-7b llama-8b"}; quants=${3:-"q4 q8"}; extra=${4:-}
-    for p in $presets; do for q in $quants; do
-      $B/r1 bench --synthetic $p --quant $q --device cuda -p 512 -n 128 --repeat 3 $extra --json 2>&1 | tee -a "$OUT/bench.jsonl" | tail -1
-    done; done
-    python3 - "$OUT/bench.jsonl" <<'PY'
-import json, sys
-print(f"{'model':18} {'quant':5} {'depth':>5} {'prefill':>9} {'decode':>8} {'GB/tok':>7} {'%bw':>5} {'bw GB/s':>8}")
+print(f"{'model':20} {'run':6} {'quant':5} {'depth':>5} {'batch':>5} {'prefill':>8} {'decode':>8} {'GB/tok':>7} {'%copy':>6} {'copy GB/s':>9} {'read GB/s':>9}")
 for line in open(sys.argv[1]):
     try: j = json.loads(line)
     except Exception: continue
-    print(f"{j['model']:18} {j['quant']:5} {j['depth']:5d} {j['prefill_tok_s']:9.0f} {j['decode_tok_s']:8.1f} {j['bytes_per_token']/1e9:7.3f} {100*j['bw_fraction']:5.1f} {j['read_bw_gb_s']:8.0f}")
+    print(f"{j['model']:20} {j.get('run','?'):6} {j['quant']:5} {j['depth']:5d} {j['batch']:5d} {j['prefill_tok_s']:8.0f} {j['decode_tok_s']:8.1f} "
+          f"{j['bytes_per_token']/1e9:7.3f} {100*j['bw_fraction']:6.1f} {j.get('copy_bw_gb_s',0):9.0f} {j['read_bw_after_gb_s']:9.0f}")
+    for e in j.get('profile', []):
+        print(f"    {e['kind']:10} {e['launches_per_token']:5.1f}/tok {e['us_per_token']:8.1f} us {e['bytes_per_token']/1e6:9.2f} MB {e.get('gb_s',0):7.0f} GB/s {100*e.get('bw_fraction',0):5.1f}%")
+    if 'step_us' in j: print(f"    kernels {j['profile_kernels_us']:.1f} us of a {j['step_us']:.1f} us step")
 PY
-    ;;
+}
+
+batch() {
+  local preset=${1:-qwen-1.5b} quant=${2:-q4} k=${3:-legacy}
+  for n in 1 8 32 128; do
+    R1_CUDA_KERNELS=$k timeout 240 $B/r1 bench --synthetic $preset --quant $quant --device cuda -p 128 -n 128 --batch $n --repeat 2 --json 2>>"$OUT/bench.err" \
+      | sed "s/^{/{\"run\":\"$k\",/" | tee -a "$OUT/bench.jsonl" | cut -c1-160
+  done
+}
+
+case "${1:-tests}" in
+  unpack) unpack ;;
+  info) info ;;
+  tests) tests "${2:-}" ;;
+  run) run ;;
+  bench) shift; bench "$@" ;;
+  table) table ;;
+  batch) shift; batch "$@" ;;
+  session1)  # first look: correctness of both kernel sets, then legacy / fused / the old binary side by side
+    unpack > "$OUT/unpack.log" 2>&1; info | tee "$OUT/info.txt"
+    tests "[fused],[model]"
+    run
+    bench "qwen-1.5b llama-8b" "q4" "base legacy fused legacy fused" --profile
+    bench "llama-8b" "q8" "legacy fused" --profile
+    bench "qwen-32b llama-70b" "q4" "fused"
+    bench "llama-8b" "q4" "legacy fused" --depth 8192 --profile
+    for k in legacy fused; do for n in 8 128; do
+      R1_CUDA_KERNELS=$k timeout 120 $B/r1 bench --synthetic qwen-1.5b --quant q4 --device cuda -p 128 -n 64 --batch $n --repeat 2 --json 2>>"$OUT/bench.err" \
+        | sed "s/^{/{\"run\":\"$k\",/" >> "$OUT/bench.jsonl"
+    done; done
+    table ;;
+  session2)  # the full table with the default kernels
+    unpack > "$OUT/unpack.log" 2>&1; info | tee "$OUT/info.txt"
+    tests
+    bench "qwen-1.5b qwen-7b llama-8b qwen-14b qwen-32b llama-70b" "q4 q8" "fused" --profile
+    bench "llama-8b" "q4" "fused" --depth 8192 --profile
+    table ;;
 esac

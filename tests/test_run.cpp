@@ -126,13 +126,13 @@ TEST_CASE("r1 run: bad input gives one clear line and exit 2; bad flags exit 1",
   CHECK(r1::test::count_lines(q8cuda.err) == 1);
 }
 
-TEST_CASE("r1 run: generation at the context limit ends with finish_reason length", "[run]") {
+TEST_CASE("r1 run: generation at the context limit ends with finish_reason context", "[run]") {
   std::string path = r1test::packed("tiny-qwen2-py", "q8");
   CliResult r = run_r1({"run", "-m", path, "--raw", "-p", "def f(x):\n", "--ctx", "24", "--temp", "0", "--json"});
   INFO(r.err);
   REQUIRE(r.code == 0);
   auto j = nlohmann::json::parse(r.out);
-  CHECK(j["finish_reason"] == "length");
+  CHECK(j["finish_reason"] == "context");
   CHECK(j["prompt_tokens"].get<int>() + j["completion_tokens"].get<int>() == 24 + 1);
   CHECK(r.err.find("context limit") != std::string::npos);
 }
@@ -187,7 +187,7 @@ TEST_CASE("r1 run stopped inside the reasoning on a terminal: attributes reset a
   const std::string model = r1test::packed("tiny-qwen2", "q8");
   // On a pseudo-terminal (script(1)), with colours: by the -n cap, and by Ctrl-C (SIGINT from
   // timeout) during a generation that would run to the context limit.
-  for (const std::string run : {"-p 'What is 2+2?' -n 5 --seed 1", "-p 'What is 2+2?' --temp 0 --ctx 4096"}) {
+  for (const std::string run : {"-p 'What is 2+2?' -n 5 --seed 1", "-p 'What is 2+2?' --temp 0 -q --ctx 4096"}) {
     const bool cap = run.find("-n 5") != std::string::npos;
     const std::string r1 = (cap ? "" : "timeout -s INT 1 ") + shell_quote(R1_BIN) + " run --threads 1 -m " + shell_quote(model) + " " + run;
     const std::string cmd = "env -u NO_COLOR TERM=xterm script -qec " + shell_quote(r1) + " /dev/null > " + shell_quote(d / "tty");

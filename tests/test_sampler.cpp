@@ -8,6 +8,7 @@
 #include "core/generate.h"
 #include "core/sampler.h"
 #include "core/tokenizer_load.h"
+#include "scripted_session.h"
 
 using namespace r1;
 
@@ -120,31 +121,7 @@ TEST_CASE("greedy takes the argmax; invalid parameters are usage errors", "[samp
   CHECK_THROWS_AS(validate(bad), Error);
 }
 
-// A session that returns scripted logits: position i's logits favour script[i].
-class ScriptedSession : public Session {
- public:
-  ScriptedSession(std::vector<int32_t> script, int64_t vocab, int64_t ctx) : script_(std::move(script)), vocab_(vocab), ctx_(ctx) {
-    logits_.resize(size_t(vocab));
-  }
-  int64_t ctx() const override { return ctx_; }
-  int64_t n_past() const override { return n_; }
-  int64_t vocab() const override { return vocab_; }
-  void truncate(int64_t n) override { n_ = n; }
-  const float* forward(const int32_t*, int64_t n, bool) override {
-    if (n_ + n > ctx_) fail_input("context full");
-    n_ += n;
-    std::fill(logits_.begin(), logits_.end(), 0.0f);
-    size_t step = size_t(calls_++);
-    logits_[size_t(step < script_.size() ? script_[step] : 0)] = 100;
-    return logits_.data();
-  }
-  int calls_ = 0;
-
- private:
-  std::vector<int32_t> script_;
-  int64_t vocab_, ctx_, n_ = 0;
-  std::vector<float> logits_;
-};
+using r1::test::ScriptedSession;
 
 TEST_CASE("generation stops on stop tokens, -n, the context limit; splits reasoning", "[generate]") {
   Tokenizer tok = Tokenizer::load(load_tokenizer_source(std::string(R1_FIXTURES) + "/models/tiny-qwen2"));
@@ -182,7 +159,7 @@ TEST_CASE("generation stops on stop tokens, -n, the context limit; splits reason
   opt.max_new = -1;
   GenResult r3 = g3.generate(prompt, opt);
   CHECK(r3.finish == Finish::Context);
-  CHECK(std::string(finish_name(r3.finish)) == "length");
+  CHECK(std::string(finish_name(r3.finish)) == "context");
   CHECK(r3.ids.size() == 3);
 
   // a prompt that does not fit is an error, never silently cut
@@ -191,7 +168,7 @@ TEST_CASE("generation stops on stop tokens, -n, the context limit; splits reason
   CHECK_THROWS_AS(g4.generate(prompt, opt), Error);
 }
 
-TEST_CASE("the think budget forces </think> and the answer follows", "[generate]") {
+TEST_CASE("the think budget closes the reasoning with a newline and </think>; the answer follows", "[generate]") {
   Tokenizer tok = Tokenizer::load(load_tokenizer_source(std::string(R1_FIXTURES) + "/models/tiny-qwen2"));
   const int32_t end_think = tok.token_id("</think>"), eos = tok.eos_id();
   auto a = tok.encode("a")[0];
@@ -205,11 +182,16 @@ TEST_CASE("the think budget forces </think> and the answer follows", "[generate]
   opt.think_budget = 3;
   opt.stop_ids = {eos};
   opt.max_new = 8;
+  opt.think_budget_message = "";  // only "\n" before "</think>" (the message: tests/test_reasoning.cpp)
   GenResult r = g.generate({1, 2}, opt);
-  CHECK(r.reasoning == "aaa");
+  CHECK(r.reasoning == "aaa\n");
   REQUIRE(r.ids.size() == 8);
-  CHECK(r.ids[3] == end_think);
-  CHECK(r.answer == "aaaa");
+  CHECK(r.ids[3] == tok.encode("\n")[0]);
+  CHECK(r.ids[4] == end_think);
+  CHECK(r.answer == "aaa");
+  CHECK(r.stats.think_tokens == 3);
+  CHECK(r.stats.answer_tokens == 3);
+  CHECK(r.think_end == ThinkEnd::Budget);
 }
 
 TEST_CASE("a second generation reuses the cached prefix", "[generate]") {

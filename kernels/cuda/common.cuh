@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "kernels/cuda/cuda.h"
+#include "kernels/cuda/layout.h"
 #include "quant/formats.h"
 
 namespace r1::cuda::detail {
@@ -14,15 +15,8 @@ namespace r1::cuda::detail {
 cudaStream_t stream();
 [[noreturn]] void fail_cuda(cudaError_t e, const char* what, const char* file, int line);
 
-// The q4 codebook as four words of int8 levels (byte permutes look codes up in them).
-constexpr uint32_t pack4(int a, int b, int c, int d) {
-  return uint32_t(uint8_t(int8_t(a))) | uint32_t(uint8_t(int8_t(b))) << 8 | uint32_t(uint8_t(int8_t(c))) << 16 |
-         uint32_t(uint8_t(int8_t(d))) << 24;
-}
-constexpr uint32_t kT0 = pack4(kQ4Levels[0], kQ4Levels[1], kQ4Levels[2], kQ4Levels[3]);
-constexpr uint32_t kT1 = pack4(kQ4Levels[4], kQ4Levels[5], kQ4Levels[6], kQ4Levels[7]);
-constexpr uint32_t kT2 = pack4(kQ4Levels[8], kQ4Levels[9], kQ4Levels[10], kQ4Levels[11]);
-constexpr uint32_t kT3 = pack4(kQ4Levels[12], kQ4Levels[13], kQ4Levels[14], kQ4Levels[15]);
+// The q4 codebook as four words of int8 levels (layout.h).
+constexpr uint32_t kT0 = kQ4T0, kT1 = kQ4T1, kT2 = kQ4T2, kT3 = kQ4T3;
 
 __device__ __forceinline__ int q4_level(int code) {
   const uint32_t w = code < 8 ? (code < 4 ? kT0 : kT1) : (code < 12 ? kT2 : kT3);

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "quant/formats.h"
 
@@ -26,6 +27,8 @@ DeviceInfo device_info();
 
 void* alloc(uint64_t bytes, const std::string& what);  // fails with what and the sizes involved
 void release(void* p);
+void* alloc_pinned(uint64_t bytes);  // page-locked host memory (fast, truly asynchronous copies)
+void release_pinned(void* p);
 void to_device(void* dst, const void* host_src, uint64_t bytes);  // synchronous
 void to_host(void* host_dst, const void* src, uint64_t bytes);    // synchronous (waits for the stream)
 void to_device_async(void* dst, const void* host_src, uint64_t bytes);  // host_src must outlive the copy
@@ -47,6 +50,24 @@ float timer_stop(Timer* t);  // waits for the stream; deletes t
 // Device memory read bandwidth in GB/s: the best of several passes over a buffer of `bytes`
 // (the ceiling a decode step, which reads every weight once, is measured against).
 double read_bandwidth_gbs(uint64_t bytes);
+// Device-to-device copy bandwidth in GB/s, bytes read plus bytes written (the ceiling that
+// llama.cpp's and r1's GPU numbers are quoted against): the best of several copies of bytes / 2.
+double copy_bandwidth_gbs(uint64_t bytes);
+
+// Per-launch device time, for r1 bench --profile. profile_start() enqueues a short delay (so
+// that the host gets ahead of the device and launch gaps are not counted as kernel time), then
+// every profile_mark(kind) after a launch records an event; profile_stop() waits and returns the
+// time between each mark and the one before it. Marks outside start/stop, or while a graph is
+// being captured, do nothing.
+enum class Kind { Embed, Norm, Qkv, Rope, Attention, Quantize, O, GateUp, Down, LmHead, Argmax, Count };
+const char* kind_name(Kind k);
+void profile_start(float delay_ms);
+void profile_mark(Kind k);
+struct ProfileSpan {
+  Kind kind;
+  float ms;
+};
+std::vector<ProfileSpan> profile_stop();
 
 // --- kernels ---
 // A batch of n token rows as the matrices see it: f32 rows, and (for q4/q8 weights) their
@@ -81,7 +102,8 @@ void quantize(const float* x, int64_t n, int64_t cols, int8_t* xq, float* xd);
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, int64_t dim, float eps, int8_t* xq = nullptr,
              float* xd = nullptr);
 // x[t, :] = E[tokens[t], :] as floats.    tokens: [n] (device)   x: [n, E.cols]
-void embed(const WeightView& E, const int32_t* tokens, int64_t n, float* x);
+// device_layout: E is in layout.h's device layout (the fused kernels'), else the file's.
+void embed(const WeightView& E, const int32_t* tokens, int64_t n, float* x, bool device_layout = false);
 
 // Where each row of a pass sits: its KV slot and position (device array, [n]).
 struct RowPos {
@@ -91,6 +113,11 @@ struct KVLayout {
   uint16_t *k = nullptr, *v = nullptr;  // f16 [slots, layers, n_kv, ctx, hd]
   int64_t layers = 0, n_kv = 0, ctx = 0, hd = 0;
 };
+// out[t] = the index of the largest of logits[t, :] (the first on ties, as the CPU's argmax), for
+// each of n rows; with next_pos, also advances the position of row 0 (a greedy decode step
+// whose next input token is out[0]).      logits: [n, vocab]   out: [n] (device)
+void argmax(const float* logits, int64_t n, int64_t vocab, int32_t* out, int32_t* next_pos = nullptr);
+
 // RoPE (rotate-half, angle pos * inv_freq[i]) on q and k in place, then k and v of each row into
 // layer l of the cache at its slot and position.   q: [n, n_heads, hd]  k, v: [n, n_kv, hd]
 void rope_store(float* q, float* k, const float* v, const RowPos* rows, int64_t n, int n_heads,
@@ -105,5 +132,59 @@ constexpr int64_t kAttnChunk = 256;  // positions per split
 inline uint64_t attention_work_floats(int64_t n, int n_heads, int64_t hd, int64_t max_pos) {
   return uint64_t(n) * uint64_t(n_heads) * uint64_t(max_pos / kAttnChunk + 1) * uint64_t(hd + 2);
 }
+
+// --- the fused kernels (a CudaBatch runs them when cuda_kernels() says so: models/cuda_batch.h) ---
+// Their q4/q5/q8 weights are in layout.h's device layout (q5 native). A decode layer is five
+// launches: q/k/v with the norm, bias, RoPE and KV write (gemv), attention (attention_fused),
+// o_proj + residual, gate/up + SiLU, down + residual (gemv).
+
+// What the fused product does with each pair of results (see gemv.cu).
+enum class Epilogue {
+  Store,       // y[t, r] = bias[r] + W[r, :] . x[t, :]
+  Accumulate,  // y[t, r] += W[r, :] . x[t, :]          (residual add)
+  RopeQ,       // y = RoPE at the row's position of (bias + W x), heads of in.kv.hd
+  RopeK,       // the same into the K cache at the row's slot and position (f16)
+  CacheV,      // bias + W x into the V cache (f16)
+  Glu,         // y[t, r] = silu(W[r, :] . x) * (up[r, :] . x)
+};
+struct GemvOut {
+  WeightView w;   // q4 / q5 / q8 in the device layout (the gate, for Glu)
+  WeightView up;  // Glu: the up matrix (same shape and format)
+  float* y = nullptr;
+  const float* bias = nullptr;
+  Epilogue epi = Epilogue::Store;
+};
+struct GemvIn {
+  const float* x = nullptr;          // [.., cols]: token t reads row t, or row x_rows[t]
+  const int32_t* x_rows = nullptr;   // device [n], or null
+  const float* norm = nullptr;       // RMSNorm weight [cols] applied first, or null
+  float eps = 0;
+  const RowPos* rows = nullptr;      // RopeQ / RopeK / CacheV: each token's slot and position
+  const float* inv_freq = nullptr;   // RoPE
+  KVLayout kv;
+  int64_t layer = 0;
+  // Scratch for n tokens' int8 activations ([n, cols] bytes) and scales ([n, cols / 32] floats):
+  // with it, 16 tokens or more run in large tiles (the same bits; R1_CUDA_GEMM=0: never).
+  int8_t* work_q = nullptr;
+  float* work_d = nullptr;
+};
+// Up to 3 products of one input in one launch, for n tokens (any n; a decode step is 1). Each
+// token is normalized (optionally) and quantized per group of 32 as ref::quantize_act_q8, then
+// dotted as ref::matvec_q8act; its results do not depend on the other tokens.
+void gemv(const GemvOut* outs, int n_outs, const GemvIn& in, int64_t n);
+
+// Attention of every row over its slot's positions [0, pos] (RoPE'd q, f16 cache), split into at
+// most kMaxAttnSplits chunks per row by the row's own position, merged in the same launch.
+//   q, out: [n, n_heads, hd]   work: attention_fused_work_floats   counters: [n, n_kv] int32,
+//   zero before the first launch (every launch leaves them zero)
+constexpr int kMaxAttnSplits = 64;
+inline uint64_t attention_fused_work_floats(int64_t n, int n_heads, int64_t hd) {
+  return uint64_t(n) * uint64_t(n_heads) * uint64_t(kMaxAttnSplits) * uint64_t(hd + 2);
+}
+inline bool attention_fused_supports(int n_heads, int n_kv, int64_t hd) {  // GQA groups up to 8, hd 64 or 128
+  return n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 8 && (hd == 64 || hd == 128);
+}
+void attention_fused(float* out, const float* q, const RowPos* rows, int64_t n, int n_heads, const KVLayout& kv,
+                     int64_t layer, float* work, int32_t* counters);
 
 }  // namespace r1::cuda

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda.h"
@@ -29,6 +30,10 @@ cudaStream_t stream() {
 
 using detail::stream;
 
+namespace {
+__global__ void k_probe() {}  // whether this binary has code for the device
+}  // namespace
+
 bool usable(std::string* why) {
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
@@ -43,8 +48,17 @@ bool usable(std::string* why) {
   }
   cudaDeviceProp p{};
   R1_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
-  if (p.major < 7) {  // dp4a and the f16 loads need sm_61+, and this build targets newer chips
+  const std::string cc = std::to_string(p.major) + std::to_string(p.minor);
+  if (p.major < 8) {  // the int8 tensor-core products need sm_80+
     if (why) *why = std::string(p.name) + " (compute capability " + std::to_string(p.major) + "." + std::to_string(p.minor) + ") is too old";
+    return false;
+  }
+  // a binary without machine code (or PTX) for this chip cannot launch anything on it
+  cudaFuncAttributes fa{};
+  if (cudaFuncGetAttributes(&fa, k_probe) != cudaSuccess) {
+    cudaGetLastError();
+    if (why) *why = "this build of r1 has no kernels for " + std::string(p.name) + " (sm_" + cc +
+                    "); rebuild with -DCMAKE_CUDA_ARCHITECTURES=" + cc;
     return false;
   }
   return true;
@@ -82,6 +96,19 @@ void* alloc(uint64_t bytes, const std::string& what) {
 
 void release(void* p) {
   if (p) cudaFree(p);  // never throws: called from destructors
+}
+
+void* alloc_pinned(uint64_t bytes) {
+  void* p = nullptr;
+  if (cudaMallocHost(&p, bytes ? bytes : 1) != cudaSuccess) {
+    cudaGetLastError();
+    fail_input("cannot allocate " + std::to_string(bytes) + " bytes of page-locked host memory");
+  }
+  return p;
+}
+
+void release_pinned(void* p) {
+  if (p) cudaFreeHost(p);
 }
 
 // Large host->device copies go through two pinned buffers so that reading the (mapped) source and
@@ -150,6 +177,81 @@ void destroy(Graph* g) {
   if (g->exec) cudaGraphExecDestroy(g->exec);
   if (g->g) cudaGraphDestroy(g->g);
   delete g;
+}
+
+namespace {
+// Spins for `ns` nanoseconds of device time (the global timer), so the host can queue work behind it.
+__global__ void k_delay(uint64_t ns) {
+  uint64_t t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
+}
+
+struct Profile {
+  bool on = false;
+  std::vector<cudaEvent_t> events;  // events[0] at the start, then one per mark
+  std::vector<Kind> kinds;
+  std::vector<cudaEvent_t> pool;    // reused between profiles
+  cudaEvent_t next() {
+    if (events.size() < pool.size()) return pool[events.size()];
+    cudaEvent_t e;
+    R1_CUDA_CHECK(cudaEventCreate(&e));
+    pool.push_back(e);
+    return e;
+  }
+};
+Profile& profile() {
+  static Profile p;
+  return p;
+}
+bool capturing() {
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  R1_CUDA_CHECK(cudaStreamIsCapturing(stream(), &st));
+  return st != cudaStreamCaptureStatusNone;
+}
+}  // namespace
+
+const char* kind_name(Kind k) {
+  static const char* names[] = {"embed", "norm",   "qkv",     "rope/kv", "attention", "quantize",
+                                "o_proj", "gate/up", "down", "lm_head", "argmax"};
+  static_assert(sizeof(names) / sizeof(names[0]) == size_t(Kind::Count), "a name per kind");
+  return names[int(k)];
+}
+
+void profile_start(float delay_ms) {
+  Profile& p = profile();
+  p.events.clear();
+  p.kinds.clear();
+  k_delay<<<1, 1, 0, stream()>>>(uint64_t(delay_ms * 1e6f));
+  R1_CUDA_LAUNCHED("delay");
+  const cudaEvent_t e = p.next();
+  R1_CUDA_CHECK(cudaEventRecord(e, stream()));
+  p.events.push_back(e);
+  p.on = true;
+}
+
+void profile_mark(Kind k) {
+  Profile& p = profile();
+  if (!p.on || capturing()) return;
+  const cudaEvent_t e = p.next();
+  R1_CUDA_CHECK(cudaEventRecord(e, stream()));
+  p.events.push_back(e);
+  p.kinds.push_back(k);
+}
+
+std::vector<ProfileSpan> profile_stop() {
+  Profile& p = profile();
+  p.on = false;
+  R1_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  std::vector<ProfileSpan> out;
+  for (size_t i = 0; i < p.kinds.size(); i++) {
+    float ms = 0;
+    R1_CUDA_CHECK(cudaEventElapsedTime(&ms, p.events[i], p.events[i + 1]));
+    out.push_back({p.kinds[i], ms});
+  }
+  return out;
 }
 
 struct Timer {

@@ -106,22 +106,41 @@ __global__ void k_rmsnorm4(float* out, const float* x, const float* w, int dim, 
   }
 }
 
-__global__ void k_embed(WeightView E, const int32_t* tokens, float* x) {
+// The level (w = scale * level) of weight c of row r of a q4/q5/q8 matrix in layout.h's device layout.
+__device__ int device_level(const WeightView& E, int64_t r, int64_t c) {
+  const int64_t G = E.cols / 32, g = c / 32, j = c % 32, q = (j % 16) / 4, k = j % 4;
+  const uint8_t* row = E.codes + r * G * group_code_bytes(E.fmt);
+  if (E.fmt == Format::Q8)  // words 0-3: bytes 4q.. of the group; 4-7: bytes 16+4q..
+    return int(int8_t(row[fragment_word_offset(E.fmt, G, g, int(j / 16 * 4 + q)) + k]));
+  const uint32_t w = *reinterpret_cast<const uint32_t*>(row + fragment_word_offset(E.fmt, G, g, int(q)));
+  if (E.fmt == Format::Q4) return detail::q4_level(int(w >> (4 * (j < 16 ? k : 4 + k))) & 15);
+  const uint32_t hb = reinterpret_cast<const uint32_t*>(E.codes + q5_device_hbits_offset(uint64_t(E.rows), uint64_t(E.cols)))[r * G + g];
+  const int nib = int(w >> (8 * k + (j < 16 ? 0 : 4))) & 15;  // q5 keeps the file's word
+  return (nib | int((hb >> j) & 1) << 4) - 16;
+}
+
+// dev: a quantized E is in layout.h's device layout.
+__global__ void k_embed(WeightView E, const int32_t* tokens, float* x, bool dev) {
   const int64_t t = blockIdx.x, n = E.cols, r = tokens[t];
   float* o = x + t * n;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     float v;
+    const int64_t g = i / 32, j = i % 32;
     switch (E.fmt) {
       case Format::F32: v = reinterpret_cast<const float*>(E.codes)[r * n + i]; break;
       case Format::F16: v = __half2float(__ushort_as_half(reinterpret_cast<const uint16_t*>(E.codes)[r * n + i])); break;
       case Format::BF16: v = __uint_as_float(uint32_t(reinterpret_cast<const uint16_t*>(E.codes)[r * n + i]) << 16); break;
       case Format::Q8:
-        v = __half2float(__ushort_as_half(E.scales[(r * n + i) / 32])) * float(reinterpret_cast<const int8_t*>(E.codes)[r * n + i]);
+        v = __half2float(__ushort_as_half(E.scales[(r * n + i) / 32])) *
+            float(dev ? device_level(E, r, i) : int(reinterpret_cast<const int8_t*>(E.codes)[r * n + i]));
+        break;
+      case Format::Q5:  // the device layout only (the legacy upload widens q5 to q8)
+        v = __half2float(__ushort_as_half(E.scales[r * (n / 32) + g])) * float(device_level(E, r, i));
         break;
       default: {
-        const int64_t g = i / 32, j = i % 32;
         const uint8_t b = E.codes[r * n / 2 + g * 16 + (j & 15)];
-        v = __half2float(__ushort_as_half(E.scales[r * (n / 32) + g])) * float(detail::q4_level(j < 16 ? b & 15 : b >> 4));
+        const int lv = dev ? device_level(E, r, i) : detail::q4_level(j < 16 ? b & 15 : b >> 4);
+        v = __half2float(__ushort_as_half(E.scales[r * (n / 32) + g])) * float(lv);
       }
     }
     o[i] = v;
@@ -239,6 +258,42 @@ __global__ void k_attn_combine(float* out, const RowPos* rows, int n_heads, int 
   }
 }
 
+// One block per row: the first index of the row's maximum (NaN never wins).
+__global__ void k_argmax(const float* logits, int64_t vocab, int32_t* out, int32_t* next_pos) {
+  __shared__ float bv[32];
+  __shared__ int32_t bi[32];
+  const int64_t row = blockIdx.x;
+  const float* x = logits + row * vocab;
+  float v = -INFINITY;
+  int32_t idx = INT32_MAX;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x)
+    if (x[i] > v) v = x[i], idx = int32_t(i);  // ascending i: the first of equals stays
+  auto better = [](float a, int32_t ia, float b, int32_t ib) { return b > a || (b == a && ib < ia); };
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (better(v, idx, ov, oi)) v = ov, idx = oi;
+  }
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  if (lane == 0) bv[w] = v, bi[w] = idx;
+  __syncthreads();
+  if (w == 0) {
+    v = lane < nw ? bv[lane] : -INFINITY;
+    idx = lane < nw ? bi[lane] : INT32_MAX;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+      const int32_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
+      if (better(v, idx, ov, oi)) v = ov, idx = oi;
+    }
+    if (lane == 0) {
+      out[row] = idx == INT32_MAX ? 0 : idx;
+      if (next_pos && row == 0) *next_pos += 1;
+    }
+  }
+}
+
 __global__ void k_read(const uint4* p, uint64_t n, uint32_t* sink) {
   uint32_t acc = 0;
   for (uint64_t i = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += uint64_t(gridDim.x) * blockDim.x) {
@@ -268,6 +323,21 @@ double read_bandwidth_gbs(uint64_t bytes) {
   return best;
 }
 
+double copy_bandwidth_gbs(uint64_t bytes) {
+  const uint64_t half = bytes / 2 / 256 * 256;
+  auto* buf = static_cast<uint8_t*>(alloc(2 * half, "the bandwidth buffer"));
+  fill_bytes(buf, 0x5a, 2 * half);
+  double best = 0;
+  for (int i = 0; i < 6; i++) {
+    Timer* t = timer_start();
+    R1_CUDA_CHECK(cudaMemcpyAsync(buf + half, buf, half, cudaMemcpyDeviceToDevice, detail::stream()));
+    const float ms = timer_stop(t);
+    if (i > 0) best = std::max(best, double(2 * half) / (double(ms) * 1e6));
+  }
+  release(buf);
+  return best;
+}
+
 void quantize(const float* x, int64_t n, int64_t cols, int8_t* xq, float* xd) {
   if (cols % 32) fail_input("internal: cuda::quantize width not a multiple of 32");
   const int64_t groups = n * cols / 32;
@@ -290,9 +360,16 @@ void rmsnorm(float* out, const float* x, const float* w, int64_t n, int64_t dim,
   R1_CUDA_LAUNCHED("rmsnorm");
 }
 
-void embed(const WeightView& E, const int32_t* tokens, int64_t n, float* x) {
+void argmax(const float* logits, int64_t n, int64_t vocab, int32_t* out, int32_t* next_pos) {
   if (n <= 0) return;
-  k_embed<<<unsigned(n), 256, 0, detail::stream()>>>(E, tokens, x);
+  k_argmax<<<unsigned(n), 1024, 0, detail::stream()>>>(logits, vocab, out, next_pos);
+  R1_CUDA_LAUNCHED("argmax");
+}
+
+void embed(const WeightView& E, const int32_t* tokens, int64_t n, float* x, bool device_layout) {
+  if (n <= 0) return;
+  if (E.fmt == Format::Q5 && !device_layout) fail_input("internal: q5 embeddings need the device layout");
+  k_embed<<<unsigned(n), 256, 0, detail::stream()>>>(E, tokens, x, device_layout);
   R1_CUDA_LAUNCHED("embed");
 }
 

@@ -58,6 +58,14 @@ void require_gpu() {
   if (!cuda_available(&why)) FAIL("no usable CUDA device: " << why);
 }
 
+// Both kernel sets, restored afterwards: every model test runs on each.
+struct WithKernels {
+  CudaKernels saved = cuda_kernels();
+  explicit WithKernels(CudaKernels k) { set_cuda_kernels(k); }
+  ~WithKernels() { set_cuda_kernels(saved); }
+};
+const CudaKernels kKernelSets[] = {CudaKernels::Legacy, CudaKernels::Fused};
+
 // Prompt logits and greedy continuation on cuda and cpu (f16 KV cache on both).
 void check_model(const std::string& name, const std::string& quant) {
   auto ref = r1test::reference(name);
@@ -127,10 +135,48 @@ void check_model(const std::string& name, const std::string& quant) {
 
 TEST_CASE("cuda: fixture models give the cpu's logits and greedy ids", "[cuda][model]") {
   require_gpu();
-  for (const std::string& m : fixtures()) {
-    if (!std::filesystem::exists(r1test::fixture_dir(m) + "/config.json")) FAIL("fixture " << m << " missing");
-    // q5 goes up as the q8 of the same values (exact)
-    for (const char* q : {"f32", "bf16", "q8", "q5", "q4"}) check_model(m, q);
+  for (CudaKernels k : kKernelSets) {
+    WithKernels with(k);
+    for (const std::string& m : fixtures()) {
+      if (!std::filesystem::exists(r1test::fixture_dir(m) + "/config.json")) FAIL("fixture " << m << " missing");
+      // legacy: q5 goes up as the q8 of the same values (exact); fused: q5 as it is
+      for (const char* q : {"f32", "bf16", "q8", "q5", "q4"}) {
+        INFO(cuda_kernels_name(k) << " kernels");
+        if (k == CudaKernels::Fused && (std::string(q) == "f32" || std::string(q) == "bf16")) continue;  // legacy-only formats
+        auto model = Model::load(r1test::packed(m, q));
+        CHECK(cuda_fused(*model) == (k == CudaKernels::Fused));
+        check_model(m, q);
+      }
+    }
+  }
+}
+
+// The device token loop (argmax feeding the next step) gives the host's greedy loop token for token.
+TEST_CASE("cuda: greedy decoding on the device equals the host's argmax loop", "[cuda][model]") {
+  require_gpu();
+  for (CudaKernels k : kKernelSets) {
+    WithKernels with(k);
+    INFO(cuda_kernels_name(k) << " kernels");
+    auto model = Model::load(r1test::packed(fixtures().back(), "q4"));
+    const int64_t V = model->cfg.vocab_size;
+    const std::vector<int32_t> prompt = {5, 17, 300, 42, 7};
+    CudaBatch host(*model, 1, 128), dev(*model, 1, 128);
+    std::vector<float> lg(static_cast<size_t>(V));
+    SlotRun r{0, 0, int64_t(prompt.size()), SlotRun::Last};
+    host.forward(prompt.data(), &r, 1, lg.data());
+    dev.forward(prompt.data(), &r, 1, lg.data());
+    int32_t t = argmax(lg.data(), V), td = t;
+    for (int64_t i = 0; i < 40; i++) {
+      host.decode_one(t, r.n + i, lg.data());
+      t = argmax(lg.data(), V);
+      td = dev.decode_greedy(td, r.n + i, 1);
+      INFO("step " << i);
+      REQUIRE(td == t);
+    }
+    // many steps at once: the same last token as one at a time
+    CudaBatch many(*model, 1, 128);
+    many.forward(prompt.data(), &r, 1, lg.data());
+    CHECK(many.decode_greedy(argmax(lg.data(), V), r.n, 40) == t);
   }
 }
 
@@ -139,90 +185,94 @@ TEST_CASE("cuda: fixture models give the cpu's logits and greedy ids", "[cuda][m
 // (short runs share the one-token kernel, a long one takes the tensor cores alone either way).
 TEST_CASE("cuda: a batch of slots equals sequences run alone", "[cuda][model]") {
   require_gpu();
-  auto model = Model::load(r1test::packed(fixtures().front(), "q4"));
-  const int64_t V = model->cfg.vocab_size;
-  // sequence 0's prompt is long enough for the tensor-core path, in its own segment of a pass
-  std::vector<int32_t> p0;
-  for (int32_t i = 1; i <= int32_t(cuda::kMmaMinTokens) + 4; i++) p0.push_back(i * 37 % 8000);
-  std::vector<std::vector<int32_t>> prompts = {p0, {100, 200, 300}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11}};
-  // alone: each prompt in one pass, then 5 greedy steps (logits of each step kept)
-  std::vector<std::vector<float>> alone(3);
-  std::vector<std::vector<int32_t>> alone_ids(3);
-  for (size_t i = 0; i < 3; i++) {
-    CudaBatch one(*model, 1, 64);
-    std::vector<float> lg(static_cast<size_t>(V));
-    SlotRun r{0, 0, int64_t(prompts[i].size()), SlotRun::Last};
-    one.forward(prompts[i].data(), &r, 1, lg.data());
-    int64_t pos = r.n;
-    for (int s = 0; s < 5; s++) {
-      alone[i].insert(alone[i].end(), lg.begin(), lg.end());
-      int32_t t = argmax(lg.data(), V);
-      alone_ids[i].push_back(t);
-      SlotRun d{0, pos++, 1, SlotRun::Last};
-      one.forward(&t, &d, 1, lg.data());
-    }
-  }
-  // together: sequence 0 and 1 prefill in one pass, 2 joins later, decode steps shared
-  CudaBatch b(*model, 3, 64);
-  std::vector<float> out(size_t(3 * V));
-  std::vector<std::vector<float>> got(3);
-  std::vector<int64_t> pos(3, 0);
-  std::vector<int32_t> next(3);
-  {
-    std::vector<int32_t> toks = prompts[0];
-    toks.insert(toks.end(), prompts[1].begin(), prompts[1].end());
-    SlotRun rs[2] = {{0, 0, int64_t(p0.size()), SlotRun::Last}, {1, 0, 3, SlotRun::Last}};
-    b.forward(toks.data(), rs, 2, out.data());
-    for (int i = 0; i < 2; i++) {
-      got[size_t(i)].insert(got[size_t(i)].end(), out.begin() + i * V, out.begin() + (i + 1) * V);
-      next[size_t(i)] = argmax(out.data() + i * V, V);
-      pos[size_t(i)] = int64_t(prompts[size_t(i)].size());
-    }
-  }
-  {  // one decode step of 0 and 1 with the first 6 tokens of prompt 2 (no logits)
-    std::vector<int32_t> toks = {next[0], next[1]};
-    toks.insert(toks.end(), prompts[2].begin(), prompts[2].begin() + 6);
-    SlotRun rs[3] = {{0, pos[0], 1, SlotRun::Last}, {1, pos[1], 1, SlotRun::Last}, {2, 0, 6, SlotRun::None}};
-    b.forward(toks.data(), rs, 3, out.data());
-    for (int i = 0; i < 2; i++) {
-      got[size_t(i)].insert(got[size_t(i)].end(), out.begin() + i * V, out.begin() + (i + 1) * V);
-      next[size_t(i)] = argmax(out.data() + i * V, V);
-      pos[size_t(i)]++;
-    }
-  }
-  {  // the rest of prompt 2 after sequence 0's step
-    std::vector<int32_t> toks = {next[0]};
-    toks.insert(toks.end(), prompts[2].begin() + 6, prompts[2].end());
-    SlotRun rs[2] = {{0, pos[0], 1, SlotRun::Last}, {2, 6, 5, SlotRun::Last}};
-    b.forward(toks.data(), rs, 2, out.data());
-    got[0].insert(got[0].end(), out.begin(), out.begin() + V);
-    got[2].insert(got[2].end(), out.begin() + V, out.begin() + 2 * V);
-    next[0] = argmax(out.data(), V);
-    pos[0]++;
-    next[2] = argmax(out.data() + V, V);
-    pos[2] = 11;
-  }
-  while (got[0].size() < 5 * size_t(V) || got[1].size() < 5 * size_t(V) || got[2].size() < 5 * size_t(V)) {
-    std::vector<int32_t> toks;
-    std::vector<SlotRun> rs;
-    std::vector<int> who;
-    for (int i = 0; i < 3; i++)
-      if (got[size_t(i)].size() < 5 * size_t(V)) {
-        toks.push_back(next[size_t(i)]);
-        rs.push_back({i, pos[size_t(i)]++, 1, SlotRun::Last});
-        who.push_back(i);
+  for (CudaKernels k : kKernelSets) {
+    WithKernels with(k);
+    INFO(cuda_kernels_name(k) << " kernels");
+    auto model = Model::load(r1test::packed(fixtures().front(), "q4"));
+    const int64_t V = model->cfg.vocab_size;
+    // sequence 0's prompt is long enough for the tensor-core path, in its own segment of a pass
+    std::vector<int32_t> p0;
+    for (int32_t i = 1; i <= int32_t(cuda::kMmaMinTokens) + 4; i++) p0.push_back(i * 37 % 8000);
+    std::vector<std::vector<int32_t>> prompts = {p0, {100, 200, 300}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11}};
+    // alone: each prompt in one pass, then 5 greedy steps (logits of each step kept)
+    std::vector<std::vector<float>> alone(3);
+    std::vector<std::vector<int32_t>> alone_ids(3);
+    for (size_t i = 0; i < 3; i++) {
+      CudaBatch one(*model, 1, 64);
+      std::vector<float> lg(static_cast<size_t>(V));
+      SlotRun r{0, 0, int64_t(prompts[i].size()), SlotRun::Last};
+      one.forward(prompts[i].data(), &r, 1, lg.data());
+      int64_t pos = r.n;
+      for (int s = 0; s < 5; s++) {
+        alone[i].insert(alone[i].end(), lg.begin(), lg.end());
+        int32_t t = argmax(lg.data(), V);
+        alone_ids[i].push_back(t);
+        SlotRun d{0, pos++, 1, SlotRun::Last};
+        one.forward(&t, &d, 1, lg.data());
       }
-    b.forward(toks.data(), rs.data(), int64_t(rs.size()), out.data());
-    for (size_t j = 0; j < who.size(); j++) {
-      auto& g = got[size_t(who[j])];
-      g.insert(g.end(), out.begin() + int64_t(j) * V, out.begin() + int64_t(j + 1) * V);
-      next[size_t(who[j])] = argmax(out.data() + j * V, V);
     }
-  }
-  for (size_t i = 0; i < 3; i++) {
-    INFO("sequence " << i);
-    REQUIRE(got[i].size() == alone[i].size());
-    CHECK(std::memcmp(got[i].data(), alone[i].data(), got[i].size() * 4) == 0);
+    // together: sequence 0 and 1 prefill in one pass, 2 joins later, decode steps shared
+    CudaBatch b(*model, 3, 64);
+    std::vector<float> out(size_t(3 * V));
+    std::vector<std::vector<float>> got(3);
+    std::vector<int64_t> pos(3, 0);
+    std::vector<int32_t> next(3);
+    {
+      std::vector<int32_t> toks = prompts[0];
+      toks.insert(toks.end(), prompts[1].begin(), prompts[1].end());
+      SlotRun rs[2] = {{0, 0, int64_t(p0.size()), SlotRun::Last}, {1, 0, 3, SlotRun::Last}};
+      b.forward(toks.data(), rs, 2, out.data());
+      for (int i = 0; i < 2; i++) {
+        got[size_t(i)].insert(got[size_t(i)].end(), out.begin() + i * V, out.begin() + (i + 1) * V);
+        next[size_t(i)] = argmax(out.data() + i * V, V);
+        pos[size_t(i)] = int64_t(prompts[size_t(i)].size());
+      }
+    }
+    {  // one decode step of 0 and 1 with the first 6 tokens of prompt 2 (no logits)
+      std::vector<int32_t> toks = {next[0], next[1]};
+      toks.insert(toks.end(), prompts[2].begin(), prompts[2].begin() + 6);
+      SlotRun rs[3] = {{0, pos[0], 1, SlotRun::Last}, {1, pos[1], 1, SlotRun::Last}, {2, 0, 6, SlotRun::None}};
+      b.forward(toks.data(), rs, 3, out.data());
+      for (int i = 0; i < 2; i++) {
+        got[size_t(i)].insert(got[size_t(i)].end(), out.begin() + i * V, out.begin() + (i + 1) * V);
+        next[size_t(i)] = argmax(out.data() + i * V, V);
+        pos[size_t(i)]++;
+      }
+    }
+    {  // the rest of prompt 2 after sequence 0's step
+      std::vector<int32_t> toks = {next[0]};
+      toks.insert(toks.end(), prompts[2].begin() + 6, prompts[2].end());
+      SlotRun rs[2] = {{0, pos[0], 1, SlotRun::Last}, {2, 6, 5, SlotRun::Last}};
+      b.forward(toks.data(), rs, 2, out.data());
+      got[0].insert(got[0].end(), out.begin(), out.begin() + V);
+      got[2].insert(got[2].end(), out.begin() + V, out.begin() + 2 * V);
+      next[0] = argmax(out.data(), V);
+      pos[0]++;
+      next[2] = argmax(out.data() + V, V);
+      pos[2] = 11;
+    }
+    while (got[0].size() < 5 * size_t(V) || got[1].size() < 5 * size_t(V) || got[2].size() < 5 * size_t(V)) {
+      std::vector<int32_t> toks;
+      std::vector<SlotRun> rs;
+      std::vector<int> who;
+      for (int i = 0; i < 3; i++)
+        if (got[size_t(i)].size() < 5 * size_t(V)) {
+          toks.push_back(next[size_t(i)]);
+          rs.push_back({i, pos[size_t(i)]++, 1, SlotRun::Last});
+          who.push_back(i);
+        }
+      b.forward(toks.data(), rs.data(), int64_t(rs.size()), out.data());
+      for (size_t j = 0; j < who.size(); j++) {
+        auto& g = got[size_t(who[j])];
+        g.insert(g.end(), out.begin() + int64_t(j) * V, out.begin() + int64_t(j + 1) * V);
+        next[size_t(who[j])] = argmax(out.data() + j * V, V);
+      }
+    }
+    for (size_t i = 0; i < 3; i++) {
+      INFO("sequence " << i);
+      REQUIRE(got[i].size() == alone[i].size());
+      CHECK(std::memcmp(got[i].data(), alone[i].data(), got[i].size() * 4) == 0);
+    }
   }
 }
 
