@@ -143,7 +143,6 @@ int run(RunArgs& a) {
   GenResult r = gen.generate(ids, opt, on_event);
   on_unwind.f = nullptr;
   close_open([](FILE* f, const std::string& s) { out(f, s); });
-  const std::string& answer = r.answer;
 
   if (a.print_ids) {
     std::string s;

@@ -70,8 +70,9 @@ void remove_stale_temps(const std::string& target) {
 }
 
 namespace {
-// An async-signal-safe list of paths. A slot is claimed (kClaimed) while its path is copied in and only then published (kReady):
-// the handler must never see a half-copied path, or the stale path of an earlier writer.
+// An async-signal-safe list of paths. A slot is claimed (kClaimed) while its path is copied in
+// and only then published (kReady): the handler must never see a half-copied path, or the stale
+// path of an earlier writer.
 constexpr int kMaxTmp = 16;
 enum : int { kFree = 0, kClaimed = 1, kReady = 2 };
 char g_tmp_paths[kMaxTmp][4096];
