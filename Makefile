@@ -5,7 +5,12 @@ JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MODEL ?=
 PROMPT ?= def fibonacci(n):
+ARGS ?=
 DEMO_MODEL := $(BUILD)/tiny-qwen2-py-q8.r1m
+# Handed to the recipes through the environment, unexpanded, so that quotes and $ in them reach
+# r1 as typed.
+export R1_MODEL := $(value MODEL)
+export R1_PROMPT := $(value PROMPT)
 
 .PHONY: all deps configure test run clean bundle asan
 
@@ -22,12 +27,18 @@ test: configure
 	cmake --build $(BUILD) -j$(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
-# The main job: pack the bundled trained model (unless MODEL is given) and let it write Python.
+# The main job: pack the bundled trained model and let it write Python (it is a code model, with
+# no chat training: --raw). With MODEL (an .r1m, a GGUF file or a Hugging Face directory) the
+# prompt goes through the model's chat template. ARGS: more flags for r1 run.
 $(DEMO_MODEL): all
 	$(BUILD)/r1 pack tests/fixtures/models/tiny-qwen2-py -o $@ --quant q8 -q
 
 run: all $(if $(MODEL),,$(DEMO_MODEL))
-	$(BUILD)/r1 run -m $(if $(MODEL),$(MODEL),$(DEMO_MODEL)) --raw --temp 0 -n 64 -p '$(PROMPT)'
+ifeq ($(MODEL),)
+	$(BUILD)/r1 run -m $(DEMO_MODEL) --raw --temp 0 -n 64 -p "$$R1_PROMPT" $(ARGS)
+else
+	$(BUILD)/r1 run -m "$$R1_MODEL" -p "$$R1_PROMPT" $(ARGS)
+endif
 
 # The hostile-input job: a clang ASan + UBSan build runs the whole test suite, then every
 # fuzzer for FUZZ_SECONDS each from seeds made of the fixtures.

@@ -8,6 +8,7 @@
 #include "cli/line_editor.h"
 #include "core/chat_template.h"
 #include "core/generate.h"
+#include "core/snapshot.h"
 
 namespace r1::cli {
 
@@ -20,10 +21,7 @@ struct ChatArgs {
   bool quiet = false;
 };
 
-struct Turn {
-  std::string role, content;  // content: what the template sees (the answer, for the assistant)
-  std::string reasoning;      // the assistant's reasoning, kept for /think last and /save
-};
+using Turn = ChatTurn;
 
 struct Chat {
   Chat(ChatArgs& args, Loaded& loaded, LineEditor& editor);

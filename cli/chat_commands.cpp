@@ -1,6 +1,6 @@
 // The slash commands of `r1 chat`. A bad command or value is one line of help, never an exit.
+#include <algorithm>
 #include <cmath>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/chat.h"
@@ -16,7 +16,8 @@ const char kHelp[] =
     "/help                 this list\n"
     "/clear                start a new conversation (keeps /system)\n"
     "/system TEXT          set the system prompt (/system alone clears it)\n"
-    "/think show|hide|fold how reasoning is shown; /think last prints the last one\n"
+    "/think MODE           show, hide, fold or stderr: how reasoning is shown\n"
+    "/think last           print the last reasoning\n"
     "/set NAME VALUE       temp, top_p, top_k, min_p, seed, max_tokens, think_budget\n"
     "                      (max_tokens and think_budget: off for no limit), on_loop\n"
     "                      (answer, stop, off; auto: answer while reasoning)\n"
@@ -72,14 +73,14 @@ bool Chat::command(const std::string& line) {
     system = arg;
     notice(system.empty() ? "[system prompt cleared]" : "[system prompt set]");
   } else if (cmd == "/think") {
-    if (arg == "show" || arg == "hide" || arg == "fold") {
+    if (std::find(kThinkModes.begin(), kThinkModes.end(), arg) != kThinkModes.end()) {
       think_mode = arg;
       notice("[reasoning: " + arg + "]");
     } else if (arg == "last") {
       if (last_reasoning.empty()) notice("[no reasoning yet]");
       else say(std::string(dim(color)) + last_reasoning + reset(color) + "\n");
     } else {
-      fail_usage("/think: expected show, hide, fold or last");
+      fail_usage("/think: expected show, hide, fold, stderr or last");
     }
   } else if (cmd == "/set") {
     std::istringstream as(arg);
@@ -130,12 +131,10 @@ bool Chat::command(const std::string& line) {
     if (arg.empty()) fail_usage("/save: expected a file name");
     CpuSession& s = cpu_session(L);
     if (gen.cached().empty() || int64_t(gen.cached().size()) != s.n_past()) fail_usage("/save: nothing to save yet");
-    nlohmann::json conv = {{"system", system}, {"turns", nlohmann::json::array()}};
-    for (auto& t : turns) conv["turns"].push_back({{"role", t.role}, {"content", t.content}, {"reasoning", t.reasoning}});
     Snapshot snap;
     snap.model_id = L.rt.model->file->identity();
     snap.shape = kv_shape(s.kv());
-    snap.conversation = conv.dump();
+    snap.conversation = conversation_to_json({system, turns});
     snap.tokens = gen.cached();
     snap.kv = kv_extract(s.kv(), s.n_past());
     save_snapshot(arg, snap);
@@ -146,29 +145,20 @@ bool Chat::command(const std::string& line) {
     CpuSession& s = cpu_session(L);
     Snapshot snap = load_snapshot(arg, L.rt.model->file->identity(), kv_shape(s.kv()), s.ctx());
     // Everything is checked before the current conversation is replaced.
-    nlohmann::json conv = nlohmann::json::parse(snap.conversation, nullptr, false);
-    std::vector<Turn> loaded;
-    const char* bad = nullptr;
-    if (conv.is_discarded() || !conv.is_object() || !conv.contains("turns") || !conv["turns"].is_array() ||
-        !conv.value("system", nlohmann::json("")).is_string())
-      bad = "its conversation is malformed";
-    for (auto& t : bad ? nlohmann::json::array() : conv["turns"]) {
-      if (!t.is_object() || !t.value("role", nlohmann::json()).is_string() ||
-          !t.value("content", nlohmann::json()).is_string()) {
-        bad = "its conversation is malformed";
-        break;
-      }
-      loaded.push_back({t["role"].get<std::string>(), t["content"].get<std::string>(), 
-                        t.contains("reasoning") && t["reasoning"].is_string() ? t["reasoning"].get<std::string>() : ""});
+    Conversation conv;
+    try {
+      conv = conversation_from_json(snap.conversation);
+    } catch (const Error& e) {
+      fail_input(arg + ": " + e.what());
     }
     for (int32_t id : snap.tokens)
-      if (id < 0 || id >= L.session->vocab()) bad = "it holds a token outside the vocabulary";
-    if (bad) fail_input(arg + ": not a usable r1 chat snapshot: " + bad);
+      if (id < 0 || id >= L.session->vocab())
+        fail_input(arg + ": not a usable r1 chat snapshot: it holds a token outside the vocabulary");
     kv_restore(s.kv_mut(), snap.kv, int64_t(snap.tokens.size()));
     s.set_n_past(int64_t(snap.tokens.size()));
     gen.resume(std::move(snap.tokens));
-    system = conv.value("system", std::string());
-    turns = std::move(loaded);
+    system = conv.system;
+    turns = std::move(conv.turns);
     last_reasoning.clear();
     for (auto& t : turns)
       if (t.role == "assistant") last_reasoning = t.reasoning;

@@ -1,6 +1,8 @@
 // r1 batch: many prompts from a file to a JSONL file of results, exactly once per id, resumable
 // after a kill, and splittable into shards for a cluster scheduler. Records run with continuous
 // batching (core/batch_sched.h) over a many-slot CPU session.
+#include <sys/stat.h>
+
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -82,10 +84,21 @@ int run(BatchArgs& a, bool concurrency_given) {
   }
   auto records = parse_batch_input(text, a.input == "-" ? "stdin" : a.input);
   records = take_shard(records, shard_i, shard_n);
-  BatchOutput out(a.output);
+  // -o -: results on stdout, as they finish (nothing to resume from); else a resumable file,
+  // which must not be the input (it would be read as results already done).
+  std::unique_ptr<BatchOutput> file;
+  if (a.output != "-") {
+    struct stat si, so;
+    if (a.input != "-" && ::stat(a.input.c_str(), &si) == 0 && ::stat(a.output.c_str(), &so) == 0 &&
+        si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+      fail_usage(a.output + " is the input file; give the results their own -o");
+    file = std::make_unique<BatchOutput>(a.output);
+  }
+  const std::set<std::string> none;
+  const std::set<std::string>& done = file ? file->done_ids() : none;
   std::vector<const BatchRecord*> todo;
   for (auto& r : records)
-    if (!out.done_ids().count(r.id)) todo.push_back(&r);
+    if (!done.count(r.id)) todo.push_back(&r);
 
   Loaded L = load_for_run(a.model, /*with_session=*/false);
   const Tokenizer& tok = *L.rt.tok;
@@ -143,7 +156,8 @@ int run(BatchArgs& a, bool concurrency_given) {
                  s > 0 ? double(tokens) / s : 0.0, eta);
   };
   auto write = [&](const BatchRecord& r, const nlohmann::json& line) {
-    out.write_line(r.id, line.dump());
+    if (file) file->write_line(r.id, line.dump());
+    else out(stdout, line.dump() + "\n");
     written++;
     progress();
   };
@@ -192,7 +206,7 @@ R1_COMMAND("batch", "Generate for every prompt of a file into a JSONL file (resu
   add_model_flags(sub, a->model);
   sub.add_option("input", a->input, "Prompts: JSONL {\"id\", \"prompt\"|\"messages\", ...} or one prompt per line; - for stdin")
       ->required();
-  sub.add_option("-o,--output", a->output, "Results, one JSON line per input id; re-running resumes it")->required();
+  sub.add_option("-o,--output", a->output, "Results, one JSON line per input id; re-running resumes it (- for stdout: no resuming)")->required();
   sub.add_option("--shard", a->shard, "I/N: take every N-th record starting at I (0-based)");
   auto* mc = sub.add_option("--max-concurrent", a->max_concurrent,
                             "Sequences decoded together, one batched pass per token (default 8, or 1 for q4/q8 on CPUs "

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <thread>
 #include <vector>
@@ -70,6 +71,37 @@ void fill_kv(KVCache& kv, int64_t depth, ThreadPool& pool) {
       }
     }
   });
+}
+
+// Size of the largest CPU cache (the last level, shared by cpu0's cores), from sysfs; 0 if
+// unknown. (sysconf's _SC_LEVEL3_CACHE_SIZE reads cpuid, which in a VM may describe the host.)
+uint64_t last_level_cache_bytes() {
+  uint64_t best = 0;
+  for (int i = 0; i < 8; i++) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+    FILE* f = std::fopen((dir + "size").c_str(), "r");
+    if (!f) continue;
+    unsigned long long v = 0;
+    char unit = 0;
+    if (std::fscanf(f, "%llu%c", &v, &unit) >= 1)
+      best = std::max<uint64_t>(best, v << (unit == 'K' ? 10 : unit == 'M' ? 20 : unit == 'G' ? 30 : 0));
+    std::fclose(f);
+  }
+  return best;
+}
+
+// What a packed file's weights are, as `r1 pack --quant` named it: under q4 and q5 some matrices
+// get more bits (layer 0's MLP is q5 in a q4 file), so no single tensor says it.
+std::string file_quant(const Model& m) {
+  const auto& prov = m.file->meta().value("provenance", nlohmann::json::object());
+  if (prov.contains("recipe") && prov["recipe"].is_object() && prov["recipe"].contains("quant") &&
+      prov["recipe"]["quant"].is_string())
+    return prov["recipe"]["quant"].get<std::string>();
+  std::map<std::string, uint64_t> bytes;  // no provenance: the format holding most block weights
+  for (auto& L : m.layers)
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
+      bytes[format_name(w->fmt)] += tensor_bytes(w->fmt, uint64_t(w->rows), uint64_t(w->cols));
+  return std::max_element(bytes.begin(), bytes.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
 }
 
 uint64_t peak_rss_bytes() {
@@ -192,10 +224,16 @@ int run(const BenchArgs& a) {
     if (!std::filesystem::exists(a.model, ec)) fail_input(a.model + ": no such file");
     model = Model::load(a.model);
     name = std::filesystem::path(a.model).filename().string();
-    quant = format_name(model->layers.at(0).gate.fmt);
+    quant = file_quant(*model);
   }
   const double load_s = secs(t_load);
   const Config& c = model->cfg;
+  // Positions the run fills, within what the model was made for (else --depth 4194304 allocated
+  // gigabytes of cache for a 4096-position model).
+  const int64_t positions = a.batch > 0 ? a.p + std::max<int64_t>(2, a.n) : std::max<int64_t>(a.p, a.depth + 2 + a.n);
+  if (positions > c.max_pos)
+    fail_usage(std::string(a.batch > 0 ? "-p + -n" : a.p >= a.depth + 2 + a.n ? "-p" : "--depth + -n (+ 2 warm-up tokens)") +
+               " needs " + std::to_string(positions) + " positions; the model has " + std::to_string(c.max_pos));
 
   // q4/q5/q8 on the CPU are compute-bound when many tokens share each weight read (prefill, big
   // batches): their matrix MACs per second are compared with the measured peak of the int8 dot.
@@ -293,6 +331,10 @@ int run(const BenchArgs& a) {
       a.n > 0 ? double(c.n_layers) * 2.0 * double(c.n_kv_heads * kv_row_bytes(kv, c.head_dim)) * mean_pos : 0.0;
   const double per_step = double(wb) + double(B) * kvb, per_tok = per_step / double(B);
   const double gbs = per_tok * ds.median / 1e9;
+  // A model whose bytes per step fit in the CPU's cache is read from it, not from memory: its
+  // rate is no fraction of the memory bandwidth (it exceeds it).
+  const uint64_t cache = gpu ? 0 : last_level_cache_bytes();
+  const bool in_cache = cache > 0 && per_step <= double(cache);
 
   const double peak = compute ? std::max(peak_before, cpu::int8_dot_peak_gmacs(pool)) : 0;
   // prefill: every prompt token through the layers, the lm_head once per prompt
@@ -329,6 +371,8 @@ int run(const BenchArgs& a) {
                         {"read_bw_after_gb_s", bw_after},
                         {"copy_bw_gb_s", copy_bw},
                         {"bw_fraction", bw > 0 ? gbs / bw : 0.0},
+                        {"fits_in_cache", in_cache},
+                        {"cache_bytes", cache},
                         {"peak_rss_bytes", rss},
                         {"prefill_gmac_s", pf_gmacs},
                         {"decode_gmac_s", a.n > 0 ? dec_gmacs : 0.0},
@@ -383,8 +427,15 @@ int run(const BenchArgs& a) {
            (long long)B, kvb / 1e9);
     else
       line("read per token        %8.3f GB      (weights %.3f + KV %.3f)\n", per_tok / 1e9, double(wb) / 1e9, kvb / 1e9);
-    line("decode bandwidth      %8.1f GB/s    = %.0f%% of %.1f GB/s measured %s bandwidth\n", gbs,
-         bw > 0 ? 100 * gbs / bw : 0.0, bw, gpu ? "copy" : "read");
+    if (in_cache)
+      line("decode bandwidth      %8.1f GB/s    (%.1f MB per step fit in the %.0f MB CPU cache: not bound by the "
+           "%.1f GB/s measured memory read bandwidth)\n", gbs, per_step / 1e6, double(cache) / (1 << 20), bw);
+    else if (bw > 0 && gbs > bw)
+      line("decode bandwidth      %8.1f GB/s    (above the %.1f GB/s measured %s bandwidth: it moved during the "
+           "run; measure again)\n", gbs, bw, gpu ? "copy" : "read");
+    else
+      line("decode bandwidth      %8.1f GB/s    = %.0f%% of %.1f GB/s measured %s bandwidth\n", gbs,
+           bw > 0 ? 100 * gbs / bw : 0.0, bw, gpu ? "copy" : "read");
   } else {
     line("read bandwidth        %8.1f GB/s    (measured)\n", bw);
   }

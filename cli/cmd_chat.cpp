@@ -6,9 +6,11 @@
 //
 // Testing hook: with R1_CHAT_DUMP_LOGITS=FILE set, the logits of the next token (after the
 // cached conversation) are written to FILE as raw f32 after every turn and after /load.
+#include <termios.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 
@@ -16,6 +18,7 @@
 #include "cli/command.h"
 #include "cli/term.h"
 #include "core/error.h"
+#include "core/out_file.h"
 
 namespace r1::cli {
 
@@ -73,8 +76,10 @@ void Chat::turn(const std::string& user_text) {
   interrupted().store(false);
   opt.interrupt = &interrupted();
 
-  // Rendering: think_mode show (dim text under a marker), fold (a live counter), hide.
-  const bool show = think_mode == "show", fold = think_mode == "fold" && tty_out;
+  // Rendering: think_mode show (dim text under a marker), fold (a live counter), stderr (the
+  // text on stderr, dimmed there on a terminal), hide.
+  const bool show = think_mode == "show", fold = think_mode == "fold" && tty_out, to_err = think_mode == "stderr";
+  const bool ecolor = to_err && use_color(stderr);
   bool thinking = false, answer_started = false, had_think = false;
   int64_t live_count = 0;
   auto t_think = std::chrono::steady_clock::now();
@@ -91,6 +96,8 @@ void Chat::turn(const std::string& user_text) {
     } else if (fold) {
       say((color ? std::string("\r\033[K") : "\r" + std::string(40, ' ') + "\r") + dim(color) + summary(n, s, closed) +
           reset(color) + "\n\n");
+    } else if (to_err) {
+      out(stderr, std::string(reset(ecolor)) + "\n");
     }
   };
   auto on_event = [&](const GenEvent& e) {
@@ -98,11 +105,13 @@ void Chat::turn(const std::string& user_text) {
       thinking = true;
       t_think = std::chrono::steady_clock::now();
       if (show) say(color ? std::string(dim(true)) + "┌ thinking\n" : std::string("<think>\n"));
+      if (to_err) out(stderr, dim(ecolor));
     } else if (e.kind == GenEvent::ThinkEnd) {
       had_think = true;
       close_think(e.think_tokens, e.think_s, true);
     } else if (e.in_think) {
       if (show) say(e.text);
+      else if (to_err) out(stderr, e.text);
       else if (fold && e.id >= 0 && ++live_count % 4 == 1)
         say("\r" + std::string(dim(color)) + "thinking… " + std::to_string(live_count) + " tokens" + reset(color));
     } else {
@@ -120,7 +129,8 @@ void Chat::turn(const std::string& user_text) {
   try {
     r = gen.generate(ids, opt, on_event);
   } catch (...) {
-    if (thinking && color) say(reset(true));
+    if (thinking && color && show) say(reset(true));
+    if (thinking && ecolor) std::fputs(reset(true), stderr);
     turns.pop_back();
     throw;
   }
@@ -156,16 +166,47 @@ void Chat::turn(const std::string& user_text) {
 
 namespace {
 
+// SIGTERM, or SIGHUP (the terminal went away), ends the chat at once wherever it is (at the
+// prompt, in an answer, in a /load): the terminal gets back its settings (the line editor's raw
+// mode) and attributes, a /save in progress loses its temporary, and the process ends as the
+// signal says. (SIGINT only stops an answer.)
+struct termios g_tty;
+bool g_restore_tty = false, g_reset_tty = false;
+
+void on_terminate(int sig) {
+  if (g_restore_tty) tcsetattr(STDIN_FILENO, TCSANOW, &g_tty);
+  if (g_reset_tty) {
+    static const char s[] = "\033[0m\033[?2004l\n";  // attributes off, bracketed paste off
+    ssize_t w = write(STDOUT_FILENO, s, sizeof s - 1);
+    (void)w;
+  }
+  remove_registered_temps();
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+void install_terminate() {
+  g_restore_tty = tcgetattr(STDIN_FILENO, &g_tty) == 0;
+  g_reset_tty = is_tty(stdout);
+  struct sigaction sa {};
+  sa.sa_handler = on_terminate;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+}
+
 int run_chat(ChatArgs& a) {
   const bool interactive = is_tty(stdin);
   Loaded L = load_for_run(a.model);
+  install_interrupt();
+  install_terminate();  // before the line editor changes the terminal's settings
   LineEditor ed(interactive, interactive ? default_history_path() : "");
   Chat chat(a, L, ed);
   if (!a.quiet) {
     std::fprintf(stderr, "%s\n", describe(L, a.model).c_str());
+    if (a.model.verbose) std::fprintf(stderr, "seed %llu\n", (unsigned long long)chat.sampling.seed);
     if (interactive) std::fprintf(stderr, "Type a message; /help lists the commands; Ctrl-D leaves.\n");
   }
-  install_interrupt();
 
   bool ctrl_c_pending = false;  // a second Ctrl-C at an empty prompt leaves
   std::string msg;
@@ -193,9 +234,12 @@ int run_chat(ChatArgs& a) {
       } else {
         chat.turn(text);
       }
-    } catch (const r1::Error& err) {
+    } catch (const OutputFailed&) {
+      throw;  // stdout is gone (a full disk): the chat cannot go on
+    } catch (const std::exception& err) {  // a bad command or file (r1::Error), or out of memory: one line
       chat.say(reset(chat.color));
-      std::fprintf(stderr, "r1 chat: %s\n", err.what());
+      std::fprintf(stderr, "r1 chat: %s\n",
+                   dynamic_cast<const std::bad_alloc*>(&err) ? "out of memory" : err.what());
     }
   }
   return 0;
@@ -209,9 +253,7 @@ R1_COMMAND("chat", "Chat with a model interactively (or from a script on stdin)"
   sub.add_option("-n,--max-tokens", a->max_tokens, "Most tokens per answer (default: until the context is full)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   add_reasoning_flags(sub, a->reasoning);
-  sub.add_option("--think", a->think, "Reasoning: show (dimmed), fold (a live counter; /think last shows it) or hide "
-                                      "(default: show on a terminal, hide in a script)")
-      ->check(CLI::IsMember({"show", "hide", "fold"}));
+  add_think_flag(sub, a->think);  // fold: /think last shows what was folded
   add_template_flag(sub, a->tmpl);
   sub.add_flag("-q,--quiet", a->quiet, "No start-up line and no advice");
   sub.footer("In the chat: a line ending in \\ continues on the next; \"\"\" opens and closes a multi-line block.\n"

@@ -3,12 +3,15 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <map>
 
 #include "cli/command.h"
+#include "core/chat_template.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/kv_cache.h"
+#include "core/out_file.h"
 #include "core/r1m.h"
 #include "quant/pack.h"
 #include "quant/pack_common.h"
@@ -28,6 +31,9 @@ R1_COMMAND("pack", "Pack a Hugging Face checkpoint directory or a GGUF file into
   sub.add_option("--threads", o->threads, "Quantization threads (default: physical cores in this process's CPU set and quota)")->check(CLI::Range(0, 1024));
   sub.add_flag("-q,--quiet", *quiet, "No per-tensor error report");
   return [o, quant, quiet]() {
+    // The destination first: a pack that cannot be written is refused before its work.
+    if (o->out == "-") fail_usage("-o -: r1 pack writes a file (models run memory-mapped from it); give a file name");
+    output_target(o->out);
     const bool quant_given = !quant->empty();
     if (!parse_format(quant_given ? *quant : "q4", &o->quant)) fail_usage("unknown --quant " + *quant);
     o->progress = isatty(2);
@@ -39,6 +45,12 @@ R1_COMMAND("pack", "Pack a Hugging Face checkpoint directory or a GGUF file into
     return 0;
   };
 });
+
+std::string fmt(const char* f, double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, x);
+  return buf;
+}
 
 nlohmann::json info_json(const R1File& f) {
   Config c = config_from_json(f.meta().at("config"));
@@ -78,18 +90,41 @@ nlohmann::json info_json(const R1File& f) {
   j["bos_token_id"] = c.bos_id;
   j["eos_token_ids"] = c.eos_ids;
   j["chat_template"] = tc.contains("chat_template") && tc["chat_template"].is_string();
+  // Which of r1's templates it is (what run and chat will use), or why none applies.
+  try {
+    j["chat_template_kind"] = template_kind_name(ChatTemplate::from_config(tc.dump()).kind());
+  } catch (const Error&) {
+    j["chat_template_kind"] = nullptr;
+  }
   j["generation"] = f.meta().value("generation", nlohmann::json::object());
   nlohmann::json prov = f.meta().value("provenance", nlohmann::json::object());
   prov.erase("rel_rms");
+  if (prov.contains("created_unix") && prov["created_unix"].is_number_integer()) {
+    const std::time_t t = std::time_t(prov["created_unix"].get<int64_t>());
+    std::tm tm{};
+    char date[32];
+    if (gmtime_r(&t, &tm) && std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", &tm)) prov["created"] = date;
+  }
   j["provenance"] = prov;
   j["n_tensors"] = f.tensors().size();
   return j;
 }
 
-R1_COMMAND("info", "Describe an .r1m file: architecture, sizes, formats, tokens, provenance", 11, [](CLI::App& sub) {
+// The model of info and verify: positional, or -m like every other command that takes one.
+std::shared_ptr<std::string> add_model_arg(CLI::App& sub) {
   auto path = std::make_shared<std::string>();
+  auto* pos = sub.add_option("model", *path, "The .r1m file");
+  auto* opt = sub.add_option("-m,--model", *path, "The .r1m file (or give it without -m)");
+  pos->excludes(opt);
+  sub.callback([path, &sub] {
+    if (path->empty()) throw CLI::RequiredError("the model (r1 " + sub.get_name() + " MODEL, or -m MODEL)");
+  });
+  return path;
+}
+
+R1_COMMAND("info", "Describe an .r1m file: architecture, sizes, formats, tokens, provenance", 11, [](CLI::App& sub) {
+  auto path = add_model_arg(sub);
   auto json = std::make_shared<bool>(false);
-  sub.add_option("model", *path, "The .r1m file")->required();
   sub.add_flag("--json", *json, "Machine-readable output");
   return [path, json]() {
     auto f = R1File::open(*path);
@@ -104,7 +139,10 @@ R1_COMMAND("info", "Describe an .r1m file: architecture, sizes, formats, tokens,
                 c["arch"].get<std::string>().c_str(), (long long)c["num_layers"], (long long)c["hidden_size"],
                 (long long)c["intermediate_size"], (long long)c["num_heads"], (long long)c["num_kv_heads"],
                 (long long)c["head_dim"]);
-    std::printf("  parameters     %.3f B\n", double(j["parameters"].get<uint64_t>()) / 1e9);
+    const double params = double(j["parameters"].get<uint64_t>());
+    std::printf("  parameters     %s\n", params >= 1e9   ? fmt("%.2f B", params / 1e9).c_str()
+                                        : params >= 1e6 ? fmt("%.1f M", params / 1e6).c_str()
+                                                        : fmt("%.1f K", params / 1e3).c_str());
     std::printf("  file           %.2f MB\n", double(j["file_bytes"].get<uint64_t>()) / 1e6);
     for (auto& [fmt, b] : j["bytes_by_format"].items())
       std::printf("  %-14s %.2f MB, %llu weights\n", fmt.c_str(), double(b.get<uint64_t>()) / 1e6,
@@ -126,15 +164,27 @@ R1_COMMAND("info", "Describe an .r1m file: architecture, sizes, formats, tokens,
       std::printf(", %.1f KB in q8 (%s)", kv["q8"].get<double>() / 1e3, size(kv["q8"].get<double>() * full).c_str());
     std::printf("\n");
     std::printf("  tokens         bos %d, eos %s\n", j["bos_token_id"].get<int>(), j["eos_token_ids"].dump().c_str());
-    std::printf("  chat template  %s\n", j["chat_template"].get<bool>() ? "yes" : "no");
-    std::printf("  provenance     %s\n", j["provenance"].dump().c_str());
+    const auto& kind = j["chat_template_kind"];
+    std::printf("  chat template  %s\n", kind.is_string() ? (kind.get<std::string>() == "r1" ? "r1 (DeepSeek-R1)" : kind.get<std::string>().c_str())
+                                      : j["chat_template"].get<bool>() ? "not one r1 knows (use --template)"
+                                                                        : "none (use --template)");
+    const auto& p = j["provenance"];
+    auto field = [&](const char* k) { return p.contains(k) && p[k].is_string() ? p[k].get<std::string>() : std::string("?"); };
+    if (p.contains("created")) std::printf("  packed         %s by r1 %s\n", field("created").c_str(), field("r1_version").c_str());
+    if (p.contains("source"))
+      std::printf("  source         %s%s\n", field("source").c_str(),
+                  p.contains("source_format") ? (" (" + field("source_format") + ")").c_str() : "");
+    if (p.contains("recipe") && p["recipe"].is_object()) {
+      const auto& r = p["recipe"];
+      std::printf("  recipe         %s%s\n", r.value("quant", std::string("?")).c_str(),
+                  r.contains("mix") && r["mix"].is_string() ? (" (" + r["mix"].get<std::string>() + ")").c_str() : "");
+    }
     return 0;
   };
 });
 
 R1_COMMAND("verify", "Recompute every checksum of an .r1m file", 12, [](CLI::App& sub) {
-  auto path = std::make_shared<std::string>();
-  sub.add_option("model", *path, "The .r1m file")->required();
+  auto path = add_model_arg(sub);
   return [path]() {
     auto f = R1File::open(*path);  // header and table checksums
     const bool tty = isatty(2);

@@ -18,6 +18,7 @@
 #include "cli/common.h"
 #include "cli/term.h"
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/score.h"
 
 namespace {
@@ -43,11 +44,7 @@ std::string read_all(const std::string& path) {
   return ss.str();
 }
 
-Runtime open_runtime(const ModelArgs& a, const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) fail_input(path + ": no such file");
-  return Runtime::load(path);
-}
+Runtime open_runtime(const ModelArgs& a, const std::string& path) { return Runtime::load(model_file(path, a)); }
 
 // The session is sized by the caller (the window, or the longest record) rather than by the
 // generation default, so that no memory goes to cache positions that are never used.
@@ -76,13 +73,9 @@ std::vector<nlohmann::json> parse_jsonl(const std::string& name, const std::stri
   for (int64_t ln = 1; std::getline(in, s); ln++) {
     if (s.find_first_not_of(" \t\r\n") == std::string::npos) continue;
     const std::string where = name + " line " + std::to_string(ln) + ": ";
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(s);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail_input(where + "malformed JSON (at byte " + std::to_string(e.byte) + ")");
-    }
+    nlohmann::json j = parse_json(s, name + " line " + std::to_string(ln));
     if (!j.is_object()) fail_input(where + "expected an object {\"prompt\": ..., \"completion\": ...}");
+    check_keys(j, {"prompt", "completion", "id"}, name + " line " + std::to_string(ln));
     for (const char* k : {"prompt", "completion"})
       if (!j.contains(k) || !j[k].is_string()) fail_input(where + "\"" + k + "\" must be a string");
     out.push_back(std::move(j));

@@ -6,8 +6,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/term.h"
 #include "core/chat_template.h"
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/tokenizer.h"
 
 namespace r1::cli {
@@ -19,18 +21,15 @@ std::string read_stdin() {
   return s;
 }
 
-void write_out(const std::string& s) {
-  if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size() || std::fflush(stdout) != 0)
-    fail_input("error writing output");
-}
+void write_out(const std::string& s) { out(stdout, s); }  // a closed pipe ends quietly, as everywhere
 
 // Ids as a JSON array, or separated by whitespace and/or commas.
 std::vector<int32_t> parse_ids(const std::string& text, int64_t vocab) {
   std::vector<int64_t> raw;
   size_t b = text.find_first_not_of(" \t\r\n");
   if (b != std::string::npos && text[b] == '[') {
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_array()) fail_input("ids: malformed JSON array");
+    auto j = parse_json(text, "ids");
+    if (!j.is_array()) fail_input("ids: malformed JSON array");
     for (auto& v : j) {
       if (!v.is_number_integer()) fail_input("ids: " + v.dump() + " is not an integer");
       raw.push_back(v.get<int64_t>());

@@ -1,5 +1,8 @@
 #include "cli/common.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -7,6 +10,7 @@
 
 #include "core/error.h"
 #include "models/cuda_batch.h"
+#include "quant/model_cache.h"
 
 namespace r1::cli {
 
@@ -47,7 +51,9 @@ SamplerParams SamplingArgs::resolve(const SamplerParams& d) const {
 }
 
 void add_model_flags(CLI::App& app, ModelArgs& a, bool model_required) {
-  auto* m = app.add_option("-m,--model", a.model, "Packed model file (.r1m)");
+  auto* m = app.add_option("-m,--model", a.model,
+                           "Model: an .r1m file, or a GGUF file or Hugging Face checkpoint directory (packed once into "
+                           "$XDG_CACHE_HOME/r1 and reused while unchanged)");
   if (model_required) m->required();
   app.add_option("--ctx", a.ctx, "Context length in tokens (default: the model's, capped by memory and at 32768)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 24));
@@ -64,13 +70,32 @@ void add_template_flag(CLI::App& app, std::string& tmpl) {
       ->check(CLI::IsMember({"r1", "chatml", "llama3", "raw"}));
 }
 
+void add_think_flag(CLI::App& app, std::string& think) {
+  app.add_option("--think", think,
+                 "Reasoning: show (inline, dimmed on a terminal), hide, fold (on a terminal: a live token count, "
+                 "then one summary line; else hide) or stderr (on stderr, so stdout holds the answer only) "
+                 "(default: show on a terminal, hide otherwise)")
+      ->check(CLI::IsMember(kThinkModes));
+}
+
 void add_sampling_flags(CLI::App& app, SamplingArgs& s) {
   app.add_option("--temp", s.temp, "Temperature; 0 is greedy (default: the model's, R1: 0.6)");
   app.add_option("--top-p", s.top_p, "Nucleus sampling mass (default: the model's, R1: 0.95)");
   app.add_option("--top-k", s.top_k, "Keep only the k most likely tokens (0: off)");
   app.add_option("--min-p", s.min_p, "Drop tokens below min-p times the top probability (0: off)");
   app.add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)");
-  app.add_option("--seed", s.seed, "Random seed (same seed, same output)");
+  // A whole number that fits 64 bits, as typed: CLI11 alone wraps -1 and 2^64 to one seed.
+  const CLI::Validator whole_u64(
+      [](std::string& v) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos &&
+            (std::strtoull(v.c_str(), &end, 10), errno == 0))
+          return "";
+        return "expected a whole number from 0 to 18446744073709551615, got " + v;
+      },
+      "SEED");
+  app.add_option("--seed", s.seed, "Random seed (same seed, same output)")->check(whole_u64);
   // DRY, as llama.cpp's flags of the same names
   app.add_option("--dry-multiplier", s.dry_multiplier, "DRY repetition penalty strength (0: off, the default; 0.8 is typical)");
   app.add_option("--dry-base", s.dry_base, "DRY: the penalty grows as base^(repeat length - allowed length) (default 1.75)");
@@ -170,11 +195,17 @@ std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64
   return std::make_unique<CpuBatch>(*l.rt.model, n_slots, ctx, l.kv, *l.pool);
 }
 
+std::string model_file(const std::string& path, const ModelArgs& a) {
+  CacheOptions o;
+  o.progress = isatty(2);
+  o.threads = a.threads;
+  return resolve_model(path, o);
+}
+
 Loaded load_for_run(const ModelArgs& a, bool with_session) {
-  std::error_code ec;
-  if (!std::filesystem::exists(a.model, ec)) fail_input(a.model + ": no such file");
+  const std::string file = model_file(a.model, a);
   const std::string device = resolve_device(a);
-  Loaded l{Runtime::load(a.model), nullptr, nullptr, 0, kv_format(a), device};
+  Loaded l{Runtime::load(file), nullptr, nullptr, 0, kv_format(a), device};
   int threads = a.threads > 0 ? a.threads : ThreadPool::default_threads();
   l.pool = std::make_unique<ThreadPool>(threads);
   l.ctx = choose_ctx(l.rt.model->cfg, a.ctx, l.kv, l.device == "cpu");

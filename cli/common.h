@@ -57,6 +57,9 @@ void advise_temperature(const ChatTemplate& t, const SamplerParams& p, bool quie
 nlohmann::json result_json(const GenResult& r);
 // --template r1|chatml|llama3|raw (empty: the model's own)
 void add_template_flag(CLI::App& app, std::string& tmpl);
+// --think: how the reasoning is shown, the same words for run and chat (and chat's /think).
+inline const std::vector<std::string> kThinkModes = {"show", "hide", "fold", "stderr"};
+void add_think_flag(CLI::App& app, std::string& think);
 
 // A loaded model with a CPU session sized from the flags (none with with_session false:
 // the caller makes its own, e.g. r1 batch's many-slot one, from ctx and kv).
@@ -69,6 +72,9 @@ struct Loaded {
   std::string device = "cpu";  // what --device resolved to
 };
 Loaded load_for_run(const ModelArgs& a, bool with_session = true);
+// The .r1m for a model argument: the file, or a GGUF file or checkpoint directory packed into
+// the user's cache (quant/model_cache.h), with progress on a terminal.
+std::string model_file(const std::string& path, const ModelArgs& a);
 // --device: "cuda" when asked (failing clearly if it cannot run) or when auto finds a usable GPU.
 std::string resolve_device(const ModelArgs& a);
 // A KV format flag's value (flag: its name, for the error); kKvNames is what the flags accept.

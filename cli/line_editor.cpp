@@ -24,6 +24,7 @@ struct LineEditor::Impl {
   std::string history_path, prompt = "> ", continuation = ". ";
   const std::string* current = &prompt;
   bool ctrl_c = false;
+  bool entered = false;        // the line ended with Enter: an empty one is a line, not the end
   bool pasting = false;        // between the terminal's bracketed-paste markers
   bool newline_in_paste = false;  // the line just read ended inside a paste
   bool bracketed = false;      // the terminal was asked for bracketed paste
@@ -57,6 +58,7 @@ struct LineEditor::Impl {
     return CC_NORM;
   }
   static unsigned char on_enter(EditLine* el, int) {
+    self(el)->entered = true;
     self(el)->newline_in_paste = self(el)->pasting;
     return end_line();
   }
@@ -124,6 +126,7 @@ LineEditor::Line LineEditor::read_line(bool continuation, std::string& line) {
   }
   m.current = continuation ? &m.continuation : &m.prompt;
   m.ctrl_c = false;
+  m.entered = false;
   m.newline_in_paste = false;
   if (m.bracketed) std::fputs("\033[?2004h", stdout);
   int count = 0;
@@ -136,7 +139,8 @@ LineEditor::Line LineEditor::read_line(bool continuation, std::string& line) {
   if (s && count > 0) line.assign(s, size_t(count));
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
   if (m.ctrl_c) return Line::Interrupt;
-  if (!s || count <= 0) return Line::Eof;
+  // el_gets gives NULL for an empty line as for Ctrl-D: only Enter tells them apart.
+  if (!m.entered && (!s || count <= 0)) return Line::Eof;
   return Line::Ok;
 }
 

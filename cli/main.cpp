@@ -7,10 +7,12 @@
 #include <exception>
 #include <new>
 #include <algorithm>
+#include <cctype>
 
 #include "cli/command.h"
 #include "cli/term.h"
 #include "core/error.h"
+#include "core/suggest.h"
 
 namespace r1::cli {
 std::vector<CommandDef>& commands() {
@@ -26,6 +28,31 @@ static void on_sigbus(int) {
   ssize_t w = write(2, msg, sizeof msg - 1);
   (void)w;
   _exit(2);
+}
+
+// A parse error, in one line that points to the right --help. An unknown option of `sub` is
+// the error to report whatever CLI11 tripped on (its value may have become a stray positional),
+// with the nearest option it has.
+static int usage_error(CLI::App* sub, const CLI::ParseError& e, int argc, char** argv) {
+  std::string msg = e.what();
+  if (sub) {
+    std::vector<std::string> names;
+    for (const CLI::Option* o : sub->get_options()) {
+      for (auto& n : o->get_lnames()) names.push_back("--" + n);
+      for (auto& n : o->get_snames()) names.push_back("-" + n);
+    }
+    for (int i = 1; i < argc; i++) {
+      const std::string a = argv[i], name = a.substr(0, a.find('='));
+      const bool option = a.rfind("--", 0) == 0 ? a.size() > 2 : a.size() == 2 && a[0] == '-' && !std::isdigit(uint8_t(a[1]));
+      if (!option || sub->get_option_no_throw(name)) continue;
+      const std::string near = r1::nearest(name, names);
+      msg = "unknown option " + name + (near.empty() ? "" : "; did you mean " + near + "?");
+      break;
+    }
+  }
+  const std::string who = sub ? "r1 " + sub->get_name() : "r1";
+  std::fprintf(stderr, "%s: usage error: %s (see %s --help)\n", who.c_str(), msg.c_str(), who.c_str());
+  return 1;
 }
 
 int main(int argc, char** argv) {
@@ -48,6 +75,20 @@ int main(int argc, char** argv) {
     runners.emplace_back(sub, d.setup(*sub));
   }
 
+  // A first word that is no command is a mistyped one (CLI11 would say "A subcommand is required").
+  std::vector<std::string> names;
+  for (auto& d : defs) names.push_back(d.name);
+  if (argc == 1) {
+    std::fprintf(stderr, "r1: no command given (r1 --help lists the commands; r1 chat -m MODEL starts a chat)\n");
+    return 1;
+  }
+  if (argv[1][0] != '-' && std::find(names.begin(), names.end(), argv[1]) == names.end()) {
+    const std::string near = r1::nearest(argv[1], names);
+    std::fprintf(stderr, "r1: unknown command '%s'%s (r1 --help lists the commands)\n", argv[1],
+                 near.empty() ? "" : ("; did you mean " + near + "?").c_str());
+    return 1;
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -57,14 +98,18 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "r1: usage error: %s (see r1 --help)\n", e.what());
-    return 1;
+    CLI::App* sub = nullptr;  // the command being parsed: r1 takes no option before it
+    for (auto& [s, run] : runners)
+      if (argc > 1 && s->get_name() == argv[1]) sub = s;
+    return usage_error(sub, e, argc, argv);
   }
 
   for (auto& [sub, run] : runners) {
     if (!sub->parsed()) continue;
     try {
-      return run();
+      const int code = run();
+      r1::cli::close_stdout();  // what is still buffered may not fit on the disk either
+      return code;
     } catch (const r1::cli::PipeClosed&) {
       return 0;  // the reader has what it wanted (`r1 run | head`): not an error
     } catch (const r1::Error& e) {

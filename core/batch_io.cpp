@@ -1,6 +1,7 @@
 #include "core/batch_io.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_input.h"
 
 namespace r1 {
 
@@ -51,8 +53,10 @@ std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::s
       r.id = std::to_string(n + 1);
       r.messages.push_back({"user", l});
     } else {
-      auto j = nlohmann::json::parse(l, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) fail_input(where + ": not a JSON object");
+      nlohmann::json j = parse_json(l, where);
+      if (!j.is_object()) fail_input(where + ": not a JSON object");
+      check_keys(j, {"id", "prompt", "messages", "max_tokens", "temperature", "seed", "think_budget"}, where);
+      if (j.contains("prompt") && j.contains("messages")) fail_input(where + ": give \"prompt\" or \"messages\", not both");
       try {
         if (!j.contains("id") || !(j["id"].is_string() || j["id"].is_number_integer()))
           fail_input(where + ": needs an \"id\" (string or integer)");
@@ -61,7 +65,11 @@ std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::s
           if (!j["prompt"].is_string()) fail_input(where + ": \"prompt\" must be a string");
           r.messages.push_back({"user", j["prompt"].get<std::string>()});
         } else if (j.contains("messages")) {
-          r.messages = parse_messages_json(j["messages"].dump());
+          try {
+            r.messages = messages_from_json(j["messages"]);
+          } catch (const Error& e) {
+            fail_input(where + ": " + e.what());
+          }
           if (r.messages.empty()) fail_input(where + ": \"messages\" is empty");
         } else {
           fail_input(where + ": needs \"prompt\" or \"messages\"");
@@ -106,10 +114,24 @@ std::vector<BatchRecord> take_shard(const std::vector<BatchRecord>& all, int64_t
 }
 
 BatchOutput::BatchOutput(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);  // a fifo must not block
   if (fd_ < 0) fail_input(path + ": " + std::strerror(errno));
   struct stat st;
-  if (fstat(fd_, &st) != 0) fail_input(path + ": " + std::strerror(errno));
+  if (fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {  // a fifo or a device cannot be resumed from
+    ::close(fd_);
+    fd_ = -1;
+    fail_input(path + " is not a regular file; -o takes a file (or - for stdout)");
+  }
+  (void)fcntl(fd_, F_SETFL, 0);  // blocking writes again
+  // One writer per output: a second process would write every id again. Held until close.
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    fail_input(path + (err == EWOULDBLOCK ? ": another r1 batch is writing to it; let it finish, or give each "
+                                            "shard its own -o"
+                                          : ": cannot lock: " + std::string(std::strerror(err))));
+  }
   std::string text(size_t(st.st_size), '\0');
   if (st.st_size > 0 && pread(fd_, text.data(), text.size(), 0) != ssize_t(text.size()))
     fail_input(path + ": cannot read");
@@ -118,7 +140,9 @@ BatchOutput::BatchOutput(const std::string& path) : path_(path) {
   while (b < text.size()) {
     size_t e = text.find('\n', b);
     if (e == std::string::npos) break;
-    auto j = nlohmann::json::parse(text.begin() + int64_t(b), text.begin() + int64_t(e), nullptr, false);
+    const std::string_view line(text.data() + b, e - b);
+    auto j = json_too_deep(line) ? nlohmann::json(nlohmann::json::value_t::discarded)
+                                 : nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("id"))
       fail_input(path + " line " + std::to_string(std::count(text.begin(), text.begin() + int64_t(b), '\n') + 1) +
                  " is not an r1 batch result; refusing to append to it");

@@ -23,14 +23,18 @@ struct BatchRecord {
 
 // JSONL ({"id", "prompt" | "messages", optional "max_tokens", "temperature", "seed",
 // "think_budget"}) when every non-empty line is a JSON object, else plain text with one prompt
-// per line (ids are line numbers from 1). `what` names the input in errors ("-" is stdin).
+// per line (ids are line numbers from 1). `what` names the input in errors ("-" is stdin). A
+// record with another key, or a message with an unknown role, is an error naming its line:
+// nothing is dropped silently.
 std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::string& what);
 
 // Shard I/N of the records: every N-th, starting at I (by input position).
 std::vector<BatchRecord> take_shard(const std::vector<BatchRecord>& all, int64_t i, int64_t n);
 
 // Output JSONL: opened for append after dropping a trailing partial line (a run killed mid-line),
-// each line written with one write() and removed again if the disk fills up.
+// each line written with one write() and removed again if the disk fills up. An exclusive lock
+// (flock) keeps a second process off the same file: it is refused, not left to write every id
+// again.
 class BatchOutput {
  public:
   explicit BatchOutput(const std::string& path);

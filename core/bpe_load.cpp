@@ -5,6 +5,7 @@
 
 #include "core/bpe.h"
 #include "core/error.h"
+#include "core/json_input.h"
 
 namespace r1::tok {
 using json = nlohmann::json;
@@ -157,6 +158,7 @@ void Bpe::load(const std::string& text) {
 }
 
 void Bpe::load_json(const std::string& text) {
+  if (json_too_deep(text)) bad(origin_, "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   json j;
   Sax sax(j);
   if (!json::sax_parse(text, &sax) || !sax.error.empty())

@@ -1,8 +1,11 @@
 #include "core/chat_template.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_input.h"
+#include "core/suggest.h"
 
 namespace r1 {
 using json = nlohmann::json;
@@ -20,11 +23,21 @@ static std::string token_field(const json& cfg, const char* key) {
   return "";
 }
 
+const char* template_kind_name(TemplateKind k) {
+  switch (k) {
+    case TemplateKind::R1: return "r1";
+    case TemplateKind::ChatML: return "chatml";
+    case TemplateKind::Llama3: return "llama3";
+    case TemplateKind::Raw: return "raw";
+  }
+  return "?";
+}
+
 static bool has(std::string_view s, std::string_view what) { return s.find(what) != std::string_view::npos; }
 
 ChatTemplate ChatTemplate::from_config(std::string_view config_json, std::string_view forced) {
-  json cfg = json::parse(config_json.empty() ? std::string_view("{}") : config_json, nullptr, false);
-  if (cfg.is_discarded() || !cfg.is_object()) fail_input("tokenizer_config.json is not a JSON object");
+  json cfg = parse_json(config_json.empty() ? std::string_view("{}") : config_json, "tokenizer_config.json");
+  if (!cfg.is_object()) fail_input("tokenizer_config.json is not a JSON object");
   ChatTemplate t;
   t.bos_ = token_field(cfg, "bos_token");
   t.eos_ = token_field(cfg, "eos_token");
@@ -160,20 +173,27 @@ std::string ChatTemplate::render(const std::vector<Message>& msgs, bool gen) con
 }
 
 std::vector<Message> parse_messages_json(std::string_view text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) fail_input("messages: malformed JSON");
+  const json j = parse_json(text, "messages");
   if (j.is_object()) {
     if (!j.contains("messages")) fail_input("messages: expected an array or an object with \"messages\"");
-    j = j["messages"];
+    return messages_from_json(j["messages"]);
   }
+  return messages_from_json(j);
+}
+
+std::vector<Message> messages_from_json(const json& j) {
+  static const std::vector<std::string> kRoles = {"system", "user", "assistant", "tool"};
   if (!j.is_array()) fail_input("messages: expected a JSON array of {role, content}");
   std::vector<Message> out;
   for (size_t i = 0; i < j.size(); ++i) {
     const json& m = j[i];
     std::string at = "messages[" + std::to_string(i) + "]";
     if (!m.is_object()) fail_input(at + ": expected an object {role, content}");
+    check_keys(m, {"role", "content"}, at);
     if (!m.contains("role") || !m["role"].is_string()) fail_input(at + ": \"role\" must be a string");
     Message msg{m["role"].get<std::string>(), ""};
+    if (std::find(kRoles.begin(), kRoles.end(), msg.role) == kRoles.end())
+      fail_input(at + ": " + unknown_name("role", msg.role, kRoles));
     if (m.contains("content") && !m["content"].is_null()) {
       const json& c = m["content"];
       if (c.is_string()) msg.content = c.get<std::string>();

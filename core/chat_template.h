@@ -2,6 +2,7 @@
 // as the official Jinja renders it, plus plain ChatML, Llama-3 and raw text. A template r1 does
 // not recognise is an error rather than a guess.
 #pragma once
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +14,7 @@ struct Message {
 };
 
 enum class TemplateKind { R1, ChatML, Llama3, Raw };
+const char* template_kind_name(TemplateKind k);  // "r1", "chatml", "llama3", "raw": --template's words
 
 class ChatTemplate {
  public:
@@ -34,7 +36,11 @@ class ChatTemplate {
   bool strip_think_ = true;   // R1: history keeps only what follows "</think>"
 };
 
-// A JSON array of {role, content}, or an object {"messages": [...]}; fail_input when malformed.
+// A JSON array of {role, content}, or an object {"messages": [...]}; fail_input when malformed,
+// when a role is not system, user, assistant or tool (it would be dropped from the prompt), or
+// when a message has another key (a misspelt "content" would leave it empty).
 std::vector<Message> parse_messages_json(std::string_view json);
+// The same from parsed JSON (a batch record's "messages").
+std::vector<Message> messages_from_json(const nlohmann::json& j);
 
 }  // namespace r1

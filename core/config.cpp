@@ -38,6 +38,11 @@ void read_common_hf(const nlohmann::json& hf, Config& c) {
   c.n_layers = get_int(hf, "num_hidden_layers");
   c.n_heads = get_int(hf, "num_attention_heads");
   c.n_kv_heads = get_int(hf, "num_key_value_heads", c.n_heads);
+  // Without head_dim, the heads split the hidden size: say so when they cannot, rather than
+  // report whatever the truncated quotient then fails.
+  if (c.n_heads > 0 && c.hidden > 0 && (!hf.contains("head_dim") || hf["head_dim"].is_null()) && c.hidden % c.n_heads != 0)
+    fail_input("config.json: hidden_size " + std::to_string(c.hidden) + " is not a multiple of num_attention_heads " +
+               std::to_string(c.n_heads) + " (and there is no head_dim)");
   c.head_dim = c.n_heads > 0 ? get_int(hf, "head_dim", c.hidden / c.n_heads) : 0;
   c.max_pos = get_int(hf, "max_position_embeddings", 4096);
   c.norm_eps = narrow(hf.value("rms_norm_eps", 1e-6));
@@ -108,7 +113,9 @@ void validate_config(const Config& c) {
   if (!in(c.n_heads, 1, 1024) || !in(c.n_kv_heads, 1, c.n_heads) || c.n_heads % c.n_kv_heads != 0)
     bad("attention heads inconsistent");
   if (!in(c.head_dim, 2, 1024) || c.head_dim % 2 != 0) bad("head_dim must be even and at most 1024");
-  if (!in(c.max_pos, 1, 1 << 24)) bad("max_position_embeddings out of range");
+  if (!in(c.max_pos, kMinContext, 1 << 24))
+    bad("max_position_embeddings " + std::to_string(c.max_pos) + " is out of range (" + std::to_string(kMinContext) +
+        " to " + std::to_string(1 << 24) + "): fewer positions cannot hold a chat prompt and its answer");
   if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta)) bad("rope_theta must be positive");
   if (!(c.norm_eps > 0) || !(c.norm_eps < 1)) bad("rms_norm_eps out of range");
   if (c.rope_scaling.type == "llama3" &&

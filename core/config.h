@@ -32,6 +32,10 @@ struct Config {
   const char* arch_name() const { return arch == Arch::Qwen2 ? "qwen2" : "llama"; }
 };
 
+// The fewest positions a model may have: a chat template's prompt alone takes a dozen, so fewer
+// would pack a model that no prompt fits.
+inline constexpr int64_t kMinContext = 64;
+
 // r1's own spelling, stored in the .r1m metadata.
 nlohmann::json config_to_json(const Config& c);
 Config config_from_json(const nlohmann::json& j);  // validates ranges; fail_input on nonsense

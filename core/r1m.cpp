@@ -8,12 +8,12 @@
 #include <zstd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
-#include <csignal>
 #include <cstring>
 
 #include "core/error.h"
+#include "core/json_input.h"
+#include "core/out_file.h"
 
 namespace r1 {
 
@@ -46,7 +46,8 @@ std::unique_ptr<R1File> R1File::open(const std::string& path) {
   FileHeader h;
   std::memcpy(&h, f->base_, sizeof h);
   auto bad = [&](const std::string& why) -> void { fail_input(path + ": " + why); };
-  if (std::memcmp(h.magic, kR1Magic, 8) != 0) bad("not an .r1m file (bad magic)");
+  if (std::memcmp(h.magic, kR1Magic, 8) != 0)
+    bad("not an .r1m file (bad magic); r1 pack makes one from a Hugging Face checkpoint or a GGUF file");
   if (h.endian != kEndianCheck) bad("written on a machine of the other byte order");
   if (h.version != kR1Version)
     bad("format version " + std::to_string(h.version) + ", this r1 reads version " + std::to_string(kR1Version));
@@ -80,6 +81,7 @@ std::unique_ptr<R1File> R1File::open(const std::string& path) {
   std::string js(size_t(raw), '\0');
   size_t got = ZSTD_decompress(js.data(), js.size(), f->base_ + h.meta_offset, h.meta_size);
   if (ZSTD_isError(got) || got != raw) bad("metadata does not decompress");
+  if (json_too_deep(js)) bad("metadata nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   f->meta_ = nlohmann::json::parse(js, nullptr, false);
   if (f->meta_.is_discarded() || !f->meta_.is_object()) bad("metadata is not a JSON object");
 
@@ -156,47 +158,7 @@ int64_t R1File::verify(const std::function<void(size_t, size_t)>& progress) cons
 
 // ---------------------------------------------------------------------------------- writing
 
-namespace {
-// Temporary files to remove if a signal ends the process mid-write (async-signal-safe list).
-// A slot is claimed (kClaimed) while its path is copied in and only then published (kReady):
-// the handler must never see a half-copied path, or the stale path of an earlier writer.
-constexpr int kMaxTmp = 16;
-enum : int { kFree = 0, kClaimed = 1, kReady = 2 };
-char g_tmp_paths[kMaxTmp][4096];
-std::atomic<int> g_tmp_state[kMaxTmp];
-static_assert(std::atomic<int>::is_always_lock_free, "used from a signal handler");
-
-int register_tmp(const std::string& p) {
-  if (p.size() >= sizeof g_tmp_paths[0]) return -1;
-  for (int i = 0; i < kMaxTmp; i++) {
-    int expected = kFree;
-    if (g_tmp_state[i].compare_exchange_strong(expected, kClaimed)) {
-      std::memcpy(g_tmp_paths[i], p.c_str(), p.size() + 1);
-      g_tmp_state[i].store(kReady);
-      return i;
-    }
-  }
-  return -1;
-}
-void unregister_tmp(int slot) {
-  if (slot >= 0) g_tmp_state[slot].store(kFree);
-}
-void on_fatal_signal(int sig) {
-  for (int i = 0; i < kMaxTmp; i++)
-    if (g_tmp_state[i].load() == kReady) ::unlink(g_tmp_paths[i]);
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
-}
-}  // namespace
-
-void install_cleanup_handlers() {
-  static bool done = false;
-  if (done) return;
-  done = true;
-  for (int s : {SIGINT, SIGTERM, SIGHUP}) std::signal(s, on_fatal_signal);
-}
-
-R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : path_(path) {
+R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : path_(output_target(path)) {
   // Everything that can be refused is checked before the temporary file exists: a constructor
   // that throws never runs the destructor, which is what removes the temporary.
   if (specs.empty() || specs.size() > 1'000'000) fail_input("an .r1m file holds 1 to 1000000 tensors");
@@ -227,12 +189,13 @@ R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : pat
   hashers_.assign(entries_.size(), nullptr);
 
   install_cleanup_handlers();
-  tmp_ = path + ".tmp." + std::to_string(::getpid());
-  slot_ = register_tmp(tmp_);  // before the file exists, so a signal cannot slip in between
+  remove_stale_temps(path_);
+  tmp_ = temp_path(path_);
+  slot_ = register_temp(tmp_);  // before the file exists, so a signal cannot slip in between
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) {
     int err = errno;
-    unregister_tmp(slot_);
+    unregister_temp(slot_);
     fail_input("cannot create " + tmp_ + ": " + std::strerror(err));
   }
 }
@@ -240,7 +203,7 @@ R1Writer::R1Writer(const std::string& path, std::vector<TensorSpec> specs) : pat
 R1Writer::~R1Writer() {
   if (fd_ >= 0) ::close(fd_);
   if (!done_) ::unlink(tmp_.c_str());
-  unregister_tmp(slot_);
+  unregister_temp(slot_);
   for (void* h : hashers_)
     if (h) XXH64_freeState(static_cast<XXH64_state_t*>(h));
 }
@@ -295,10 +258,11 @@ void R1Writer::end_tensor(size_t i) {
   written_[i] = true;
 }
 
-void R1Writer::finish(const nlohmann::json& meta) {
+void R1Writer::finish(const nlohmann::json& meta) { finish_json_text(meta.dump()); }
+
+void R1Writer::finish_json_text(const std::string& js) {
   for (size_t i = 0; i < entries_.size(); i++)
     if (!written_[i]) fail_input(std::string("internal: tensor ") + entries_[i].name + " never written");
-  std::string js = meta.dump();
   std::string z(ZSTD_compressBound(js.size()), '\0');
   size_t zn = ZSTD_compress(z.data(), z.size(), js.data(), js.size(), 9);
   if (ZSTD_isError(zn)) fail_input("metadata compression failed");

@@ -102,9 +102,10 @@ struct TensorSpec {
   std::vector<uint64_t> shape;
 };
 
-// Writes an .r1m atomically: a temporary file beside the target, renamed into place by
-// finish(). Destroying an unfinished writer removes the temporary, so a failed or interrupted
-// pack leaves no .r1m behind. Tensors may be written in any order and from several threads.
+// Writes an .r1m atomically: a temporary file beside the target (core/out_file.h: a symlink's
+// target, never a device or directory), renamed into place by finish(). Destroying an
+// unfinished writer removes the temporary, so a failed or interrupted pack leaves no .r1m
+// behind. Tensors may be written in any order and from several threads.
 class R1Writer {
  public:
   R1Writer(const std::string& path, std::vector<TensorSpec> specs);
@@ -118,6 +119,7 @@ class R1Writer {
   void append(size_t i, const void* data, uint64_t bytes);
   void end_tensor(size_t i);
   void finish(const nlohmann::json& meta);
+  void finish_json_text(const std::string& meta_json);  // the metadata as JSON text (fuzz seeds)
 
  private:
   void pwrite_all(const void* p, uint64_t n, uint64_t off);
@@ -131,8 +133,5 @@ class R1Writer {
   std::vector<void*> hashers_;  // XXH64 states of tensors being appended
   uint64_t data_offset_ = 0, data_end_ = 0;
 };
-
-// Removes temporary pack outputs on SIGINT/SIGTERM (registered by the writer).
-void install_cleanup_handlers();
 
 }  // namespace r1

@@ -1,15 +1,17 @@
 #include "core/snapshot.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 #include <zstd.h>
 
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 
 #include "core/error.h"
+#include "core/json_input.h"
+#include "core/out_file.h"
 
 namespace r1 {
 
@@ -59,6 +61,29 @@ void kv_restore(KVCache& kv, const std::vector<uint8_t>& packed, int64_t n) {
       }
 }
 
+std::string conversation_to_json(const Conversation& c) {
+  nlohmann::json j = {{"system", c.system}, {"turns", nlohmann::json::array()}};
+  for (auto& t : c.turns) j["turns"].push_back({{"role", t.role}, {"content", t.content}, {"reasoning", t.reasoning}});
+  return j.dump();
+}
+
+Conversation conversation_from_json(std::string_view text) {
+  const std::string bad = "not a usable r1 chat snapshot: its conversation is malformed";
+  if (json_too_deep(text)) fail_input(bad);
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  auto str = [](const nlohmann::json& o, const char* k) { return o.contains(k) && o[k].is_string(); };
+  if (!j.is_object() || !j.contains("turns") || !j["turns"].is_array() || (j.contains("system") && !str(j, "system")))
+    fail_input(bad);
+  Conversation c;
+  if (j.contains("system")) c.system = j["system"].get<std::string>();
+  for (auto& t : j["turns"]) {
+    if (!t.is_object() || !str(t, "role") || !str(t, "content")) fail_input(bad);
+    c.turns.push_back({t["role"].get<std::string>(), t["content"].get<std::string>(),
+                       str(t, "reasoning") ? t["reasoning"].get<std::string>() : ""});
+  }
+  return c;
+}
+
 static uint64_t header_hash(const SnapshotHeader& h) { return XXH64(&h, offsetof(SnapshotHeader, header_hash), 0); }
 
 std::string encode_snapshot(const Snapshot& s) {
@@ -97,15 +122,16 @@ std::string encode_snapshot(const Snapshot& s) {
   return out;
 }
 
-Snapshot decode_snapshot(std::string_view bytes, uint64_t model_id, const KvShape& shape, int64_t max_tokens) {
-  auto bad = [](const std::string& why) { fail_input("not a usable r1 chat snapshot: " + why); };
-  SnapshotHeader h;
-  if (bytes.size() < sizeof h) bad("the file is too short");
-  std::memcpy(&h, bytes.data(), sizeof h);
+[[noreturn]] static void bad(const std::string& why) { fail_input("not a usable r1 chat snapshot: " + why); }
+
+// Every check the header allows, against a file of file_size bytes; returns the size of the
+// uncompressed payload.
+static uint64_t check_header(const SnapshotHeader& h, uint64_t file_size, uint64_t model_id, const KvShape& shape,
+                             int64_t max_tokens) {
   if (std::memcmp(h.magic, kSnapshotMagic, 8) != 0) bad("wrong magic (not a snapshot)");
   if (h.version != kSnapshotVersion) bad("version " + std::to_string(h.version) + " (this r1 reads version 1)");
   if (h.header_hash != header_hash(h)) bad("the header is corrupt");
-  if (h.payload_bytes != bytes.size() - sizeof h) bad("the file is truncated or has trailing bytes");
+  if (h.payload_bytes != file_size - sizeof h) bad("the file is truncated or has trailing bytes");
   if (h.model_id != model_id)
     fail_input("this snapshot was saved with a different model; load it with the model that saved it");
   KvFormat fmt;
@@ -124,6 +150,16 @@ Snapshot decode_snapshot(std::string_view bytes, uint64_t model_id, const KvShap
   if (h.json_bytes > (uint64_t(1) << 32)) bad("the conversation size is implausible");
   const uint64_t tok_bytes = checked_mul(h.n_tokens, 4, "snapshot");
   const uint64_t raw_size = checked_add(checked_add(h.json_bytes, tok_bytes, "snapshot"), h.kv_bytes, "snapshot");
+  if (h.payload_bytes > ZSTD_compressBound(size_t(raw_size))) bad("the file is larger than its contents can be");
+  return raw_size;
+}
+
+Snapshot decode_snapshot(std::string_view bytes, uint64_t model_id, const KvShape& shape, int64_t max_tokens) {
+  SnapshotHeader h;
+  if (bytes.size() < sizeof h) bad("the file is too short");
+  std::memcpy(&h, bytes.data(), sizeof h);
+  const uint64_t raw_size = check_header(h, bytes.size(), model_id, shape, max_tokens);
+  const uint64_t tok_bytes = h.n_tokens * 4;
 
   const char* payload = bytes.data() + sizeof h;
   unsigned long long content = ZSTD_getFrameContentSize(payload, h.payload_bytes);
@@ -135,7 +171,7 @@ Snapshot decode_snapshot(std::string_view bytes, uint64_t model_id, const KvShap
 
   Snapshot s;
   s.model_id = h.model_id;
-  s.shape = saved;
+  s.shape = shape;  // the header matched it field by field
   s.conversation = raw.substr(0, size_t(h.json_bytes));
   s.tokens.resize(size_t(h.n_tokens));
   std::memcpy(s.tokens.data(), raw.data() + h.json_bytes, size_t(tok_bytes));
@@ -144,33 +180,41 @@ Snapshot decode_snapshot(std::string_view bytes, uint64_t model_id, const KvShap
 }
 
 void save_snapshot(const std::string& path, const Snapshot& s) {
-  const std::string data = encode_snapshot(s);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) fail_input(path + ": cannot write (" + std::strerror(errno) + ")");
-    f.write(data.data(), std::streamsize(data.size()));
-    f.flush();
-    if (!f) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      fail_input(path + ": write failed");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    fail_input(path + ": cannot replace (" + ec.message() + ")");
-  }
+  output_target(path);  // a bad destination is refused before the work of compressing
+  write_file_atomic(path, encode_snapshot(s));
 }
 
 Snapshot load_snapshot(const std::string& path, uint64_t model_id, const KvShape& shape, int64_t max_tokens) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail_input(path + ": cannot open (" + std::strerror(errno) + ")");
-  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (f.bad()) fail_input(path + ": read failed");
+  // O_NONBLOCK: opening a fifo must not wait for a writer; it is refused below like any non-file.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fail_input(path + ": cannot open (" + std::strerror(errno) + ")");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (::fstat(fd, &st) != 0) fail_input(path + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) fail_input(path + " is " + file_kind(st.st_mode) + ", not a saved chat");
+  auto read_at = [&](std::string& buf, size_t off) {
+    for (size_t done = off; done < buf.size();) {
+      const ssize_t n = ::pread(fd, buf.data() + done, buf.size() - done, off_t(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail_input(path + ": read failed" + (n < 0 ? std::string(": ") + std::strerror(errno) : ""));
+      done += size_t(n);
+    }
+  };
   try {
+    // The header first: it bounds what the rest may be, so nothing is read on a bad one.
+    const uint64_t size = uint64_t(st.st_size);
+    std::string bytes(size_t(std::min<uint64_t>(size, sizeof(SnapshotHeader))), '\0');
+    read_at(bytes, 0);
+    if (bytes.size() == sizeof(SnapshotHeader)) {
+      SnapshotHeader h;
+      std::memcpy(&h, bytes.data(), sizeof h);
+      check_header(h, size, model_id, shape, max_tokens);
+      bytes.resize(size_t(size));
+      read_at(bytes, sizeof h);
+    }
     return decode_snapshot(bytes, model_id, shape, max_tokens);
   } catch (const Error& e) {
     fail_input(path + ": " + e.what());

@@ -40,10 +40,23 @@ struct KvShape {
 };
 KvShape kv_shape(const KVCache& kv);
 
+// The conversation a snapshot carries: the chat's system prompt and turns.
+struct ChatTurn {
+  std::string role, content;  // content: what the template sees (the answer, for the assistant)
+  std::string reasoning;      // the assistant's reasoning, kept for /think last
+};
+struct Conversation {
+  std::string system;
+  std::vector<ChatTurn> turns;
+};
+std::string conversation_to_json(const Conversation& c);
+// fail_input when the JSON is malformed, nested too deep or not shaped like a conversation.
+Conversation conversation_from_json(std::string_view json);
+
 struct Snapshot {
   uint64_t model_id = 0;
   KvShape shape;
-  std::string conversation;      // JSON text, owned by the chat command
+  std::string conversation;      // JSON text (conversation_to_json)
   std::vector<int32_t> tokens;   // what the KV cache holds, in order
   std::vector<uint8_t> kv;       // per layer: K then V, each [n_kv, n_tokens] cache rows
 };
@@ -58,7 +71,8 @@ std::string encode_snapshot(const Snapshot& s);
 // model, another KV layout or more tokens than max_tokens is a one-line fail_input.
 Snapshot decode_snapshot(std::string_view bytes, uint64_t model_id, const KvShape& shape, int64_t max_tokens);
 
-// Written to a temp file beside `path`, then renamed over it: never a half-written snapshot.
+// Written to a temp file beside `path`, then renamed over it (core/out_file.h): never a
+// half-written snapshot, never a device or directory replaced.
 void save_snapshot(const std::string& path, const Snapshot& s);
 Snapshot load_snapshot(const std::string& path, uint64_t model_id, const KvShape& shape, int64_t max_tokens);
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/tokenizer_backend.h"
 
 namespace r1::tok {
@@ -23,7 +24,7 @@ class Spm final : public Backend {
       if (sp_.IsControl(i) && !sp_.IdToPiece(i).empty()) added_.push_back({sp_.IdToPiece(i), i});
     }
     // Extra tokens a Hugging Face checkpoint declares beyond (or over) the model's pieces.
-    auto cfg = nlohmann::json::parse(config.empty() ? std::string("{}") : config, nullptr, false);
+    auto cfg = parse_json(config.empty() ? std::string("{}") : config, origin + ": tokenizer_config.json");
     if (cfg.is_object() && cfg.contains("added_tokens_decoder") && cfg["added_tokens_decoder"].is_object()) {
       for (auto& [k, v] : cfg["added_tokens_decoder"].items()) {
         if (!v.is_object() || !v.contains("content") || !v["content"].is_string()) continue;

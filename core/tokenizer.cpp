@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/tok_utf8.h"
 #include "core/tokenizer_backend.h"
 
@@ -38,10 +39,9 @@ Tokenizer Tokenizer::load(const TokenizerSource& src) {
     fail_input(src.origin + ": no tokenizer.json or tokenizer.model");
   Tokenizer t(std::move(impl));
 
-  nlohmann::json cfg = nlohmann::json::parse(
-      src.tokenizer_config_json.empty() ? std::string("{}") : src.tokenizer_config_json, nullptr,
-      false);
-  if (cfg.is_discarded() || !cfg.is_object())
+  nlohmann::json cfg = parse_json(src.tokenizer_config_json.empty() ? std::string("{}") : src.tokenizer_config_json,
+                                  src.origin + ": tokenizer_config.json");
+  if (!cfg.is_object())
     fail_input(src.origin + ": tokenizer_config.json is not a JSON object");
   for (int which = 0; which < 2; ++which) {
     bool present;

@@ -1,5 +1,5 @@
-// Chat snapshots (/save, /load): header fields, KV format flags and the compressed payload,
-// loaded into caches of each KV format. The header hash is recomputed over the input first,
+// Chat snapshots (/save, /load): header fields, KV format flags, the compressed payload and the
+// conversation JSON it carries, loaded into caches of each KV format. The header hash is recomputed over the input first,
 // so that mutated fields reach their own checks instead of all failing at the hash.
 #include <xxhash.h>
 
@@ -21,6 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     r1fuzz::expect_clean([&] {
       r1::Snapshot s = r1::decode_snapshot(b, r1fuzz::kSnapshotModelId, r1::kv_shape(kv), kv.ctx);
       r1::kv_restore(kv, s.kv, int64_t(s.tokens.size()));
+      (void)r1::conversation_from_json(s.conversation);
     });
   }
   return 0;

@@ -25,6 +25,10 @@ static void put(const fs::path& p, const std::string& s) {
   std::ofstream(p, std::ios::binary) << s;
 }
 
+// JSON nested `depth` levels deep ("[[[...]]]"): every JSON input gets one of 100,000 levels, a
+// 200 KB line that overflowed the stack before parse_json's depth limit.
+static std::string deep(size_t depth = 100000) { return std::string(depth, '[') + std::string(depth, ']'); }
+
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
   fs::path out(argv[1]);
@@ -33,6 +37,7 @@ int main(int argc, char** argv) {
 
   // config.json
   for (auto m : models) put(out / "config" / m, slurp(fx / "models" / m / "config.json"));
+  put(out / "config" / "deep", "{\"architectures\": " + deep() + "}");
 
   // tokenizer.json cut to 300 tokens (and the merges among them) + NUL + tokenizer_config.json
   for (auto m : {"tiny-qwen2", "tiny-llama3"}) {
@@ -59,6 +64,10 @@ int main(int argc, char** argv) {
     tj["post_processor"] = nullptr;
     std::string cfg = slurp(fx / "models" / m / "tokenizer_config.json");
     put(out / "tokenizer_json" / m, tj.dump() + std::string(1, '\0') + cfg);
+    if (std::string(m) == "tiny-qwen2") {
+      put(out / "tokenizer_json" / "deep", "{\"normalizer\": " + deep() + "}" + std::string(1, '\0') + cfg);
+      put(out / "tokenizer_json" / "deep-config", tj.dump() + std::string(1, '\0') + "{\"bos_token\": " + deep() + "}");
+    }
   }
 
   // template: tokenizer_config.json + NUL + messages
@@ -67,6 +76,11 @@ int main(int argc, char** argv) {
     std::string cfg = slurp(fx / "models" / m / "tokenizer_config.json");
     int i = 0;
     for (auto& c : ref["cases"]) put(out / "template" / (std::string(m) + std::to_string(i++)), cfg + std::string(1, '\0') + c["messages"].dump());
+  }
+  {
+    std::string cfg = slurp(fx / "models" / "tiny-qwen2" / "tokenizer_config.json");
+    put(out / "template" / "deep-messages", cfg + std::string(1, '\0') + "[{\"role\": \"user\", \"content\": " + deep() + "}]");
+    put(out / "template" / "deep-config", "{\"chat_template\": " + deep() + "}" + std::string(1, '\0') + "[]");
   }
 
   // tokenize: text cases and slices of code
@@ -86,6 +100,7 @@ int main(int argc, char** argv) {
       "{\"id\": \"q-2\", \"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, "
       "{\"role\": \"user\", \"content\": \"Hi\"}], \"max_tokens\": 8, \"temperature\": 0.7, \"seed\": 3}\n");
   put(out / "batch_input" / "text", "first prompt\nsecond prompt\n\nthird \xc3\xa9\n");
+  put(out / "batch_input" / "deep", "{\"id\": 1, \"messages\": " + deep() + "}\n");
 
   // a small .r1m: a 2-layer model of hidden 64 in mixed formats
   {
@@ -108,9 +123,10 @@ int main(int argc, char** argv) {
     for (auto& e : r1::expected_tensors(c))
       specs.push_back({e.name, e.shape.size() == 1 ? r1::Format::F32 : cycle[k++ % 5], e.shape});
     fs::create_directories(out / "r1m");
-    std::string path = (out / "r1m" / "small.r1m").string();
-    {
-      r1::R1Writer w(path, specs);
+    const std::string meta = nlohmann::json{{"config", r1::config_to_json(c)}, {"tokenizer", {{"json", "{}"}}}}.dump();
+    // the same file with metadata nested 100,000 deep
+    for (const std::string& m : {meta, meta.substr(0, meta.size() - 1) + ", \"deep\": " + deep() + "}"}) {
+      r1::R1Writer w((out / "r1m" / (m == meta ? "small.r1m" : "deep-meta.r1m")).string(), specs);
       for (size_t i = 0; i < specs.size(); i++) {
         uint64_t rows = specs[i].shape.size() == 2 ? specs[i].shape[0] : 1, cols = specs[i].shape.back();
         std::vector<float> f(rows * cols);
@@ -119,7 +135,7 @@ int main(int argc, char** argv) {
         r1::quantize_matrix(specs[i].fmt, f.data(), int64_t(rows), int64_t(cols), b.data());
         w.write_tensor(i, b.data(), b.size());
       }
-      w.finish({{"config", r1::config_to_json(c)}, {"tokenizer", {{"json", "{}"}}}});
+      w.finish_json_text(m);
     }
     // safetensors with the same shapes, BF16 and F32
     nlohmann::json hdr = nlohmann::json::object();
@@ -135,6 +151,9 @@ int main(int argc, char** argv) {
     std::string h = hdr.dump();
     uint64_t hl = h.size();
     put(out / "safetensors" / "small.safetensors", std::string(reinterpret_cast<char*>(&hl), 8) + h + payload);
+    h = h.substr(0, h.size() - 1) + ", \"__metadata__\": " + deep() + "}";
+    hl = h.size();
+    put(out / "safetensors" / "deep.safetensors", std::string(reinterpret_cast<char*>(&hl), 8) + h + payload);
   }
 
   // chat snapshots of 5 tokens, one per KV format, in the shape fuzz_snapshot loads them into
@@ -147,6 +166,10 @@ int main(int argc, char** argv) {
     s.tokens = {100, 101, 102, 103, 104};
     s.kv = r1::kv_extract(kv, 5);
     put(out / "snapshot" / r1::kv_format_name(f), r1::encode_snapshot(s));
+    if (f == r1::KvFormat::F16) {
+      s.conversation = R"({"system":"","turns":)" + deep() + "}";
+      put(out / "snapshot" / "deep-conversation", r1::encode_snapshot(s));
+    }
   }
   return 0;
 }

@@ -16,6 +16,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/r1m.h"
 #include "kernels/cpu/ref.h"
 #include "kernels/cpu/threadpool.h"
@@ -97,9 +98,7 @@ static std::string read_file(const fs::path& p) {
 }
 
 static nlohmann::json read_json(const fs::path& p) {
-  auto j = nlohmann::json::parse(read_file(p), nullptr, false);
-  if (j.is_discarded()) fail_input(p.string() + ": malformed JSON");
-  return j;
+  return parse_json(read_file(p), p.string());
 }
 
 static std::string base64(const std::string& in) {
@@ -128,8 +127,7 @@ static nlohmann::json build_meta(const fs::path& dir, const Config& cfg, Format 
   if (fs::exists(dir / "tokenizer.json")) tok["json"] = read_file(dir / "tokenizer.json");
   else if (fs::exists(dir / "tokenizer.model")) tok["sentencepiece_b64"] = base64(read_file(dir / "tokenizer.model"));
   else fail_input(dir.string() + ": no tokenizer.json or tokenizer.model");
-  if (tok.contains("json") && nlohmann::json::parse(tok["json"].get<std::string>(), nullptr, false).is_discarded())
-    fail_input((dir / "tokenizer.json").string() + ": malformed JSON");
+  if (tok.contains("json")) parse_json(tok["json"].get<std::string>(), (dir / "tokenizer.json").string());
   meta["tokenizer"] = tok;
   nlohmann::json tcfg = nlohmann::json::object();
   if (fs::exists(dir / "tokenizer_config.json")) tcfg = read_json(dir / "tokenizer_config.json");
@@ -185,6 +183,7 @@ void write_packed(const PackOptions& opt, const std::vector<TensorSpec>& specs, 
   const auto t0 = std::chrono::steady_clock::now();
   uint64_t total_bytes = 0, done_bytes = 0;
   for (size_t i = 0; i < specs.size(); i++) total_bytes += w.bytes(i);
+  if (opt.before_write) opt.before_write(total_bytes);
 
   std::vector<float> fbuf, deq;
   std::vector<uint8_t> qbuf, scales;

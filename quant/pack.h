@@ -1,6 +1,7 @@
 // `r1 pack`: a Hugging Face checkpoint directory -> one .r1m file.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "quant/formats.h"
@@ -13,6 +14,9 @@ struct PackOptions {
   int threads = 0;        // 0: physical cores
   bool progress = false;  // progress bar on stderr
   bool report = true;     // per-tensor reconstruction error on stderr
+  // Called with the bytes of tensor data once the layout is known, before any is written (it
+  // may refuse, e.g. for want of disk space: the output is then left untouched).
+  std::function<void(uint64_t bytes)> before_write;
 };
 
 // Format each tensor gets under a recipe: 1-D tensors f32; under q4 and q5 the matrices that

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_input.h"
 #include "quant/half.h"
 
 namespace fs = std::filesystem;
@@ -74,8 +75,8 @@ Safetensors Safetensors::open(const std::string& path) {
     fs::path dir(path);
     if (fs::exists(dir / "model.safetensors.index.json")) {
       std::string idx_path = (dir / "model.safetensors.index.json").string();
-      auto idx = nlohmann::json::parse(read_text(idx_path), nullptr, false);
-      if (idx.is_discarded() || !idx.is_object() || !idx.contains("weight_map") || !idx["weight_map"].is_object())
+      auto idx = parse_json(read_text(idx_path), idx_path);
+      if (!idx.is_object() || !idx.contains("weight_map") || !idx["weight_map"].is_object())
         fail_input(idx_path + ": not a valid safetensors index");
       std::set<std::string> shards;
       for (auto& [name, file] : idx["weight_map"].items()) {
@@ -110,8 +111,8 @@ void Safetensors::add_file(const std::string& path, const std::string&) {
   uint64_t hlen;
   std::memcpy(&hlen, mf->data(), 8);
   if (hlen > size - 8 || hlen > (100u << 20)) bad("header length out of range (truncated or not safetensors)");
-  auto hdr = nlohmann::json::parse(mf->data() + 8, mf->data() + 8 + hlen, nullptr, false);
-  if (hdr.is_discarded() || !hdr.is_object()) bad("header is not a JSON object");
+  auto hdr = parse_json(std::string_view(reinterpret_cast<const char*>(mf->data()) + 8, hlen), path + ": header");
+  if (!hdr.is_object()) bad("header is not a JSON object");
   const uint64_t base = 8 + hlen, payload = size - base;
   for (auto& [name, v] : hdr.items()) {
     if (name == "__metadata__") continue;

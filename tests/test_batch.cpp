@@ -1,5 +1,7 @@
 // r1 batch: exactly-once results across kills and resumes, shards that add up to the whole,
 // results equal to r1 run at any --max-concurrent (continuous batching), and clean failures.
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
@@ -108,6 +110,44 @@ TEST_CASE("batch: shards 0/3, 1/3, 2/3 together are the whole run", "[batch]") {
   for (auto& [id, j] : b) CHECK(a[id]["answer"] == j["answer"]);
 }
 
+TEST_CASE("batch: a second process on the same -o is refused; shards on their own files run together", "[batch]") {
+  TempDir d("r1lock");
+  std::string model = r1test::packed("tiny-qwen2-py", "q8");
+  std::string in;  // long enough to be running still when the second one starts
+  for (int i = 0; i < 40; i++) in += "{\"id\": " + std::to_string(i) + ", \"prompt\": \"def f" + std::to_string(i) + "(x):\"}\n";
+  write_file(d / "long.jsonl", in);
+  const std::vector<std::string> args{"batch", "-m", model, d / "long.jsonl", "-o", d / "out.jsonl", "--template", "raw",
+                                      "-n", "300", "--max-concurrent", "1", "--threads", "1"};
+  pid_t pid = spawn_r1(args, d / "o1", d / "e1");
+  for (int i = 0; i < 3000 && count_lines(fs::exists(d / "out.jsonl") ? slurp(d / "out.jsonl") : "") < 1; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto second = run_r1(args);
+  kill(pid, SIGTERM);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  INFO(second.err);
+  CHECK(second.code == 2);
+  CHECK(second.err == "r1 batch: " + (d / "out.jsonl") + ": another r1 batch is writing to it; let it finish, or give "
+                      "each shard its own -o\n");
+  CHECK(WIFEXITED(st));
+  CHECK(count_lines(slurp(d / "out.jsonl")) < 40);
+  by_id(slurp(d / "out.jsonl"));  // fails on a repeated id
+
+  // two shards at once, each to its own file
+  write_file(d / "in.jsonl", input_jsonl());
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 2; i++) {
+    auto a = batch_args(model, d / "in.jsonl", d / ("s" + std::to_string(i)));
+    a.insert(a.end(), {"--shard", std::to_string(i) + "/2", "--threads", "1"});
+    pids.push_back(spawn_r1(a, d / ("so" + std::to_string(i)), d / ("se" + std::to_string(i))));
+  }
+  for (pid_t p : pids) {
+    waitpid(p, &st, 0);
+    CHECK((WIFEXITED(st) && WEXITSTATUS(st) == 0));
+  }
+  CHECK(by_id(slurp(d / "s0") + slurp(d / "s1")).size() == 12);
+}
+
 TEST_CASE("batch: greedy results equal r1 run; plain-text input", "[batch]") {
   TempDir d("r1greedy");
   std::string model = r1test::packed("tiny-qwen2-py", "q8");
@@ -151,6 +191,52 @@ TEST_CASE("batch: malformed input and a full disk fail cleanly", "[batch]") {
   auto resumed = run_r1(batch_args(model, d / "in.jsonl", d / "out2.jsonl"));
   CHECK(resumed.code == 0);
   CHECK(count_lines(slurp(d / "out2.jsonl")) == 12);
+}
+
+TEST_CASE("batch: bad records are refused naming the line and the key; -o - is stdout; input is not output", "[batch]") {
+  TempDir d("r1rec");
+  const std::string model = r1test::packed("tiny-qwen2-py", "q8");
+  auto refused = [&](const std::string& record, const std::string& why) {
+    write_file(d / "in.jsonl", "{\"id\": 0, \"prompt\": \"a\"}\n" + record + "\n");
+    auto r = run_r1({"batch", "-m", model, d / "in.jsonl", "-o", d / "out.jsonl"});
+    INFO(record << "\n" << r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err == "r1 batch: " + (d / "in.jsonl") + " line 2: " + why + "\n");
+    CHECK_FALSE(fs::exists(d / "out.jsonl"));
+  };
+  refused("{\"id\": 1, \"prompt\": \"a\", \"temprature\": 0.5}", "unknown key \"temprature\" (did you mean \"temperature\"?)");
+  refused("{\"id\": 1, \"prompt\": \"a\", \"max_token\": 5}", "unknown key \"max_token\" (did you mean \"max_tokens\"?)");
+  refused("{\"id\": 1, \"messages\": [{\"role\": \"usr\", \"content\": \"hi\"}]}",
+          "messages[0]: unknown role \"usr\" (did you mean \"user\"?)");
+  refused("{\"id\": 1, \"messages\": [{\"role\": \"user\", \"contnet\": \"hi\"}]}",
+          "messages[0]: unknown key \"contnet\" (did you mean \"content\"?)");
+  refused("{\"id\": 1, \"messages\": \"hi\"}", "messages: expected a JSON array of {role, content}");
+  refused("{\"id\": 1, \"prompt\": \"caf\xe9\"}", "invalid UTF-8 at byte 25");
+  refused("{\"id\": 1, \"prompt\": \"a\", \"messages\": []}", "give \"prompt\" or \"messages\", not both");
+  // r1 template reads messages the same way
+  auto t = run_r1_input({"template", "-m", model}, "[{\"role\": \"usr\", \"content\": \"hi\"}]");
+  CHECK(t.code == 2);
+  CHECK(t.err == "r1 template: messages[0]: unknown role \"usr\" (did you mean \"user\"?)\n");
+
+  // the input given as the output: refused, the input untouched
+  write_file(d / "in.jsonl", input_jsonl());
+  auto same = run_r1({"batch", "-m", model, d / "in.jsonl", "-o", d / "in.jsonl"});
+  CHECK(same.code == 1);
+  CHECK(same.err == "r1 batch: " + (d / "in.jsonl") + " is the input file; give the results their own -o\n");
+  CHECK(slurp(d / "in.jsonl") == input_jsonl());
+
+  // -o -: the results on stdout, no file named "-"
+  auto out = run_r1({"batch", "-m", model, d / "in.jsonl", "-o", "-", "-n", "4", "--template", "raw"});
+  INFO(out.err);
+  CHECK(out.code == 0);
+  CHECK(by_id(out.out).size() == 12);
+  CHECK_FALSE(fs::exists("-"));
+
+  // a fifo (or a device) as -o: refused, not blocked on or filled
+  REQUIRE(::mkfifo((d / "fifo").c_str(), 0644) == 0);
+  auto fifo = run_r1({"batch", "-m", model, d / "in.jsonl", "-o", d / "fifo"});
+  CHECK(fifo.code == 2);
+  CHECK(fifo.err == "r1 batch: " + (d / "fifo") + " is not a regular file; -o takes a file (or - for stdout)\n");
 }
 
 // ---- continuous batching: the same results at any concurrency ----

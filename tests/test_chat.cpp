@@ -1,8 +1,11 @@
 // `r1 chat`: a second turn prefills only what is new; a scripted (non-terminal) session prints
 // answers only; and, driven under tmux like a person would, every slash command, Ctrl-C during a
 // long answer, /save and /load in a new process (same next-token logits: R1_CHAT_DUMP_LOGITS).
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <regex>
 #include <thread>
 
@@ -287,5 +290,95 @@ TEST_CASE("r1 chat under a terminal: commands, Ctrl-C, /save and /load", "[chat]
     tm.wait_prompt(3);
     tm.key("C-d");
     CHECK(wait_exit(dir / "exit3") == 0);
+  }
+}
+
+TEST_CASE("r1 chat under a terminal: an empty Enter re-prompts; a paste keeps its blank lines", "[chat]") {
+  TempDir dir("r1chat");
+  const std::string model = r1test::packed("tiny-qwen2-py", "q8");
+  Tmux tm("e");
+  tm.start(chat_cmd(dir, model, "--temp 0 -n 6 --think-budget 2 -q"), dir / "exit");
+  tm.wait_prompt(1);
+  tm.key("Enter");  // an empty line: a new prompt, not the end of the chat
+  tm.wait_prompt(2);
+  tm.type("   ");
+  tm.key("Enter");
+  tm.wait_prompt(3);
+  CHECK_FALSE(std::filesystem::exists(dir / "exit"));
+  // A bracketed paste with a blank line inside: one message, the blank line kept.
+  tm.sh("set-buffer -b p " + shell_quote("first line\n\nthird line"));
+  tm.sh("paste-buffer -p -d -b p -t t");
+  tm.key("Enter");
+  std::string s = tm.wait_prompt(4);
+  INFO(s);
+  CHECK(std::regex_search(s, std::regex(R"(\n> first line\n\. ?\n\. third line\n)")));  // one prompt, two continuations
+  tm.line("/stats");
+  s = tm.wait_for(" messages\n");
+  CHECK(s.find("| 2 messages") != std::string::npos);
+  tm.wait_prompt(5);
+  // The history holds the message as it was sent (libedit's vis encoding: \012 is a newline).
+  CHECK(slurp(dir / "state/r1/chat_history").find("first\\040line\\012\\012third\\040line") != std::string::npos);
+  tm.key("C-d");
+  CHECK(wait_exit(dir / "exit") == 0);
+}
+
+TEST_CASE("r1 chat /load of a directory/device/fifo/huge file: one line each and the chat goes on", "[chat]") {
+  TempDir dir("r1load");
+  std::filesystem::create_directory(dir / "dir");
+  REQUIRE(::mkfifo((dir / "fifo").c_str(), 0644) == 0);
+  {  // 1 GB of zeros (sparse): only its header may be read
+    std::ofstream(dir / "huge.r1s").close();
+    std::filesystem::resize_file(dir / "huge.r1s", uint64_t(1) << 30);
+  }
+  r1::test::write_file(dir / "in", "/load " + (dir / "dir") + "\n/load /dev/zero\n/load " + (dir / "fifo") + "\n/load " +
+                                       (dir / "huge.r1s") + "\n/stats\n");
+  // `timeout`: before the fix, /load /dev/zero read without end
+  const std::string cmd = "timeout 60 " + shell_quote(R1_BIN) + " chat -q --threads 1 -m " +
+                          shell_quote(r1test::packed("tiny-qwen2", "q8")) + " <" + shell_quote(dir / "in") + " >" +
+                          shell_quote(dir / "out") + " 2>" + shell_quote(dir / "err");
+  const auto t0 = std::chrono::steady_clock::now();
+  const int st = std::system(cmd.c_str());
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string err = slurp(dir / "err");
+  INFO(err);
+  REQUIRE(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
+  CHECK(err == "r1 chat: " + (dir / "dir") + " is a directory, not a saved chat\n"
+               "r1 chat: /dev/zero is a device, not a saved chat\n"
+               "r1 chat: " + (dir / "fifo") + " is a fifo, not a saved chat\n"
+               "r1 chat: " + (dir / "huge.r1s") + ": not a usable r1 chat snapshot: wrong magic (not a snapshot)\n");
+  CHECK(slurp(dir / "out").find("no turn yet") != std::string::npos);  // /stats ran: the chat went on
+  CHECK(secs < 20);
+}
+
+TEST_CASE("r1 chat under a terminal: SIGTERM ends it at once at the prompt or mid-answer", "[chat]") {
+  TempDir dir("r1term");
+  const std::string model = r1test::packed("tiny-qwen2-py", "q8");
+  for (const bool mid_answer : {false, true}) {
+    Tmux tm(mid_answer ? "ta" : "tp");
+    std::error_code ec;
+    std::filesystem::remove(dir / "pid", ec);
+    std::filesystem::remove(dir / "exit", ec);
+    // r1 runs as the shell it replaces (exec), so $$ is its pid; after it ends, the terminal's
+    // settings are recorded: the line editor's raw mode must not outlive it.
+    const std::string chat = "sh -c " + shell_quote("echo $$ > " + shell_quote(dir / "pid") + "; exec " +
+                                                    chat_cmd(dir, model, "--temp 0 --ctx 4096 -q"));
+    tm.start(chat + "; st=$?; stty -a > " + shell_quote(dir / "stty") + "; (exit $st)", dir / "exit");
+    tm.wait_prompt(1);
+    if (mid_answer) {
+      tm.line("Tell me a very long story");  // greedy: runs to the context limit
+      tm.wait_for("┌ thinking");
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    const pid_t pid = std::stoi(slurp(dir / "pid"));
+    const auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(::kill(pid, SIGTERM) == 0);
+    const int code = wait_exit(dir / "exit", 10);
+    INFO((mid_answer ? "mid-answer" : "at the prompt") << "; screen:\n" << tm.screen());
+    CHECK(code == 128 + SIGTERM);
+    CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 5);
+    const std::string stty = slurp(dir / "stty");
+    CHECK(stty.find("-icanon") == std::string::npos);
+    CHECK(stty.find("-echo ") == std::string::npos);
   }
 }

@@ -105,3 +105,87 @@ TEST_CASE("a --ctx whose KV cache exceeds the memory is refused up front", "[fau
   CHECK(r1::choose_ctx(c, 1024, r1::KvFormat::F16) == 1024);
   CHECK(r1::choose_ctx(c, too_many, r1::KvFormat::F16, /*kv_in_ram=*/false) == too_many);
 }
+
+namespace {
+
+// One invocation of each command that writes to stdout, with what it reads on stdin.
+struct Invocation {
+  std::vector<std::string> args;
+  std::string in;
+};
+std::vector<Invocation> every_output(const TempDir& d) {
+  const std::string m = r1test::packed("tiny-qwen2-py", "q8");
+  write_file(d / "score.jsonl", "{\"prompt\": \"def f(x):\", \"completion\": \" return x\"}\n");
+  write_file(d / "batch.jsonl", "{\"id\": 1, \"prompt\": \"import os\"}\n");
+  std::error_code ec;
+  fs::remove(d / "batch.out", ec);  // a fresh run each time, so that it has something to write
+  return {{{"run", "-m", m, "--raw", "-p", "import os", "-n", "8", "--temp", "0"}, ""},
+          {{"run", "-m", m, "--raw", "-p", "import os", "-n", "8", "--temp", "0", "--json"}, ""},
+          {{"info", m}, ""},
+          {{"info", m, "--json"}, ""},
+          {{"verify", m}, ""},
+          {{"score", "-m", m, d / "score.jsonl"}, ""},
+          {{"batch", "-m", m, d / "batch.jsonl", "-o", d / "batch.out", "-n", "4", "--json-summary"}, ""},
+          {{"tokenize", "-m", m}, "def f(x):\n    return x\n"},
+          {{"detokenize", "-m", m}, "755 282 7 87 2123"},
+          {{"template", "-m", m}, "[{\"role\": \"user\", \"content\": \"hi\"}]"}};
+}
+
+// Runs r1 with stdout on fd `out_fd` (stdin from `in`, stderr to a file); returns exit code and stderr.
+CliResult run_r1_to_fd(const std::vector<std::string>& args, const std::string& in, int out_fd) {
+  TempDir io("r1fd");
+  write_file(io / "in", in);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int i = ::open((io / "in").c_str(), O_RDONLY), e = ::open((io / "err").c_str(), O_WRONLY | O_CREAT, 0644);
+    ::dup2(i, 0);
+    ::dup2(out_fd, 1);
+    ::dup2(e, 2);
+    std::vector<std::string> a{R1_BIN};
+    a.insert(a.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& s : a) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    ::execv(R1_BIN, argv.data());
+    ::_exit(127);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  CliResult r;
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.err = slurp(io / "err");
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("stdout on a full disk: every command exits 2 with one line", "[faults]") {
+  TempDir d("r1full");
+  const int full = ::open("/dev/full", O_WRONLY);
+  REQUIRE(full >= 0);
+  for (auto& c : every_output(d)) {
+    CliResult r = run_r1_to_fd(c.args, c.in, full);
+    INFO("r1 " << c.args[0] << " " << c.args.back() << ": " << r.err);
+    CHECK(r.code == 2);
+    const std::string line = "r1 " + c.args[0] + ": writing the output: No space left on device\n";
+    // r1 batch says what it did on stderr first (the results went to its -o file)
+    if (c.args[0] == "batch") CHECK(r.err.substr(r.err.find('\n') + 1) == line);
+    else CHECK(r.err == line);
+  }
+  ::close(full);
+}
+
+TEST_CASE("stdout a pipe nobody reads: every command exits 0 quietly", "[faults]") {
+  TempDir d("r1pipe");
+  for (auto& c : every_output(d)) {
+    int p[2];
+    REQUIRE(::pipe(p) == 0);
+    ::close(p[0]);  // the reader is gone before r1 writes: every write is EPIPE
+    CliResult r = run_r1_to_fd(c.args, c.in, p[1]);
+    ::close(p[1]);
+    INFO("r1 " << c.args[0] << " " << c.args.back() << ": " << r.err);
+    CHECK(r.code == 0);
+    if (c.args[0] == "batch") CHECK(r.err.rfind("r1 batch: 1 written", 0) == 0);
+    CHECK(count_lines(r.err) == (c.args[0] == "batch" ? 1 : 0));
+  }
+}

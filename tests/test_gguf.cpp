@@ -62,6 +62,7 @@ std::string pack(const std::string& src, const std::string& tag, const char* qua
 }
 
 using r1test::argmax;
+using r1::test::error_of;
 
 struct LogitStats {
   double worst = 0;         // max over rows of max|err| / max|logit|
@@ -171,15 +172,6 @@ struct Builder {
 
 GgufFile parse(const std::string& b) {
   return gguf_parse(reinterpret_cast<const uint8_t*>(b.data()), b.size(), "test.gguf");
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const r1::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

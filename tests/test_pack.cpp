@@ -331,7 +331,7 @@ TEST_CASE("pack: broken checkpoints are refused with one line and no output", "[
   SECTION("malformed index") {
     BrokenCopy b;
     write_file(b.dir + "/model.safetensors.index.json", "{\"weight_map\": {\"a\": ");
-    expect_refusal(b.dir, "not a valid safetensors index");
+    expect_refusal(b.dir, "model.safetensors.index.json: malformed JSON at byte");
   }
   SECTION("index naming a missing shard") {
     BrokenCopy b;
@@ -368,7 +368,7 @@ TEST_CASE("pack: broken checkpoints are refused with one line and no output", "[
     s[8] = '[';
     s[9] = '"';
     write_file(p, s);
-    expect_refusal(b.dir, "not a JSON object");
+    expect_refusal(b.dir, "header: malformed JSON at byte");
   }
   SECTION("byte size not matching the shape") {
     BrokenCopy b;
@@ -410,6 +410,24 @@ TEST_CASE("pack: broken checkpoints are refused with one line and no output", "[
     CliResult r = run_r1({"pack", fixture_model("tiny-qwen2"), "-o", out / "no/such/m.r1m", "--quant", "bf16", "-q"});
     CHECK(r.code == 2);
     CHECK(count_lines(r.err) == 1);
+  }
+}
+
+TEST_CASE("pack: heads that do not divide the hidden size or too few positions are refused by name", "[pack]") {
+  {
+    BrokenCopy b;  // 256 / 3 heads: once reported as "head_dim must be even"
+    b.edit_config([](json& c) { c["num_attention_heads"] = 3; c["num_key_value_heads"] = 1; });
+    expect_refusal(b.dir, "config.json: hidden_size 256 is not a multiple of num_attention_heads 3 (and there is no head_dim)");
+  }
+  {
+    BrokenCopy b;  // once packed, then every run said "raise --ctx"
+    b.edit_config([](json& c) { c["max_position_embeddings"] = 1; });
+    expect_refusal(b.dir, "max_position_embeddings 1 is out of range (64 to 16777216)");
+  }
+  {
+    BrokenCopy b;  // an explicit head_dim need not divide anything
+    b.edit_config([](json& c) { c["num_attention_heads"] = 3; c["num_key_value_heads"] = 1; c["head_dim"] = 64; });
+    expect_refusal(b.dir, "shape");  // the fixture's tensors are for 4 heads: refused later, for that
   }
 }
 

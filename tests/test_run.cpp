@@ -15,17 +15,7 @@ namespace {
 
 // Runs `printf %s STDIN | r1 ARGS`.
 CliResult run_with_stdin(const std::string& in, const std::vector<std::string>& args) {
-  TempDir io("r1run");
-  r1::test::write_file(io / "in", in);
-  std::string cmd = shell_quote(R1_BIN);
-  for (auto& a : args) cmd += " " + shell_quote(a);
-  cmd += " <" + shell_quote(io / "in") + " >" + shell_quote(io / "out") + " 2>" + shell_quote(io / "err");
-  int st = std::system(cmd.c_str());
-  CliResult r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.out = slurp(io / "out");
-  r.err = slurp(io / "err");
-  return r;
+  return r1::test::run_r1_input(args, in);
 }
 
 std::string join_ids(const std::vector<int32_t>& ids, const char* sep) {
@@ -145,4 +135,81 @@ TEST_CASE("r1 run: generation at the context limit ends with finish_reason conte
   CHECK(j["finish_reason"] == "context");
   CHECK(j["prompt_tokens"].get<int>() + j["completion_tokens"].get<int>() == 24 + 1);
   CHECK(r.err.find("context limit") != std::string::npos);
+}
+
+TEST_CASE("r1 run --seed: out-of-range seeds are refused; a random one is reported", "[run]") {
+  const std::string path = r1test::packed("tiny-qwen2-py", "q8");
+  for (const char* bad : {"-1", "18446744073709551616", "1e23", "0x10", "7 ", ""}) {
+    for (const char* cmd : {"run", "chat", "batch"}) {
+      std::vector<std::string> args{cmd, "-m", path, "--seed", bad};
+      if (std::string(cmd) == "run") args.insert(args.end(), {"-p", "hi"});
+      if (std::string(cmd) == "batch") args.insert(args.end(), {"in.jsonl", "-o", "out.jsonl"});
+      CliResult r = run_r1(args);
+      INFO(cmd << " --seed '" << bad << "': " << r.err);
+      CHECK(r.code == 1);
+      CHECK(r.err.find("--seed") != std::string::npos);
+    }
+  }
+  const std::vector<std::string> base{"run", "-m", path, "--raw", "-p", "import", "-n", "12", "--temp", "1.5", "--json"};
+  CliResult top = run_r1({"run", "-m", path, "--raw", "-p", "import", "-n", "2", "--seed", "18446744073709551615", "--json"});
+  CHECK(top.code == 0);
+  CHECK(nlohmann::json::parse(top.out)["seed"] == 18446744073709551615ull);
+  // without --seed: the seed used is in the JSON and on stderr with -v, and it reproduces the run
+  std::vector<std::string> verbose = base;
+  verbose.push_back("-v");
+  CliResult a = run_r1(verbose);
+  REQUIRE(a.code == 0);
+  const auto ja = nlohmann::json::parse(a.out);
+  REQUIRE(ja["seed"].is_number_unsigned());
+  const std::string seed = std::to_string(ja["seed"].get<uint64_t>());
+  CHECK(a.err.find("seed " + seed + "\n") != std::string::npos);
+  std::vector<std::string> again = base;
+  again.insert(again.end(), {"--seed", seed});
+  CliResult b = run_r1(again);
+  REQUIRE(b.code == 0);
+  CHECK(nlohmann::json::parse(b.out)["reasoning"] == ja["reasoning"]);
+  CHECK(nlohmann::json::parse(b.out)["answer"] == ja["answer"]);
+  // r1 batch: each result says its seed
+  TempDir d("r1seed");
+  r1::test::write_file(d / "in.jsonl", "{\"id\": 1, \"prompt\": \"x\"}\n{\"id\": 2, \"prompt\": \"y\", \"seed\": 9}\n");
+  CliResult bt = run_r1({"batch", "-m", path, d / "in.jsonl", "-o", d / "out.jsonl", "-n", "2"});
+  REQUIRE(bt.code == 0);
+  std::istringstream lines(slurp(d / "out.jsonl"));
+  for (std::string l; std::getline(lines, l);) {
+    auto j = nlohmann::json::parse(l);
+    CHECK(j["seed"].is_number_unsigned());
+    if (j["id"] == 2) CHECK(j["seed"] == 9);
+  }
+}
+
+TEST_CASE("r1 run stopped inside the reasoning on a terminal: attributes reset and a final newline", "[run]") {
+  TempDir d("r1tty");
+  const std::string model = r1test::packed("tiny-qwen2", "q8");
+  // On a pseudo-terminal (script(1)), with colours: by the -n cap, and by Ctrl-C (SIGINT from
+  // timeout) during a generation that would run to the context limit.
+  for (const std::string run : {"-p 'What is 2+2?' -n 5 --seed 1", "-p 'What is 2+2?' --temp 0 -q --ctx 4096"}) {
+    const bool cap = run.find("-n 5") != std::string::npos;
+    const std::string r1 = (cap ? "" : "timeout -s INT 1 ") + shell_quote(R1_BIN) + " run --threads 1 -m " + shell_quote(model) + " " + run;
+    const std::string cmd = "env -u NO_COLOR TERM=xterm script -qec " + shell_quote(r1) + " /dev/null > " + shell_quote(d / "tty");
+    std::system(cmd.c_str());
+    std::string s = slurp(d / "tty");
+    INFO(run << ":\n" << s);
+    REQUIRE(s.rfind("\033[2m", 0) == 0);  // the reasoning was shown dimmed
+    if (cap) s = s.substr(0, s.find("r1 run: the -n cap"));  // the note on stderr follows
+    CHECK(s.size() >= 6);
+    CHECK(s.substr(s.size() - 6) == "\033[0m\r\n");
+  }
+}
+
+TEST_CASE("r1 run in a pipeline stopped by -n inside the reasoning says so on stderr", "[run]") {
+  const std::string model = r1test::packed("tiny-qwen2", "q8");
+  CliResult r = run_with_stdin("What is 2+2?\n", {"run", "-m", model, "-n", "5", "--seed", "1"});
+  CHECK(r.code == 0);
+  CHECK(r.out.empty());  // no answer yet, and the reasoning is not stdout's in a pipeline
+  CHECK(r.err == "r1 run: the -n cap of 5 tokens was reached while the model was still reasoning, before any answer; "
+                 "raise -n (or drop it: until the context is full)\n");
+  // An answer that ends by the cap after the reasoning closed says nothing (--raw: no reasoning).
+  CliResult raw = run_r1({"run", "-m", model, "--raw", "-p", "hello", "-n", "5"});
+  CHECK(raw.code == 0);
+  CHECK(raw.err.empty());
 }

@@ -376,3 +376,11 @@ TEST_CASE("r1 score: malformed input is one clear line and exit 2; bad flags exi
   expect({"score", "-m", path, "--text", d / "short.txt", "--ctx", "64", "--stride", "64"}, 1, "--stride");
   expect({"score", "-m", path, d / "ok.jsonl", "--chat", "--bos"}, 1, "--bos");
 }
+
+TEST_CASE("r1 score: a record with an unknown key is refused naming it", "[score]") {
+  TempDir d("r1score");
+  write_file(d / "typo.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\", \"completoin\": \"c\"}\n");
+  CliResult r = run_r1({"score", "-m", r1test::packed(kModel, "q8"), d / "typo.jsonl"});
+  CHECK(r.code == 2);
+  CHECK(r.err == "r1 score: " + (d / "typo.jsonl") + " line 1: unknown key \"completoin\" (did you mean \"completion\"?)\n");
+}

@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <regex>
 
 #include "core/membench.h"
 #include "kernels/cpu/threadpool.h"
+#include "fixture_models.h"
 #include "models/synthetic.h"
 #include "test_util.h"
 
@@ -113,4 +115,31 @@ TEST_CASE("the read-bandwidth probe measures every way and reports the best", "[
     }
     CHECK(bw == best);
   }
+}
+
+TEST_CASE("r1 bench on a packed q4 file: labelled q4, no fraction above 100%, --depth within the model", "[synthetic][cli]") {
+  const std::string q4 = r1test::packed("tiny-qwen2", "q4");  // its layer 0 MLP is q5 (the q4 recipe)
+  const std::vector<std::string> args{"bench", "-m", q4, "-p", "8", "-n", "8", "--repeat", "1", "--threads", "1", "--bw-mib", "16"};
+  auto r = test::run_r1(args);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find(", q4 | ") != std::string::npos);
+  std::smatch m;
+  if (std::regex_search(r.out, m, std::regex(R"(= (\d+)% of [\d.]+ GB/s measured read bandwidth)"))) CHECK(std::stoi(m[1]) <= 100);
+  std::vector<std::string> json = args;
+  json.push_back("--json");
+  auto j = test::run_r1(json);
+  REQUIRE(j.code == 0);
+  auto o = nlohmann::json::parse(j.out);
+  CHECK(o["quant"] == "q4");
+  // 2 MB of weights: where sysfs gives the cache size, they fit, and the text says so
+  if (o["fits_in_cache"].get<bool>()) CHECK(r.out.find("CPU cache: not bound by") != std::string::npos);
+  CHECK((o["fits_in_cache"].get<bool>() || o["bw_fraction"].get<double>() <= 1.0 || r.out.find("measure again") != std::string::npos));
+
+  auto deep = test::run_r1({"bench", "-m", q4, "--depth", "4194304", "-p", "0"});
+  CHECK(deep.code == 1);
+  CHECK(deep.err == "r1 bench: --depth + -n (+ 2 warm-up tokens) needs 4194434 positions; the model has 4096\n");
+  auto batch = test::run_r1({"bench", "-m", q4, "--batch", "2", "-p", "4096", "-n", "8"});
+  CHECK(batch.code == 1);
+  CHECK(batch.err.find("positions; the model has 4096") != std::string::npos);
 }

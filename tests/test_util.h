@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -22,6 +23,8 @@
 #include <vector>
 
 #include <immintrin.h>
+
+#include "core/error.h"
 
 extern char** environ;
 
@@ -112,18 +115,30 @@ inline size_t count_lines(const std::string& s) {
   return n;
 }
 
+// The message of the r1::Error that f throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const r1::Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 struct CliResult {
   int code = -1;       // exit status, or 128 + signal
   std::string out, err;
 };
 
-// Runs the r1 binary with the given arguments; stdout and stderr are captured through files
-// in a private temp dir (not a tty, so no progress bars).
-inline CliResult run_r1(const std::vector<std::string>& args) {
+// Runs the r1 binary with the given arguments and `in` on stdin (none: /dev/null); stdout and
+// stderr are captured through files in a private temp dir (not a tty, so no progress bars).
+inline CliResult run_r1(const std::vector<std::string>& args, const std::string* in = nullptr) {
   TempDir io("r1cli");
   std::string cmd = shell_quote(R1_BIN);
   for (auto& a : args) cmd += " " + shell_quote(a);
-  cmd += " </dev/null >" + shell_quote(io / "out") + " 2>" + shell_quote(io / "err");
+  if (in) write_file(io / "in", *in);
+  cmd += " <" + (in ? shell_quote(io / "in") : std::string("/dev/null")) + " >" + shell_quote(io / "out") + " 2>" +
+         shell_quote(io / "err");
   int st = std::system(cmd.c_str());
   CliResult r;
   if (st != -1 && WIFEXITED(st)) r.code = WEXITSTATUS(st);
@@ -132,6 +147,7 @@ inline CliResult run_r1(const std::vector<std::string>& args) {
   r.err = slurp(io / "err");
   return r;
 }
+inline CliResult run_r1_input(const std::vector<std::string>& args, const std::string& in) { return run_r1(args, &in); }
 
 // Starts r1 in the background with stdout/stderr to the given files; returns its pid.
 inline pid_t spawn_r1(const std::vector<std::string>& args, const std::string& out_path, const std::string& err_path) {
