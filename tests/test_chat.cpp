@@ -180,7 +180,8 @@ TEST_CASE("r1 chat reads a script from stdin and prints the answers", "[chat]") 
 TEST_CASE("r1 chat under a terminal: commands, Ctrl-C, /save and /load", "[chat]") {
   TempDir dir("r1chat");
   const std::string model = r1test::packed("tiny-qwen2-py", "q8");
-  const std::string common_flags = "--temp 0 --ctx 4096 -n 24 --think-budget 4";
+  // --on-loop off: the long answer below must run until Ctrl-C, not until the loop guard stops it
+  const std::string common_flags = "--temp 0 --ctx 4096 -n 24 --think-budget 4 --on-loop off";
   {
     Tmux tm("a");
     tm.start(chat_cmd(dir, model, common_flags), dir / "exit1");

@@ -16,7 +16,7 @@ TEST_CASE("a model file truncated while mapped gives a clear error, not SIGBUS",
   std::string model = d / "m.r1m";
   fs::copy_file(r1test::packed("tiny-qwen2-py", "f32"), model);
   // a long generation, so the truncation lands while weights are being read
-  pid_t pid = spawn_r1({"run", "-m", model, "--raw", "-p", "def main():\n", "--temp", "0", "-n", "100000", "--ctx", "4096"},
+  pid_t pid = spawn_r1({"run", "-m", model, "--raw", "-p", "def main():\n", "--temp", "0", "-n", "100000", "--ctx", "4096", "--on-loop", "off"},
                        d / "out", d / "err");
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
   REQUIRE(::truncate(model.c_str(), 4096) == 0);
