@@ -99,7 +99,7 @@ std::string file_quant(const Model& m) {
     return prov["recipe"]["quant"].get<std::string>();
   std::map<std::string, uint64_t> bytes;  // no provenance: the format holding most block weights
   for (auto& L : m.layers)
-    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
+    for (const WeightView* w : L.matrices())
       bytes[format_name(w->fmt)] += tensor_bytes(w->fmt, uint64_t(w->rows), uint64_t(w->cols));
   return std::max_element(bytes.begin(), bytes.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
 }
@@ -240,7 +240,7 @@ int run(const BenchArgs& a) {
   bool all_q = is_quantized(model->lm_head.fmt);
   double layer_macs = 0;
   for (auto& L : model->layers)
-    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) {
+    for (const WeightView* w : L.matrices()) {
       all_q = all_q && is_quantized(w->fmt);
       layer_macs += double(w->rows) * double(w->cols);
     }

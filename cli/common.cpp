@@ -206,6 +206,11 @@ Loaded load_for_run(const ModelArgs& a, bool with_session) {
   const std::string file = model_file(a.model, a);
   const std::string device = resolve_device(a);
   Loaded l{Runtime::load(file), nullptr, nullptr, 0, kv_format(a), device};
+  if (l.device == "cuda") {
+    const std::string why = cuda_model_problem(*l.rt.model);
+    if (!why.empty() && a.device == "cuda") fail_usage("--device cuda: " + why + "; use --device cpu");
+    if (!why.empty()) std::fprintf(stderr, "r1: running on the CPU: %s\n", why.c_str()), l.device = "cpu";
+  }
   int threads = a.threads > 0 ? a.threads : ThreadPool::default_threads();
   l.pool = std::make_unique<ThreadPool>(threads);
   l.ctx = choose_ctx(l.rt.model->cfg, a.ctx, l.kv, l.device == "cpu");

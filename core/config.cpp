@@ -95,7 +95,9 @@ Config config_from_hf(const nlohmann::json& hf) {
     Config c;
     if (arch == "Qwen2ForCausalLM" || (arch.empty() && mt == "qwen2")) c = models::qwen2_from_hf(hf);
     else if (arch == "LlamaForCausalLM" || (arch.empty() && mt == "llama")) c = models::llama_from_hf(hf);
-    else fail_input("config.json: unknown architecture '" + (arch.empty() ? mt : arch) + "' (r1 runs Qwen2ForCausalLM and LlamaForCausalLM)");
+    else if (arch == "Qwen3ForCausalLM" || (arch.empty() && mt == "qwen3")) c = models::qwen3_from_hf(hf);
+    else fail_input("config.json: unknown architecture '" + (arch.empty() ? mt : arch) +
+                    "' (r1 runs Qwen2ForCausalLM, LlamaForCausalLM and Qwen3ForCausalLM)");
     validate_config(c);
     return c;
   } catch (const nlohmann::json::exception& e) {
@@ -145,6 +147,7 @@ nlohmann::json config_to_json(const Config& c) {
       {"bos_token_id", c.bos_id},
       {"eos_token_ids", c.eos_ids},
   };
+  if (c.qk_norm) j["qk_norm"] = true;  // absent in files of the families without it
   if (c.rope_scaling.type.empty()) {
     j["rope_scaling"] = nullptr;
   } else {
@@ -172,6 +175,7 @@ Config config_from_json(const nlohmann::json& j) {
     std::string arch = j.at("arch").get<std::string>();
     if (arch == "qwen2") c.arch = Arch::Qwen2;
     else if (arch == "llama") c.arch = Arch::Llama;
+    else if (arch == "qwen3") c.arch = Arch::Qwen3;
     else fail_input("model config: unknown arch '" + arch + "'");
     c.vocab_size = int_at(j, "vocab_size");
     c.hidden = int_at(j, "hidden_size");
@@ -184,6 +188,7 @@ Config config_from_json(const nlohmann::json& j) {
     c.rope_theta = j.at("rope_theta").get<double>();
     c.norm_eps = models::narrow(j.at("rms_norm_eps").get<double>());
     c.qkv_bias = j.at("qkv_bias").get<bool>();
+    c.qk_norm = j.contains("qk_norm") && j.at("qk_norm").get<bool>();
     c.tied_embeddings = j.at("tie_word_embeddings").get<bool>();
     c.bos_id = id_of(j.at("bos_token_id"));
     if (!j.at("eos_token_ids").is_array()) fail_input("model config: eos_token_ids is not a list");
@@ -202,33 +207,6 @@ Config config_from_json(const nlohmann::json& j) {
   } catch (const nlohmann::json::exception& e) {
     fail_input(std::string("model config: ") + e.what());
   }
-}
-
-std::vector<ExpectedTensor> expected_tensors(const Config& c) {
-  using U = uint64_t;
-  std::vector<ExpectedTensor> t;
-  const U h = U(c.hidden), q = U(c.q_dim()), kv = U(c.kv_dim()), ff = U(c.intermediate);
-  t.push_back({"model.embed_tokens.weight", {U(c.vocab_size), h}});
-  for (int64_t l = 0; l < c.n_layers; l++) {
-    std::string p = "model.layers." + std::to_string(l) + ".";
-    t.push_back({p + "input_layernorm.weight", {h}});
-    t.push_back({p + "self_attn.q_proj.weight", {q, h}});
-    t.push_back({p + "self_attn.k_proj.weight", {kv, h}});
-    t.push_back({p + "self_attn.v_proj.weight", {kv, h}});
-    if (c.qkv_bias) {
-      t.push_back({p + "self_attn.q_proj.bias", {q}});
-      t.push_back({p + "self_attn.k_proj.bias", {kv}});
-      t.push_back({p + "self_attn.v_proj.bias", {kv}});
-    }
-    t.push_back({p + "self_attn.o_proj.weight", {h, q}});
-    t.push_back({p + "post_attention_layernorm.weight", {h}});
-    t.push_back({p + "mlp.gate_proj.weight", {ff, h}});
-    t.push_back({p + "mlp.up_proj.weight", {ff, h}});
-    t.push_back({p + "mlp.down_proj.weight", {h, ff}});
-  }
-  t.push_back({"model.norm.weight", {h}});
-  if (!c.tied_embeddings) t.push_back({"lm_head.weight", {U(c.vocab_size), h}});
-  return t;
 }
 
 std::vector<float> rope_inv_freq(const Config& c) {

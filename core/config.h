@@ -7,7 +7,7 @@
 
 namespace r1 {
 
-enum class Arch { Qwen2, Llama };
+enum class Arch { Qwen2, Llama, Qwen3 };
 
 struct RopeScaling {  // llama3 frequency scaling; type "" = none
   std::string type;
@@ -23,13 +23,14 @@ struct Config {
   RopeScaling rope_scaling;
   float norm_eps = 1e-6f;
   bool qkv_bias = false;   // Qwen2
+  bool qk_norm = false;    // Qwen3: RMSNorm over each head of q and k, before RoPE
   bool tied_embeddings = false;
   int32_t bos_id = -1;
   std::vector<int32_t> eos_ids;  // generation stops on any of these
 
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
-  const char* arch_name() const { return arch == Arch::Qwen2 ? "qwen2" : "llama"; }
+  const char* arch_name() const { return arch == Arch::Qwen2 ? "qwen2" : arch == Arch::Llama ? "llama" : "qwen3"; }
 };
 
 // The fewest positions a model may have: a chat template's prompt alone takes a dozen, so fewer
@@ -43,13 +44,6 @@ void validate_config(const Config& c);
 
 // Hugging Face config.json (both the published spelling and transformers 5's), by architecture.
 Config config_from_hf(const nlohmann::json& hf);
-
-// Tensor names a checkpoint of this config must have, with their [rows, cols] or [n] shapes.
-struct ExpectedTensor {
-  std::string name;
-  std::vector<uint64_t> shape;
-};
-std::vector<ExpectedTensor> expected_tensors(const Config& c);
 
 // RoPE inverse frequencies [head_dim / 2], with the config's scaling applied.
 std::vector<float> rope_inv_freq(const Config& c);

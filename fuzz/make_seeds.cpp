@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "core/r1m.h"
+#include "core/schema.h"
 #include "core/snapshot.h"
 #include "snapshot_cache.h"
 #include "quant/quantize.h"
@@ -120,7 +121,7 @@ int main(int argc, char** argv) {
     std::vector<r1::TensorSpec> specs;
     const r1::Format cycle[] = {r1::Format::Q4, r1::Format::Q8, r1::Format::BF16, r1::Format::F16, r1::Format::F32};
     int k = 0;
-    for (auto& e : r1::expected_tensors(c))
+    for (auto& e : r1::model_tensors(c))
       specs.push_back({e.name, e.shape.size() == 1 ? r1::Format::F32 : cycle[k++ % 5], e.shape});
     fs::create_directories(out / "r1m");
     const std::string meta = nlohmann::json{{"config", r1::config_to_json(c)}, {"tokenizer", {{"json", "{}"}}}}.dump();

@@ -12,6 +12,7 @@ void read_common_hf(const nlohmann::json& hf, Config& c);
 
 Config qwen2_from_hf(const nlohmann::json& hf);
 Config llama_from_hf(const nlohmann::json& hf);
+Config qwen3_from_hf(const nlohmann::json& hf);
 // llama3 scaling of inverse frequencies (transformers' _compute_llama3_parameters).
 void llama3_scale_inv_freq(const RopeScaling& s, std::vector<float>& inv_freq);
 

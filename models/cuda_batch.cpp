@@ -55,7 +55,7 @@ uint64_t attention_work_bytes(const Config& c, int64_t rows, int64_t slots, int6
 bool all_quantized(const Model& m) {
   bool q = is_quantized(m.embed.fmt) && is_quantized(m.lm_head.fmt);
   for (const LayerWeights& L : m.layers)
-    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) q = q && is_quantized(w->fmt);
+    for (const WeightView* w : L.matrices()) q = q && is_quantized(w->fmt);
   return q;
 }
 }  // namespace
@@ -93,16 +93,16 @@ static uint64_t mat_bytes(const WeightView& w, bool fused) {
 static uint64_t vec_bytes(int64_t n) { return align_up(uint64_t(n) * 4, 256); }
 
 uint64_t cuda_weight_bytes(const Model& m) {
-  const Config& c = m.cfg;
   const bool f = cuda_fused(m);
-  uint64_t s = mat_bytes(m.embed, f) + (c.tied_embeddings ? 0 : mat_bytes(m.lm_head, f)) + vec_bytes(c.hidden) +
-               vec_bytes(c.head_dim / 2);
-  for (const LayerWeights& L : m.layers) {
-    s += mat_bytes(L.wq, f) + mat_bytes(L.wk, f) + mat_bytes(L.wv, f) + mat_bytes(L.wo, f) + mat_bytes(L.gate, f) +
-         mat_bytes(L.up, f) + mat_bytes(L.down, f) + 2 * vec_bytes(c.hidden);
-    if (L.bq) s += vec_bytes(c.q_dim()) + 2 * vec_bytes(c.kv_dim());
-  }
+  uint64_t s = vec_bytes(m.cfg.head_dim / 2);  // the RoPE frequencies
+  for (const ModelTensor& e : model_tensors(m.cfg))
+    s += e.matrix() ? mat_bytes(*m.matrix(e), f) : vec_bytes(int64_t(e.shape[0]));
   return s;
+}
+
+std::string cuda_model_problem(const Model& m) {
+  if (m.cfg.qk_norm) return "the GPU kernels have no per-head q/k norm (" + std::string(m.cfg.arch_name()) + ") yet";
+  return "";
 }
 
 std::string cuda_kv_problem(const Model& m, KvFormat kv) {
@@ -120,7 +120,8 @@ std::vector<StepBytes> cuda_step_bytes(const Model& m, int64_t pos, KvFormat kvf
   const bool f = cuda_fused(m);
   auto b = [&](const WeightView& w) { return tensor_bytes(device_format(w.fmt, f), uint64_t(w.rows), uint64_t(w.cols)); };
   uint64_t qkv = 0, o = 0, gu = 0, dn = 0;
-  for (const LayerWeights& L : m.layers) qkv += b(L.wq) + b(L.wk) + b(L.wv), o += b(L.wo), gu += b(L.gate) + b(L.up), dn += b(L.down);
+  for (const LayerWeights& L : m.layers)
+    qkv += b(L.wq) + b(L.wk) + b(L.wv), o += b(L.wo), gu += b(L.gate) + b(L.up), dn += b(L.down);
   const uint64_t kv = KVCache::bytes_for(c, pos + 1, kvf);
   return {{"qkv", qkv}, {"attention", kv}, {"o_proj", o}, {"gate/up", gu}, {"down", dn}, {"lm_head", b(m.lm_head)}};
 }
@@ -206,19 +207,16 @@ struct CudaWeights {
     auto vec = [&](const float* v, int64_t n) {
       return reinterpret_cast<const float*>(copy(v, uint64_t(n) * 4, vec_bytes(n)));
     };
-    embed = mat(m.embed);
-    lm_head = c.tied_embeddings ? embed : mat(m.lm_head);
-    final_norm = vec(m.final_norm, c.hidden);
     inv_freq = const_cast<float*>(vec(m.inv_freq.data(), c.head_dim / 2));
-    for (const LayerWeights& L : m.layers) {
-      LayerWeights d;
-      d.attn_norm = vec(L.attn_norm, c.hidden);
-      d.wq = mat(L.wq), d.wk = mat(L.wk), d.wv = mat(L.wv), d.wo = mat(L.wo);
-      if (L.bq) d.bq = vec(L.bq, c.q_dim()), d.bk = vec(L.bk, c.kv_dim()), d.bv = vec(L.bv, c.kv_dim());
-      d.ffn_norm = vec(L.ffn_norm, c.hidden);
-      d.gate = mat(L.gate), d.up = mat(L.up), d.down = mat(L.down);
-      layers.push_back(d);
+    layers.assign(m.layers.size(), LayerWeights{});
+    for (const ModelTensor& e : model_tensors(c)) {  // every tensor of the schema, in file order
+      if (e.role == Role::Embed) embed = mat(m.embed);
+      else if (e.role == Role::Output) lm_head = mat(m.lm_head);
+      else if (e.role == Role::FinalNorm) final_norm = vec(m.final_norm, c.hidden);
+      else if (const WeightView* w = m.layers[size_t(e.layer)].matrix(e.role)) *layers[size_t(e.layer)].matrix(e.role) = mat(*w);
+      else *layers[size_t(e.layer)].vector(e.role) = vec(*m.layers[size_t(e.layer)].vector(e.role), int64_t(e.shape[0]));
     }
+    if (c.tied_embeddings) lm_head = embed;
     if (progress) std::fprintf(stderr, "\ruploading weights: %.1f GB done%20s\n", double(bytes) / 1e9, "");
   }
 };
@@ -244,8 +242,9 @@ struct CudaBatch::Buffers {
 
 CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv)
     : m_(m), slots_(n_slots), ctx_(ctx), fused_(cuda_fused(m)), kv_fmt_(kv), chunk_(cuda_prefill_chunk(m, kv)) {
-  const std::string kv_problem = cuda_kv_problem(m, kv);
+  const std::string kv_problem = cuda_kv_problem(m, kv), model_problem = cuda_model_problem(m);
   if (!kv_problem.empty()) fail_usage(kv_problem);
+  if (!model_problem.empty()) fail_usage("--device cuda: " + model_problem + "; use --device cpu");
   std::string why;
   if (!cuda::usable(&why)) fail_input("--device cuda: " + why);
   const Config& c = m.cfg;

@@ -37,6 +37,8 @@ uint64_t cuda_weight_bytes(const Model& m);
 // what does not fit and what would (a shorter --ctx, a q4 file, --device cpu).
 std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_t free_bytes, const std::string& device,
                              KvFormat kv = KvFormat::F16);
+// "" if the GPU kernels run this model's architecture, else why not (one line).
+std::string cuda_model_problem(const Model& m);
 // "" if the GPU can keep this model's cache in format kv (f16 always; q8 with the fused kernels),
 // else why not (one line).
 std::string cuda_kv_problem(const Model& m, KvFormat kv);

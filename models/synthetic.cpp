@@ -169,18 +169,19 @@ Config synthetic_config(const std::string& preset) {
 
 std::unique_ptr<Model> make_synthetic_model(const Config& c, Format quant, uint64_t seed) {
   validate_config(c);
-  // Layout: every tensor at a 64-byte boundary of one allocation, in expected_tensors order.
+  // Layout: every tensor at a 64-byte boundary of one allocation, in the schema's order.
   struct Placed {
     std::string name;
+    Role role;
     Format fmt;
     uint64_t rows, cols, off;
   };
   std::vector<Placed> placed;
   uint64_t total = 0;
-  for (auto& e : expected_tensors(c)) {
-    const uint64_t rows = e.shape.size() == 2 ? e.shape[0] : 1, cols = e.shape.back();
-    const Format f = recipe_format(quant, e.name, e.shape.size(), cols, c.tied_embeddings);
-    placed.push_back({e.name, f, rows, cols, total});
+  for (const ModelTensor& e : model_tensors(c)) {
+    const uint64_t rows = e.matrix() ? e.shape[0] : 1, cols = e.shape.back();
+    const Format f = recipe_format(quant, e, c.tied_embeddings);
+    placed.push_back({e.name, e.role, f, rows, cols, total});
     total = align_up(total + tensor_bytes(f, rows, cols), 64);
   }
   auto* base = static_cast<uint8_t*>(std::aligned_alloc(4096, align_up(total, 4096)));
@@ -194,7 +195,7 @@ std::unique_ptr<Model> make_synthetic_model(const Config& c, Format quant, uint6
   for (auto& t : placed) {
     uint8_t* p = base + t.off;
     by_name[t.name] = &t;
-    const bool bias = t.name.size() > 5 && t.name.compare(t.name.size() - 5, 5, ".bias") == 0;
+    const bool bias = t.role == Role::QBias || t.role == Role::KBias || t.role == Role::VBias;
     switch (t.fmt) {
       case Format::Q8:
       case Format::Q5:
@@ -213,11 +214,11 @@ std::unique_ptr<Model> make_synthetic_model(const Config& c, Format quant, uint6
   }
   fill_parallel(segs, seed);
 
-  auto mat = [&](const std::string& n) {
-    const Placed& t = *by_name.at(n);
+  auto mat = [&](const ModelTensor& e) {
+    const Placed& t = *by_name.at(e.name);
     return make_view(t.fmt, t.rows, t.cols, base + t.off);
   };
-  auto vec = [&](const std::string& n) { return reinterpret_cast<const float*>(base + by_name.at(n)->off); };
+  auto vec = [&](const ModelTensor& e) { return reinterpret_cast<const float*>(base + by_name.at(e.name)->off); };
   m->bind(mat, vec);
   return m;
 }

@@ -16,50 +16,69 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   m->cfg = config_from_json(f.meta()["config"]);
   const Config& c = m->cfg;
 
-  // Every expected tensor present at its shape; 1-D ones f32, matrices in any weight format.
-  for (auto& e : expected_tensors(c)) {
+  // Every tensor of the schema present at its shape; 1-D ones f32, matrices in any weight format.
+  for (const ModelTensor& e : model_tensors(c)) {
     const TensorInfo& t = f.get(e.name);
     if (t.shape != e.shape) fail_input(path + ": tensor " + e.name + " has the wrong shape for this config");
-    if (e.shape.size() == 1 && t.fmt != Format::F32) fail_input(path + ": tensor " + e.name + " must be f32");
+    if (!e.matrix() && t.fmt != Format::F32) fail_input(path + ": tensor " + e.name + " must be f32");
   }
-  m->bind([&](const std::string& n) { return f.get(n).view(); },
-          [&](const std::string& n) { return reinterpret_cast<const float*>(f.get(n).data); });
+  m->bind([&](const ModelTensor& e) { return f.get(e.name).view(); },
+          [&](const ModelTensor& e) { return reinterpret_cast<const float*>(f.get(e.name).data); });
   return m;
 }
 
-void Model::bind(const std::function<WeightView(const std::string&)>& mat,
-                 const std::function<const float*(const std::string&)>& vec) {
-  const Config& c = cfg;
-  embed = mat("model.embed_tokens.weight");
-  lm_head = c.tied_embeddings ? embed : mat("lm_head.weight");
-  final_norm = vec("model.norm.weight");
-  layers.clear();
-  for (int64_t l = 0; l < c.n_layers; l++) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerWeights L;
-    L.attn_norm = vec(p + "input_layernorm.weight");
-    L.wq = mat(p + "self_attn.q_proj.weight");
-    L.wk = mat(p + "self_attn.k_proj.weight");
-    L.wv = mat(p + "self_attn.v_proj.weight");
-    L.wo = mat(p + "self_attn.o_proj.weight");
-    if (c.qkv_bias) {
-      L.bq = vec(p + "self_attn.q_proj.bias");
-      L.bk = vec(p + "self_attn.k_proj.bias");
-      L.bv = vec(p + "self_attn.v_proj.bias");
-    }
-    L.ffn_norm = vec(p + "post_attention_layernorm.weight");
-    L.gate = mat(p + "mlp.gate_proj.weight");
-    L.up = mat(p + "mlp.up_proj.weight");
-    L.down = mat(p + "mlp.down_proj.weight");
-    layers.push_back(L);
+WeightView* LayerWeights::matrix(Role r) {
+  switch (r) {
+    case Role::Q: return &wq;
+    case Role::K: return &wk;
+    case Role::V: return &wv;
+    case Role::O: return &wo;
+    case Role::Gate: return &gate;
+    case Role::Up: return &up;
+    case Role::Down: return &down;
+    default: return nullptr;
   }
+}
+
+const float** LayerWeights::vector(Role r) {
+  switch (r) {
+    case Role::AttnNorm: return &attn_norm;
+    case Role::QBias: return &bq;
+    case Role::KBias: return &bk;
+    case Role::VBias: return &bv;
+    case Role::QNorm: return &q_norm;
+    case Role::KNorm: return &k_norm;
+    case Role::FfnNorm: return &ffn_norm;
+    default: return nullptr;
+  }
+}
+
+void Model::bind(const std::function<WeightView(const ModelTensor&)>& mat,
+                 const std::function<const float*(const ModelTensor&)>& vec) {
+  const Config& c = cfg;
+  layers.assign(size_t(c.n_layers), LayerWeights{});
+  for (const ModelTensor& e : model_tensors(c)) {
+    if (e.role == Role::Embed) embed = mat(e);
+    else if (e.role == Role::Output) lm_head = mat(e);
+    else if (e.role == Role::FinalNorm) final_norm = vec(e);
+    else if (WeightView* w = layers[size_t(e.layer)].matrix(e.role)) *w = mat(e);
+    else *layers[size_t(e.layer)].vector(e.role) = vec(e);
+  }
+  if (c.tied_embeddings) lm_head = embed;
   inv_freq = rope_inv_freq(c);
+}
+
+const WeightView* Model::matrix(const ModelTensor& t) const {
+  if (t.role == Role::Embed) return &embed;
+  if (t.role == Role::Output) return &lm_head;
+  return t.layer >= 0 ? layers[size_t(t.layer)].matrix(t.role) : nullptr;
 }
 
 uint64_t Model::weight_bytes() const {
   auto b = [](const WeightView& w) { return tensor_bytes(w.fmt, uint64_t(w.rows), uint64_t(w.cols)); };
   uint64_t s = b(lm_head);
-  for (auto& L : layers) s += b(L.wq) + b(L.wk) + b(L.wv) + b(L.wo) + b(L.gate) + b(L.up) + b(L.down);
+  for (auto& L : layers)
+    for (const WeightView* w : L.matrices()) s += b(*w);
   return s;
 }
 
@@ -149,6 +168,11 @@ void CpuBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs, 
     add_bias(q, L.bq, Q);
     add_bias(k, L.bk, KV);
     add_bias(v, L.bv, KV);
+    if (L.q_norm)  // Qwen3: each head of q and k normalized on its own
+      for (int64_t t = 0; t < n; t++) {
+        for (int64_t h = 0; h < c.n_heads; h++) cpu::rmsnorm(q + t * Q + h * hd, q + t * Q + h * hd, L.q_norm, hd, c.norm_eps);
+        for (int64_t h = 0; h < c.n_kv_heads; h++) cpu::rmsnorm(k + t * KV + h * hd, k + t * KV + h * hd, L.k_norm, hd, c.norm_eps);
+      }
     for (int64_t s = 0, t = 0; s < n_runs; s++)
       for (int64_t j = 0; j < runs[s].n; j++, t++) {
         const float* cosv = cs_.data() + t * hd;

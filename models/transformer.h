@@ -3,6 +3,7 @@
 // attention over the KV cache, o_proj, residual, RMSNorm, SiLU-gated MLP, residual) -> final
 // RMSNorm -> lm_head -> logits.
 #pragma once
+#include <array>
 #include <functional>
 #include <memory>
 #include <string>
@@ -11,6 +12,7 @@
 #include "core/config.h"
 #include "core/kv_cache.h"
 #include "core/r1m.h"
+#include "core/schema.h"
 #include "core/session.h"
 #include "kernels/cpu/threadpool.h"
 #include "quant/formats.h"
@@ -18,11 +20,20 @@
 namespace r1 {
 
 struct LayerWeights {
-  const float* attn_norm;                 // [hidden]
+  const float* attn_norm = nullptr;       // [hidden]
   WeightView wq, wk, wv, wo;              // [q_dim, hidden] [kv_dim, hidden] x2 [hidden, q_dim]
   const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // Qwen2 only
-  const float* ffn_norm;                  // [hidden]
+  const float *q_norm = nullptr, *k_norm = nullptr;          // Qwen3 only: [head_dim]
+  const float* ffn_norm = nullptr;        // [hidden]
   WeightView gate, up, down;              // [ffn, hidden] x2, [hidden, ffn]
+
+  // The matrices, for whatever goes over all of them (byte counts, uploads, format checks).
+  std::array<const WeightView*, 7> matrices() const { return {&wq, &wk, &wv, &wo, &gate, &up, &down}; }
+  // Where a schema role binds (null for a role outside the layers).
+  WeightView* matrix(Role r);
+  const float** vector(Role r);
+  const WeightView* matrix(Role r) const { return const_cast<LayerWeights*>(this)->matrix(r); }
+  const float* const* vector(Role r) const { return const_cast<LayerWeights*>(this)->vector(r); }
 };
 
 struct Model {
@@ -36,10 +47,11 @@ struct Model {
 
   // Opens and validates: every tensor the config needs, at its shape, in a usable format.
   static std::unique_ptr<Model> load(const std::string& path);
-  uint64_t weight_bytes() const;
-  // Points the layer views at tensors by their Hugging Face names (from a file or synthetic).
-  void bind(const std::function<WeightView(const std::string&)>& mat,
-            const std::function<const float*(const std::string&)>& vec);          // bytes read per decoded token (all matrices)
+  uint64_t weight_bytes() const;  // bytes read per decoded token (all matrices but the embedding)
+  const WeightView* matrix(const ModelTensor& t) const;  // the view bound to a matrix of the schema
+  // Points the views at the schema's tensors (core/schema.h), from a file or synthetic.
+  void bind(const std::function<WeightView(const ModelTensor&)>& mat,
+            const std::function<const float*(const ModelTensor&)>& vec);
 };
 
 // Checks of what a backend is asked to run, shared by CPU and CUDA: slot runs within the cache and

@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <cctype>
 #include <cstring>
 #include <sstream>
 
@@ -53,36 +52,27 @@ const char* recipe_mix(Format quant) {
   return nullptr;
 }
 
-static int layer_of(const std::string& name) {
-  static const std::string pre = "model.layers.";
-  if (name.compare(0, pre.size(), pre) != 0) return -1;
-  int l = 0;
-  size_t i = pre.size();
-  if (i >= name.size() || !std::isdigit(static_cast<unsigned char>(name[i]))) return -1;
-  for (; i < name.size() && std::isdigit(static_cast<unsigned char>(name[i])); i++) l = l * 10 + (name[i] - '0');
-  return l;
-}
-
-static bool ends_with(const std::string& s, const char* suf) {
-  const size_t n = std::strlen(suf);
-  return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
+Format recipe_format(Format quant, const ModelTensor& t, bool tied) {
+  if (!t.matrix()) return Format::F32;
+  Format f = quant;
+  const Role r = t.role;
+  const bool in_layer = t.layer >= 0;  // only the layer index is read, not the layer count (see above)
+  if (quant == Format::Q4 || quant == Format::Q5) {
+    if (in_layer && (r == Role::K || r == Role::V)) f = Format::Q8;
+    else if (quant == Format::Q4 && (r == Role::Output || (tied && r == Role::Embed) || (in_layer && r == Role::O) ||
+                                     (t.layer == 0 && (r == Role::Gate || r == Role::Up || r == Role::Down))))
+      f = Format::Q5;
+  }
+  if (!format_fits(f, t.shape.back())) f = Format::BF16;
+  return f;
 }
 
 Format recipe_format(Format quant, const std::string& name, uint64_t ndim, uint64_t cols, bool tied) {
-  if (ndim == 1) return Format::F32;
-  Format f = quant;
-  const int layer = layer_of(name);
-  auto is = [&](const char* m) { return layer >= 0 && ends_with(name, m); };
-  if (quant == Format::Q4 || quant == Format::Q5) {
-    if (is(".self_attn.k_proj.weight") || is(".self_attn.v_proj.weight")) f = Format::Q8;
-    else if (quant == Format::Q4 &&
-             (name == "lm_head.weight" || (tied && name == "model.embed_tokens.weight") ||
-              is(".self_attn.o_proj.weight") ||
-              (layer == 0 && (is(".mlp.gate_proj.weight") || is(".mlp.up_proj.weight") || is(".mlp.down_proj.weight")))))
-      f = Format::Q5;
-  }
-  if (!format_fits(f, cols)) f = Format::BF16;
-  return f;
+  ModelTensor t{Role::Q, -1, name, "", std::vector<uint64_t>(ndim, cols)};  // Q outside a layer: the plain recipe
+  Role r;
+  int64_t layer;
+  if (role_of(name, &r, &layer)) t.role = r, t.layer = layer;
+  return recipe_format(quant, t, tied);
 }
 
 static std::string read_file(const fs::path& p) {
@@ -257,7 +247,7 @@ void pack_checkpoint(const PackOptions& opt) {
   Safetensors st = Safetensors::open(opt.src);
 
   // The checkpoint must hold exactly the tensors the architecture needs, at the right shapes.
-  auto expected = expected_tensors(cfg);
+  auto expected = model_tensors(cfg);
   std::set<std::string> names;
   for (auto& e : expected) {
     names.insert(e.name);
@@ -279,7 +269,7 @@ void pack_checkpoint(const PackOptions& opt) {
   nlohmann::json meta = build_meta(dir, cfg, opt.quant);
   std::vector<TensorSpec> specs;
   for (auto& e : expected)
-    specs.push_back({e.name, recipe_format(opt.quant, e.name, e.shape.size(), e.shape.back(), cfg.tied_embeddings), e.shape});
+    specs.push_back({e.name, recipe_format(opt.quant, e, cfg.tied_embeddings), e.shape});
 
   write_packed(
       opt, specs, std::move(meta),

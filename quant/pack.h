@@ -4,6 +4,7 @@
 #include <functional>
 #include <string>
 
+#include "core/schema.h"
 #include "quant/formats.h"
 
 namespace r1 {
@@ -22,6 +23,8 @@ struct PackOptions {
 // Format each tensor gets under a recipe: 1-D tensors f32; under q4 and q5 the matrices that
 // matter most for quality per byte get more bits (see pack.cpp); a matrix whose rows do not
 // split into groups falls back to bf16.
+Format recipe_format(Format quant, const ModelTensor& t, bool tied);
+// The same by Hugging Face name and shape (a name outside the schema: a plain matrix).
 Format recipe_format(Format quant, const std::string& name, uint64_t ndim, uint64_t cols, bool tied);
 // The mix of formats a recipe makes, in words, for the file's provenance (null: one format).
 const char* recipe_mix(Format quant);

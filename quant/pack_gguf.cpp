@@ -111,7 +111,8 @@ Config gguf_config(const GgufModel& m) {
   Config c;
   if (arch == "qwen2") c.arch = Arch::Qwen2;
   else if (arch == "llama") c.arch = Arch::Llama;
-  else fail_input(origin + ": architecture '" + arch + "' is not supported (r1 runs qwen2 and llama)");
+  else if (arch == "qwen3") c.arch = Arch::Qwen3;
+  else fail_input(origin + ": architecture '" + arch + "' is not supported (r1 runs qwen2, llama and qwen3)");
   const std::string p = arch + ".";
   c.hidden = m.get_int(p + "embedding_length");
   c.intermediate = m.get_int(p + "feed_forward_length");
@@ -134,6 +135,7 @@ Config gguf_config(const GgufModel& m) {
   if (emb.ne.size() != 2) fail_input(origin + ": token_embd.weight is not a matrix");
   c.vocab_size = int64_t(std::min<uint64_t>(emb.ne[1], uint64_t(1) << 40));
   c.qkv_bias = m.tensor("blk.0.attn_q.bias") != nullptr;
+  c.qk_norm = m.tensor("blk.0.attn_q_norm.weight") != nullptr;
   c.tied_embeddings = m.tensor("output.weight") == nullptr;
   const int64_t bos = m.get_int("tokenizer.ggml.bos_token_id", -1);
   c.bos_id = bos >= 0 && bos < c.vocab_size ? int32_t(bos) : -1;
@@ -150,28 +152,6 @@ Config gguf_config(const GgufModel& m) {
     derive_llama3(c, r, origin);
   }
   return c;
-}
-
-// GGUF tensor name of an HF one.
-std::string gguf_name(const std::string& hf) {
-  static const std::pair<const char*, const char*> top[] = {
-      {"model.embed_tokens.weight", "token_embd.weight"}, {"model.norm.weight", "output_norm.weight"},
-      {"lm_head.weight", "output.weight"}};
-  for (auto& [a, b] : top)
-    if (hf == a) return b;
-  static const std::pair<const char*, const char*> layer[] = {
-      {"input_layernorm.weight", "attn_norm.weight"}, {"self_attn.q_proj.weight", "attn_q.weight"},
-      {"self_attn.k_proj.weight", "attn_k.weight"}, {"self_attn.v_proj.weight", "attn_v.weight"},
-      {"self_attn.q_proj.bias", "attn_q.bias"}, {"self_attn.k_proj.bias", "attn_k.bias"},
-      {"self_attn.v_proj.bias", "attn_v.bias"}, {"self_attn.o_proj.weight", "attn_output.weight"},
-      {"post_attention_layernorm.weight", "ffn_norm.weight"}, {"mlp.gate_proj.weight", "ffn_gate.weight"},
-      {"mlp.up_proj.weight", "ffn_up.weight"}, {"mlp.down_proj.weight", "ffn_down.weight"}};
-  const std::string pre = "model.layers.";
-  const size_t dot = hf.find('.', pre.size());
-  const std::string n = hf.substr(pre.size(), dot - pre.size()), rest = hf.substr(dot + 1);
-  for (auto& [a, b] : layer)
-    if (rest == a) return "blk." + n + "." + b;
-  fail_input("internal: no GGUF name for " + hf);
 }
 
 struct Source {
@@ -219,11 +199,11 @@ void pack_gguf(const PackOptions& opt_in, bool quant_given) {
   if (!quant_given) opt.quant = gguf_size_class(m);
 
   // Exactly the tensors of the architecture (plus rope_freqs, folded into the config).
-  auto expected = expected_tensors(cfg);
+  auto expected = model_tensors(cfg);
   std::vector<Source> src;
   std::set<std::string> used = {"rope_freqs.weight"};
   for (auto& e : expected) {
-    const std::string gn = gguf_name(e.name);
+    const std::string& gn = e.gguf;
     const GgufTensor& t = need_tensor(m, gn);
     used.insert(gn);
     // GGUF lists dims innermost first: an HF [rows, cols] is ne = [cols, rows].
@@ -236,8 +216,8 @@ void pack_gguf(const PackOptions& opt_in, bool quant_given) {
     Source s{&t, e.shape.size() == 2 ? e.shape[0] : 1, e.shape.back(), 0, 0};
     s.row_bytes = t.bytes / s.rows;
     if (cfg.arch == Arch::Llama) {
-      if (gn.find(".attn_q.") != std::string::npos) s.perm_heads = cfg.n_heads;
-      if (gn.find(".attn_k.") != std::string::npos) s.perm_heads = cfg.n_kv_heads;
+      if (e.role == Role::Q || e.role == Role::QBias) s.perm_heads = cfg.n_heads;
+      if (e.role == Role::K || e.role == Role::KBias) s.perm_heads = cfg.n_kv_heads;
     }
     src.push_back(s);
   }
@@ -246,7 +226,7 @@ void pack_gguf(const PackOptions& opt_in, bool quant_given) {
 
   std::vector<TensorSpec> specs;
   for (auto& e : expected)
-    specs.push_back({e.name, recipe_format(opt.quant, e.name, e.shape.size(), e.shape.back(), cfg.tied_embeddings), e.shape});
+    specs.push_back({e.name, recipe_format(opt.quant, e, cfg.tied_embeddings), e.shape});
 
   GgufTokenizerFiles tf = gguf_tokenizer_files(m);
   nlohmann::json meta;
