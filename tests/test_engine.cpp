@@ -151,3 +151,14 @@ TEST_CASE("a q8 KV cache stays near the reference logits", "[engine][quality]") 
     CHECK(q.top1 >= b.top1);
   }
 }
+
+// Qwen3 is Qwen2's decoder with an RMSNorm over each head of q and k before RoPE (config flag
+// qk_norm, two [head_dim] weights per layer in the schema): the same checks against transformers,
+// with the fast kernels, the reference kernels and the f16 cache.
+TEST_CASE("Qwen3's per-head q/k norm matches transformers", "[engine]") {
+  for (const char* q : {"f32", "bf16"}) check_model("tiny-qwen3", q, KvFormat::F32);
+  check_model("tiny-qwen3", "bf16", KvFormat::F16);
+  cpu::force_reference(true);
+  check_model("tiny-qwen3", "bf16", KvFormat::F32);
+  cpu::force_reference(false);
+}
