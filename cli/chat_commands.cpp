@@ -46,10 +46,10 @@ int64_t parse_int(const std::string& name, const std::string& v, int64_t lo, int
   return int64_t(d);
 }
 
-CpuSession& cpu_session(Loaded& L) {
-  auto* s = dynamic_cast<CpuSession*>(L.session.get());
-  if (!s) fail_usage("/save and /load work with the CPU backend only");
-  return *s;
+KvShape snapshot_shape(const Session& s) {
+  KvShape shape;
+  if (!s.kv_shape(&shape)) fail_usage("/save and /load work with the CPU backend only");
+  return shape;
 }
 
 }  // namespace
@@ -129,21 +129,21 @@ bool Chat::command(const std::string& line) {
     say(buf);
   } else if (cmd == "/save") {
     if (arg.empty()) fail_usage("/save: expected a file name");
-    CpuSession& s = cpu_session(L);
-    if (gen.cached().empty() || int64_t(gen.cached().size()) != s.n_past()) fail_usage("/save: nothing to save yet");
+    Session& s = *L.session;
     Snapshot snap;
+    snap.shape = snapshot_shape(s);
+    if (gen.cached().empty() || int64_t(gen.cached().size()) != s.n_past()) fail_usage("/save: nothing to save yet");
     snap.model_id = L.rt.model->file->identity();
-    snap.shape = kv_shape(s.kv());
     snap.conversation = conversation_to_json({system, turns});
     snap.tokens = gen.cached();
-    snap.kv = kv_extract(s.kv(), s.n_past());
+    snap.kv = s.kv_save();
     save_snapshot(arg, snap);
     notice("[saved " + std::to_string(turns.size()) + " messages, " + std::to_string(snap.tokens.size()) +
            " cached tokens to " + arg + "]");
   } else if (cmd == "/load") {
     if (arg.empty()) fail_usage("/load: expected a file name");
-    CpuSession& s = cpu_session(L);
-    Snapshot snap = load_snapshot(arg, L.rt.model->file->identity(), kv_shape(s.kv()), s.ctx());
+    Session& s = *L.session;
+    Snapshot snap = load_snapshot(arg, L.rt.model->file->identity(), snapshot_shape(s), s.ctx());
     // Everything is checked before the current conversation is replaced.
     Conversation conv;
     try {
@@ -154,8 +154,7 @@ bool Chat::command(const std::string& line) {
     for (int32_t id : snap.tokens)
       if (id < 0 || id >= L.session->vocab())
         fail_input(arg + ": not a usable r1 chat snapshot: it holds a token outside the vocabulary");
-    kv_restore(s.kv_mut(), snap.kv, int64_t(snap.tokens.size()));
-    s.set_n_past(int64_t(snap.tokens.size()));
+    s.kv_load(snap.kv, int64_t(snap.tokens.size()));
     gen.resume(std::move(snap.tokens));
     system = conv.system;
     turns = std::move(conv.turns);

@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/json_input.h"
 #include "core/score.h"
+#include "models/backend.h"
 
 namespace {
 
@@ -49,7 +50,8 @@ Runtime open_runtime(const ModelArgs& a, const std::string& path) { return Runti
 // The session is sized by the caller (the window, or the longest record) rather than by the
 // generation default, so that no memory goes to cache positions that are never used.
 Loaded finish_load(Runtime rt, const ModelArgs& a, int64_t ctx) {
-  Loaded l{std::move(rt), nullptr, nullptr, 0, kv_format(a), resolve_device(a)};
+  Loaded l{std::move(rt), nullptr, nullptr, 0, kv_format(a), "cpu"};
+  l.device = choose_device(a.device, *l.rt.model, l.kv);
   l.pool = std::make_unique<ThreadPool>(a.threads > 0 ? a.threads : ThreadPool::default_threads());
   l.ctx = choose_ctx(l.rt.model->cfg, ctx, l.kv, l.device == "cpu");
   l.session = make_session(l);

@@ -9,7 +9,7 @@
 #include <random>
 
 #include "core/error.h"
-#include "models/cuda_batch.h"
+#include "models/backend.h"
 #include "quant/model_cache.h"
 
 namespace r1::cli {
@@ -156,43 +156,16 @@ nlohmann::json result_json(const GenResult& r) {
           {"seed", r.seed}};
 }
 
-std::string resolve_device(const ModelArgs& a) {
-  std::string why;
-  if (a.device == "cpu") return "cpu";
-  // the GPU keeps f16, or q8 with the fused kernels (CudaBatch checks the model can run them)
-  const bool gpu_kv = a.kv == "f16" || (a.kv == "q8" && cuda_kernels() == CudaKernels::Fused);
-  if (!gpu_kv && a.device == "cuda")
-    fail_usage("--device cuda keeps an f16 KV cache" + std::string(a.kv == "q8" ? " (q8 with R1_CUDA_KERNELS=fused)" : "") +
-               "; --kv " + a.kv + " needs --device cpu");
-  if (!cuda_available(&why)) {
-    if (a.device == "cuda") fail_usage("--device cuda: " + why + "; use --device cpu");
-    return "cpu";
-  }
-  if (!gpu_kv) {  // auto, with a GPU there: say why it is not used
-    std::fprintf(stderr, "r1: --kv %s runs on the CPU (the GPU keeps an f16 KV cache)\n", a.kv.c_str());
-    return "cpu";
-  }
-  return "cuda";
-}
-
 KvFormat kv_format(const std::string& flag, const std::string& value) {
   KvFormat f = KvFormat::F16;
   if (!parse_kv_format(value, &f)) fail_usage(flag + " " + value + ": expected f16, q8 or f32");
   return f;
 }
 
-std::unique_ptr<Session> make_session(const Loaded& l) {
-#ifdef R1_HAVE_CUDA
-  if (l.device == "cuda") return std::make_unique<CudaSession>(*l.rt.model, l.ctx, l.kv);
-#endif
-  return std::make_unique<CpuSession>(*l.rt.model, l.ctx, l.kv, *l.pool);
-}
+std::unique_ptr<Session> make_session(const Loaded& l) { return make_session(l.device, *l.rt.model, l.ctx, l.kv, *l.pool); }
 
 std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64_t ctx) {
-#ifdef R1_HAVE_CUDA
-  if (l.device == "cuda") return std::make_unique<CudaBatch>(*l.rt.model, n_slots, ctx, l.kv);
-#endif
-  return std::make_unique<CpuBatch>(*l.rt.model, n_slots, ctx, l.kv, *l.pool);
+  return make_batch(l.device, *l.rt.model, n_slots, ctx, l.kv, *l.pool);
 }
 
 std::string model_file(const std::string& path, const ModelArgs& a) {
@@ -203,14 +176,8 @@ std::string model_file(const std::string& path, const ModelArgs& a) {
 }
 
 Loaded load_for_run(const ModelArgs& a, bool with_session) {
-  const std::string file = model_file(a.model, a);
-  const std::string device = resolve_device(a);
-  Loaded l{Runtime::load(file), nullptr, nullptr, 0, kv_format(a), device};
-  if (l.device == "cuda") {
-    const std::string why = cuda_model_problem(*l.rt.model);
-    if (!why.empty() && a.device == "cuda") fail_usage("--device cuda: " + why + "; use --device cpu");
-    if (!why.empty()) std::fprintf(stderr, "r1: running on the CPU: %s\n", why.c_str()), l.device = "cpu";
-  }
+  Loaded l{Runtime::load(model_file(a.model, a)), nullptr, nullptr, 0, kv_format(a), "cpu"};
+  l.device = choose_device(a.device, *l.rt.model, l.kv);
   int threads = a.threads > 0 ? a.threads : ThreadPool::default_threads();
   l.pool = std::make_unique<ThreadPool>(threads);
   l.ctx = choose_ctx(l.rt.model->cfg, a.ctx, l.kv, l.device == "cpu");

@@ -75,13 +75,11 @@ Loaded load_for_run(const ModelArgs& a, bool with_session = true);
 // The .r1m for a model argument: the file, or a GGUF file or checkpoint directory packed into
 // the user's cache (quant/model_cache.h), with progress on a terminal.
 std::string model_file(const std::string& path, const ModelArgs& a);
-// --device: "cuda" when asked (failing clearly if it cannot run) or when auto finds a usable GPU.
-std::string resolve_device(const ModelArgs& a);
 // A KV format flag's value (flag: its name, for the error); kKvNames is what the flags accept.
 inline const std::vector<std::string> kKvNames = {"f16", "q8", "f32"};
 KvFormat kv_format(const std::string& flag, const std::string& value);
 inline KvFormat kv_format(const ModelArgs& a) { return kv_format("--kv", a.kv); }
-// A session or many-slot batch on the resolved device.
+// A session or many-slot batch on the device chosen at load (models/backend.h).
 std::unique_ptr<Session> make_session(const Loaded& l);
 std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64_t ctx);
 std::string describe(const Loaded& l, const ModelArgs& a);  // one line: model, device, ctx, load time

@@ -4,8 +4,11 @@
 // so that the weights are read once per step for all of them (continuous batching).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace r1 {
+
+struct KvShape;  // core/snapshot.h
 
 // Prompts run in passes of this many tokens (from the first uncached position), unless a backend
 // says otherwise (BatchSession::prefill_chunk). Batched prefill keeps the same boundaries, so a
@@ -21,6 +24,12 @@ class Session {
   virtual void truncate(int64_t n) = 0;
   // Appends n tokens; returns the last token's logits [vocab], or all rows [n, vocab].
   virtual const float* forward(const int32_t* tokens, int64_t n, bool all_logits = false) = 0;
+  // Chat's /save and /load: the KV rows of the filled positions as core/snapshot.h packs them,
+  // and back (the cache then holds n positions). kv_shape is false where a backend keeps no
+  // snapshot (the default), and kv_save/kv_load then refuse.
+  virtual bool kv_shape(KvShape*) const { return false; }
+  virtual std::vector<uint8_t> kv_save() const;
+  virtual void kv_load(const std::vector<uint8_t>& rows, int64_t n);
 };
 
 // Consecutive tokens of one slot within a pass: they sit at positions [pos0, pos0 + n) of that

@@ -110,9 +110,9 @@ std::string cuda_kv_problem(const Model& m, KvFormat kv) {
   if (kv == KvFormat::Q8 && cuda_fused(m)) return "";
   if (kv == KvFormat::Q8)
     return cuda_kernels() == CudaKernels::Fused
-               ? "--kv q8 on the GPU needs the fused kernels, which take q4/q5/q8 models only; use --kv f16 or --device cpu"
-               : "--kv q8 on the GPU needs the fused kernels (R1_CUDA_KERNELS=fused); use --kv f16 or --device cpu";
-  return std::string("--kv ") + kv_format_name(kv) + " is CPU only (the GPU keeps f16 or q8); use --device cpu";
+               ? "--kv q8 on the GPU needs the fused kernels, which take q4/q5/q8 models only (or use --kv f16)"
+               : "--kv q8 on the GPU needs the fused kernels, R1_CUDA_KERNELS=fused (or use --kv f16)";
+  return std::string("--kv ") + kv_format_name(kv) + " is CPU only (the GPU keeps f16 or q8)";
 }
 
 std::vector<StepBytes> cuda_step_bytes(const Model& m, int64_t pos, KvFormat kvf) {
@@ -243,8 +243,8 @@ struct CudaBatch::Buffers {
 CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv)
     : m_(m), slots_(n_slots), ctx_(ctx), fused_(cuda_fused(m)), kv_fmt_(kv), chunk_(cuda_prefill_chunk(m, kv)) {
   const std::string kv_problem = cuda_kv_problem(m, kv), model_problem = cuda_model_problem(m);
-  if (!kv_problem.empty()) fail_usage(kv_problem);
-  if (!model_problem.empty()) fail_usage("--device cuda: " + model_problem + "; use --device cpu");
+  for (const std::string& p : {kv_problem, model_problem})
+    if (!p.empty()) fail_usage("--device cuda: " + p + "; use --device cpu");
   std::string why;
   if (!cuda::usable(&why)) fail_input("--device cuda: " + why);
   const Config& c = m.cfg;

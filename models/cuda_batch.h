@@ -37,10 +37,11 @@ uint64_t cuda_weight_bytes(const Model& m);
 // what does not fit and what would (a shorter --ctx, a q4 file, --device cpu).
 std::string cuda_fit_problem(const Model& m, int64_t slots, int64_t ctx, uint64_t free_bytes, const std::string& device,
                              KvFormat kv = KvFormat::F16);
-// "" if the GPU kernels run this model's architecture, else why not (one line).
+// "" if the GPU kernels run this model's architecture, else why not (a phrase; models/backend.cpp
+// makes it a message).
 std::string cuda_model_problem(const Model& m);
 // "" if the GPU can keep this model's cache in format kv (f16 always; q8 with the fused kernels),
-// else why not (one line).
+// else why not (a phrase).
 std::string cuda_kv_problem(const Model& m, KvFormat kv);
 // Prompt tokens per pass on the GPU: 512 with the fused kernels and an f16 cache (their bits do
 // not depend on the chunking, and prompt runs take the tensor-core attention, which needs no

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/snapshot.h"
 #include "kernels/cpu/cpu.h"
 
 namespace r1 {
@@ -231,6 +232,13 @@ const float* append_in_chunks(BatchSession& b, const int32_t* tokens, int64_t n,
     n_past += len;
   }
   return logits.data();
+}
+
+bool CpuSession::kv_shape(KvShape* out) const { return *out = r1::kv_shape(kv()), true; }
+std::vector<uint8_t> CpuSession::kv_save() const { return kv_extract(kv(), n_past_); }
+void CpuSession::kv_load(const std::vector<uint8_t>& rows, int64_t n) {
+  kv_restore(kv_mut(), rows, n);
+  n_past_ = n;
 }
 
 const float* CpuSession::forward(const int32_t* tokens, int64_t n, bool all_logits) {

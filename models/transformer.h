@@ -99,6 +99,9 @@ class CpuSession : public Session {
   const KVCache& kv() const { return batch_.kv(); }
   KVCache& kv_mut() { return batch_.kv_mut(); }
   void set_n_past(int64_t n) { n_past_ = n; }
+  bool kv_shape(KvShape* out) const override;
+  std::vector<uint8_t> kv_save() const override;
+  void kv_load(const std::vector<uint8_t>& rows, int64_t n) override;
 
   // Runs n tokens at positions [n_past, n_past + n). Returns the logits of the last token
   // ([vocab]) or, with all_logits, of every token ([n, vocab]). Valid until the next call.
