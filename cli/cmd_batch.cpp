@@ -16,6 +16,7 @@
 #include "core/batch_sched.h"
 #include "core/error.h"
 #include "core/generate.h"
+#include "core/kv_cache.h"
 #include "kernels/cpu/cpu.h"
 
 namespace {

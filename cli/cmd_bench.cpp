@@ -20,7 +20,7 @@
 #include "kernels/cpu/cpu.h"
 #include "models/cuda_batch.h"
 #include "models/synthetic.h"
-#include "models/transformer.h"
+#include "models/cpu_backend.h"
 #include "quant/half.h"
 #ifdef R1_HAVE_CUDA
 #include "kernels/cuda/cuda.h"

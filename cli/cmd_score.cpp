@@ -177,14 +177,14 @@ int score_text(ScoreArgs& a) {
   const Tokenizer& tok = *L.rt.tok;
 
   std::optional<Runtime> base_rt;
-  std::unique_ptr<CpuSession> base;
+  std::unique_ptr<Session> base;  // on the CPU, beside the scored model
   if (!a.kl_base.empty()) {
     base_rt.emplace(open_runtime(a.model, a.kl_base));
     if (base_rt->model->cfg.vocab_size != L.rt.model->cfg.vocab_size || base_rt->tok->vocab_size() != tok.vocab_size())
       fail_input(a.kl_base + ": a different vocabulary from " + a.model.model + "; KL needs the same tokenizer");
     // One pool for both: the two sessions run alternately, never at once.
     const KvFormat bkv = a.base_kv.empty() ? L.kv : kv_format("--kl-base-kv", a.base_kv);
-    base = std::make_unique<CpuSession>(*base_rt->model, L.ctx, bkv, *L.pool);
+    base = make_session("cpu", *base_rt->model, L.ctx, bkv, *L.pool);
   }
 
   TextEvalOptions o;

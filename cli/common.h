@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/generate.h"
-#include "core/runtime.h"
+#include "models/runtime.h"
 #include "core/sampler.h"
 #include "kernels/cpu/threadpool.h"
 

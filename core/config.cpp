@@ -2,108 +2,20 @@
 
 #include <cmath>
 
+#include "core/arch.h"
 #include "core/error.h"
-#include "models/arch.h"
 
 namespace r1 {
 
-// A token id: an integer that fits int32 (a plain get<int32_t> would wrap a huge value into
-// a plausible id).
-static int32_t id_of(const nlohmann::json& v, const char* where = "model config") {
+float narrow_float(double v) { return std::fabs(v) < 3e38 ? float(v) : INFINITY; }
+
+int32_t token_id_of(const nlohmann::json& v, const char* where) {
   if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT32_MAX)) ||
       v.get<int64_t>() < INT32_MIN || v.get<int64_t>() > INT32_MAX)
     fail_input(std::string(where) + ": token id out of range");
   return int32_t(v.get<int64_t>());
 }
 
-namespace models {
-
-static int64_t get_int(const nlohmann::json& j, const char* key, int64_t dflt = -1) {
-  if (!j.contains(key) || j[key].is_null()) {
-    if (dflt < 0) fail_input(std::string("config.json: missing ") + key);
-    return dflt;
-  }
-  if (!j[key].is_number_integer()) fail_input(std::string("config.json: ") + key + " is not an integer");
-  return j[key].get<int64_t>();
-}
-
-// A float field narrowed to float: out-of-range values would be undefined behaviour, so they
-// become inf here and are rejected by validate_config like any other bad value.
-static float narrow(double v) { return std::fabs(v) < 3e38 ? float(v) : INFINITY; }
-
-void read_common_hf(const nlohmann::json& hf, Config& c) {
-  c.vocab_size = get_int(hf, "vocab_size");
-  c.hidden = get_int(hf, "hidden_size");
-  c.intermediate = get_int(hf, "intermediate_size");
-  c.n_layers = get_int(hf, "num_hidden_layers");
-  c.n_heads = get_int(hf, "num_attention_heads");
-  c.n_kv_heads = get_int(hf, "num_key_value_heads", c.n_heads);
-  // Without head_dim, the heads split the hidden size: say so when they cannot, rather than
-  // report whatever the truncated quotient then fails.
-  if (c.n_heads > 0 && c.hidden > 0 && (!hf.contains("head_dim") || hf["head_dim"].is_null()) && c.hidden % c.n_heads != 0)
-    fail_input("config.json: hidden_size " + std::to_string(c.hidden) + " is not a multiple of num_attention_heads " +
-               std::to_string(c.n_heads) + " (and there is no head_dim)");
-  c.head_dim = c.n_heads > 0 ? get_int(hf, "head_dim", c.hidden / c.n_heads) : 0;
-  c.max_pos = get_int(hf, "max_position_embeddings", 4096);
-  c.norm_eps = narrow(hf.value("rms_norm_eps", 1e-6));
-  c.tied_embeddings = hf.value("tie_word_embeddings", false);
-  if (hf.value("use_sliding_window", false))
-    fail_input("config.json: sliding-window attention is not supported");
-
-  // RoPE: transformers 5 nests everything in rope_parameters; published configs use
-  // rope_theta + rope_scaling.
-  const nlohmann::json* rp = nullptr;
-  if (hf.contains("rope_parameters") && hf["rope_parameters"].is_object()) rp = &hf["rope_parameters"];
-  double theta = hf.value("rope_theta", 10000.0);
-  if (rp && rp->contains("rope_theta")) theta = (*rp)["rope_theta"].get<double>();
-  c.rope_theta = theta;
-  const nlohmann::json* rs = nullptr;
-  if (hf.contains("rope_scaling") && hf["rope_scaling"].is_object()) rs = &hf["rope_scaling"];
-  else if (rp) rs = rp;
-  if (rs) {
-    std::string type = rs->value("rope_type", rs->value("type", std::string("default")));
-    if (type == "llama3") {
-      c.rope_scaling.type = "llama3";
-      c.rope_scaling.factor = rs->value("factor", 8.0);
-      c.rope_scaling.low_freq_factor = rs->value("low_freq_factor", 1.0);
-      c.rope_scaling.high_freq_factor = rs->value("high_freq_factor", 4.0);
-      c.rope_scaling.original_max_pos = get_int(*rs, "original_max_position_embeddings", 8192);
-    } else if (type != "default") {
-      fail_input("config.json: unsupported rope_type '" + type + "'");
-    }
-  }
-
-  if (hf.contains("bos_token_id") && hf["bos_token_id"].is_number_integer()) c.bos_id = id_of(hf["bos_token_id"], "config.json");
-  if (hf.contains("eos_token_id")) {
-    const auto& e = hf["eos_token_id"];
-    if (e.is_number_integer()) c.eos_ids.push_back(id_of(e, "config.json"));
-    else if (e.is_array())
-      for (auto& x : e)
-        if (x.is_number_integer()) c.eos_ids.push_back(id_of(x, "config.json"));
-  }
-}
-
-}  // namespace models
-
-Config config_from_hf(const nlohmann::json& hf) {
-  try {
-    if (!hf.is_object()) fail_input("config.json is not a JSON object");
-    std::string arch;
-    if (hf.contains("architectures") && hf["architectures"].is_array() && !hf["architectures"].empty())
-      arch = hf["architectures"][0].get<std::string>();
-    std::string mt = hf.value("model_type", std::string());
-    Config c;
-    if (arch == "Qwen2ForCausalLM" || (arch.empty() && mt == "qwen2")) c = models::qwen2_from_hf(hf);
-    else if (arch == "LlamaForCausalLM" || (arch.empty() && mt == "llama")) c = models::llama_from_hf(hf);
-    else if (arch == "Qwen3ForCausalLM" || (arch.empty() && mt == "qwen3")) c = models::qwen3_from_hf(hf);
-    else fail_input("config.json: unknown architecture '" + (arch.empty() ? mt : arch) +
-                    "' (r1 runs Qwen2ForCausalLM, LlamaForCausalLM and Qwen3ForCausalLM)");
-    validate_config(c);
-    return c;
-  } catch (const nlohmann::json::exception& e) {
-    fail_input(std::string("config.json: ") + e.what());
-  }
-}
 
 void validate_config(const Config& c) {
   auto bad = [](const std::string& w) { fail_input("model config: " + w); };
@@ -186,13 +98,13 @@ Config config_from_json(const nlohmann::json& j) {
     c.head_dim = int_at(j, "head_dim");
     c.max_pos = int_at(j, "max_position_embeddings");
     c.rope_theta = j.at("rope_theta").get<double>();
-    c.norm_eps = models::narrow(j.at("rms_norm_eps").get<double>());
+    c.norm_eps = narrow_float(j.at("rms_norm_eps").get<double>());
     c.qkv_bias = j.at("qkv_bias").get<bool>();
     c.qk_norm = j.contains("qk_norm") && j.at("qk_norm").get<bool>();
     c.tied_embeddings = j.at("tie_word_embeddings").get<bool>();
-    c.bos_id = id_of(j.at("bos_token_id"));
+    c.bos_id = token_id_of(j.at("bos_token_id"));
     if (!j.at("eos_token_ids").is_array()) fail_input("model config: eos_token_ids is not a list");
-    for (const auto& e : j.at("eos_token_ids")) c.eos_ids.push_back(id_of(e));
+    for (const auto& e : j.at("eos_token_ids")) c.eos_ids.push_back(token_id_of(e));
     const auto& rs = j.at("rope_scaling");
     if (!rs.is_null()) {
       c.rope_scaling.type = rs.at("type").get<std::string>();
@@ -215,7 +127,7 @@ std::vector<float> rope_inv_freq(const Config& c) {
   // float32 like transformers: theta ** (2j / hd)
   for (int64_t j = 0; j < half; j++)
     f[size_t(j)] = float(1.0 / std::pow(c.rope_theta, double(float(2 * j) / float(c.head_dim))));
-  if (c.rope_scaling.type == "llama3") models::llama3_scale_inv_freq(c.rope_scaling, f);
+  if (c.rope_scaling.type == "llama3") hf::llama3_scale_inv_freq(c.rope_scaling, f);
   return f;
 }
 

@@ -8,6 +8,7 @@
 
 namespace r1 {
 
+struct Config;
 struct KvShape;  // core/snapshot.h
 
 // Prompts run in passes of this many tokens (from the first uncached position), unless a backend
@@ -53,5 +54,14 @@ class BatchSession {
   // Writes the wanted logits to `out`, run after run: [rows wanted, vocab].
   virtual void forward(const int32_t* tokens, const SlotRun* runs, int64_t n_runs, float* out) = 0;
 };
+
+// Checks of what a backend is asked to run, shared by CPU and CUDA: slot runs within the cache and
+// token ids within the vocabulary (returns the rows of the pass); n tokens appended after n_past.
+int64_t check_pass(const Config& c, const int32_t* tok, const SlotRun* runs, int64_t n_runs, int64_t slots, int64_t ctx);
+void check_append(const int32_t* tokens, int64_t n, int64_t n_past, int64_t ctx, int64_t vocab);
+// A single sequence's forward on slot 0 of b: n tokens from n_past (advanced) in b.prefill_chunk()
+// passes; returns the last token's logits, or all rows ([n, vocab]), in `logits`.
+const float* append_in_chunks(BatchSession& b, const int32_t* tokens, int64_t n, bool all_logits, int64_t& n_past,
+                              std::vector<float>& logits);
 
 }  // namespace r1

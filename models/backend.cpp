@@ -4,7 +4,7 @@
 
 #include "core/error.h"
 #include "models/cuda_batch.h"
-#include "models/transformer.h"
+#include "models/cpu_backend.h"
 
 namespace r1 {
 

@@ -1,4 +1,4 @@
-// The decoder on an NVIDIA GPU: the same pass as CpuBatch (models/transformer.cpp), step for step,
+// The decoder on an NVIDIA GPU: the same pass as CpuBatch (models/cpu_backend.cpp), step for step,
 // with weights uploaded once and everything but the logits kept on the device. Built only with
 // CUDA (R1_HAVE_CUDA); cuda_available() says whether this binary and machine can run it.
 #pragma once
@@ -7,8 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "core/kv_format.h"
 #include "core/session.h"
-#include "models/transformer.h"
+#include "models/model.h"
 
 namespace r1 {
 

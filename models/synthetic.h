@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "core/config.h"
-#include "models/transformer.h"
+#include "models/model.h"
 #include "quant/formats.h"
 
 namespace r1 {

@@ -12,7 +12,7 @@
 #include "fixture_models.h"
 #include "kernels/cpu/avx2.h"
 #include "kernels/cpu/cpu.h"
-#include "models/transformer.h"
+#include "models/cpu_backend.h"
 #include "test_util.h"
 
 using namespace r1::test;

@@ -10,7 +10,8 @@
 #include <thread>
 
 #include "core/generate.h"
-#include "core/runtime.h"
+#include "models/cpu_backend.h"
+#include "models/runtime.h"
 #include "fixture_models.h"
 #include "test_util.h"
 

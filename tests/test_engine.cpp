@@ -6,7 +6,7 @@
 
 #include "fixture_models.h"
 #include "kernels/cpu/cpu.h"
-#include "models/transformer.h"
+#include "models/cpu_backend.h"
 
 using namespace r1;
 

@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "core/error.h"
-#include "core/runtime.h"
+#include "models/runtime.h"
 #include "fixture_models.h"
 #include "test_util.h"
 

@@ -19,7 +19,7 @@
 #include "kernels/cpu/ref.h"
 #include "fixture_models.h"
 #include "kernels/cpu/threadpool.h"
-#include "models/transformer.h"
+#include "models/cpu_backend.h"
 #include "quant/gguf.h"
 #include "quant/half.h"
 #include "quant/pack_common.h"

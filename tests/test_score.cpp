@@ -6,7 +6,8 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "core/runtime.h"
+#include "models/cpu_backend.h"
+#include "models/runtime.h"
 #include "core/score.h"
 #include "fixture_models.h"
 #include "test_util.h"

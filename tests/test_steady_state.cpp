@@ -12,7 +12,7 @@
 #include "kernels/cpu/scratch.h"
 #include "kernels/cpu/threadpool.h"
 #include "models/synthetic.h"
-#include "models/transformer.h"
+#include "models/cpu_backend.h"
 
 namespace {
 std::atomic<bool> g_counting{false};

@@ -11,6 +11,7 @@
 #include "core/membench.h"
 #include "kernels/cpu/threadpool.h"
 #include "fixture_models.h"
+#include "models/cpu_backend.h"
 #include "models/synthetic.h"
 #include "test_util.h"
 

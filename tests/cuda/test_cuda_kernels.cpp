@@ -262,7 +262,7 @@ TEST_CASE("cuda rope_store rotates q and k like ref::rope and writes only its ro
       INFO("rope_store n_heads " << sh.n_heads << ", n_kv " << n_kv << ", hd " << hd << ", ctx " << ctx << ", n " << n
                                  << ", " << describe(rows));
       const std::vector<float> q = randn(g, size_t(n * Q)), k = randn(g, size_t(n * KV)), v = randn(g, size_t(n * KV));
-      // the reference: angles in float like models/transformer.cpp, then ref::rope
+      // the reference: angles in float like models/cpu_backend.cpp, then ref::rope
       std::vector<float> qr = q, kr = k, cs(size_t(hd / 2)), sn(size_t(hd / 2));
       for (int64_t t = 0; t < n; t++) {
         for (int64_t i = 0; i < hd / 2; i++) {

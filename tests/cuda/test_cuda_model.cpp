@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "kernels/cuda/cuda.h"
 #include "models/cuda_batch.h"
-#include "models/transformer.h"
+#include "models/cpu_backend.h"
 
 using namespace r1;
 

@@ -2,9 +2,9 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "models/arch.h"
+#include "core/arch.h"
 
-namespace r1::models {
+namespace r1::hf {
 
 Config llama_from_hf(const nlohmann::json& hf) {
   Config c;
@@ -35,4 +35,4 @@ void llama3_scale_inv_freq(const RopeScaling& s, std::vector<float>& inv_freq) {
   }
 }
 
-}  // namespace r1::models
+}  // namespace r1::hf

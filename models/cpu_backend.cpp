@@ -1,4 +1,4 @@
-#include "models/transformer.h"
+#include "models/cpu_backend.h"
 
 #include <cmath>
 #include <cstring>
@@ -8,107 +8,6 @@
 #include "kernels/cpu/cpu.h"
 
 namespace r1 {
-
-std::unique_ptr<Model> Model::load(const std::string& path) {
-  auto m = std::make_unique<Model>();
-  m->file = R1File::open(path);
-  const R1File& f = *m->file;
-  if (!f.meta().contains("config")) fail_input(path + ": metadata has no model config");
-  m->cfg = config_from_json(f.meta()["config"]);
-  const Config& c = m->cfg;
-
-  // Every tensor of the schema present at its shape; 1-D ones f32, matrices in any weight format.
-  for (const ModelTensor& e : model_tensors(c)) {
-    const TensorInfo& t = f.get(e.name);
-    if (t.shape != e.shape) fail_input(path + ": tensor " + e.name + " has the wrong shape for this config");
-    if (!e.matrix() && t.fmt != Format::F32) fail_input(path + ": tensor " + e.name + " must be f32");
-  }
-  m->bind([&](const ModelTensor& e) { return f.get(e.name).view(); },
-          [&](const ModelTensor& e) { return reinterpret_cast<const float*>(f.get(e.name).data); });
-  return m;
-}
-
-WeightView* LayerWeights::matrix(Role r) {
-  switch (r) {
-    case Role::Q: return &wq;
-    case Role::K: return &wk;
-    case Role::V: return &wv;
-    case Role::O: return &wo;
-    case Role::Gate: return &gate;
-    case Role::Up: return &up;
-    case Role::Down: return &down;
-    default: return nullptr;
-  }
-}
-
-const float** LayerWeights::vector(Role r) {
-  switch (r) {
-    case Role::AttnNorm: return &attn_norm;
-    case Role::QBias: return &bq;
-    case Role::KBias: return &bk;
-    case Role::VBias: return &bv;
-    case Role::QNorm: return &q_norm;
-    case Role::KNorm: return &k_norm;
-    case Role::FfnNorm: return &ffn_norm;
-    default: return nullptr;
-  }
-}
-
-void Model::bind(const std::function<WeightView(const ModelTensor&)>& mat,
-                 const std::function<const float*(const ModelTensor&)>& vec) {
-  const Config& c = cfg;
-  layers.assign(size_t(c.n_layers), LayerWeights{});
-  for (const ModelTensor& e : model_tensors(c)) {
-    if (e.role == Role::Embed) embed = mat(e);
-    else if (e.role == Role::Output) lm_head = mat(e);
-    else if (e.role == Role::FinalNorm) final_norm = vec(e);
-    else if (WeightView* w = layers[size_t(e.layer)].matrix(e.role)) *w = mat(e);
-    else *layers[size_t(e.layer)].vector(e.role) = vec(e);
-  }
-  if (c.tied_embeddings) lm_head = embed;
-  inv_freq = rope_inv_freq(c);
-}
-
-const WeightView* Model::matrix(const ModelTensor& t) const {
-  if (t.role == Role::Embed) return &embed;
-  if (t.role == Role::Output) return &lm_head;
-  return t.layer >= 0 ? layers[size_t(t.layer)].matrix(t.role) : nullptr;
-}
-
-uint64_t Model::weight_bytes() const {
-  auto b = [](const WeightView& w) { return tensor_bytes(w.fmt, uint64_t(w.rows), uint64_t(w.cols)); };
-  uint64_t s = b(lm_head);
-  for (auto& L : layers)
-    for (const WeightView* w : L.matrices()) s += b(*w);
-  return s;
-}
-
-static void check_tokens(const int32_t* tok, int64_t n, int64_t vocab) {
-  for (int64_t i = 0; i < n; i++)
-    if (tok[i] < 0 || tok[i] >= vocab)
-      fail_input("token id " + std::to_string(tok[i]) + " is outside the vocabulary (0.." + std::to_string(vocab - 1) + ")");
-}
-
-int64_t check_pass(const Config& c, const int32_t* tok, const SlotRun* runs, int64_t n_runs, int64_t slots, int64_t ctx) {
-  int64_t n = 0;
-  for (int64_t s = 0; s < n_runs; s++) {
-    const SlotRun& g = runs[s];
-    if (g.slot < 0 || g.slot >= slots || g.n <= 0 || g.pos0 < 0 || g.pos0 + g.n > ctx)
-      fail_input("internal: bad slot run (slot " + std::to_string(g.slot) + ", positions " + std::to_string(g.pos0) +
-                 "+" + std::to_string(g.n) + ")");
-    n += g.n;
-  }
-  if (n == 0) fail_input("internal: forward with no tokens");
-  check_tokens(tok, n, c.vocab_size);
-  return n;
-}
-
-void check_append(const int32_t* tokens, int64_t n, int64_t n_past, int64_t ctx, int64_t vocab) {
-  if (n <= 0) fail_input("internal: forward with no tokens");
-  if (n_past + n > ctx)
-    fail_input("context full: " + std::to_string(n_past + n) + " tokens do not fit in --ctx " + std::to_string(ctx));
-  check_tokens(tokens, n, vocab);  // all of them before any chunk runs: a refused prompt leaves the cache as it was
-}
 
 CpuBatch::CpuBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv, ThreadPool& pool)
     : m_(m), pool_(pool), kv_(m.cfg, ctx, kv, n_slots) {
@@ -218,20 +117,6 @@ CpuSession::CpuSession(const Model& m, int64_t ctx, KvFormat kv, ThreadPool& poo
 void CpuSession::truncate(int64_t n) {
   if (n < 0 || n > n_past_) fail_input("internal: bad KV truncation");
   n_past_ = n;
-}
-
-const float* append_in_chunks(BatchSession& b, const int32_t* tokens, int64_t n, bool all_logits, int64_t& n_past,
-                              std::vector<float>& logits) {
-  check_append(tokens, n, n_past, b.ctx(), b.vocab());
-  if (all_logits) logits.resize(size_t(n * b.vocab()));
-  const int64_t chunk = b.prefill_chunk();
-  for (int64_t done = 0; done < n; done += chunk) {
-    const int64_t len = std::min(chunk, n - done);
-    SlotRun seg{0, n_past, len, all_logits ? SlotRun::All : done + len == n ? SlotRun::Last : SlotRun::None};
-    b.forward(tokens + done, &seg, 1, logits.data() + (all_logits ? done * b.vocab() : 0));
-    n_past += len;
-  }
-  return logits.data();
 }
 
 bool CpuSession::kv_shape(KvShape* out) const { return *out = r1::kv_shape(kv()), true; }

@@ -6,9 +6,10 @@
 #include <string>
 
 #include "core/chat_template.h"
+#include "core/kv_format.h"
 #include "core/sampler.h"
 #include "core/tokenizer.h"
-#include "models/transformer.h"
+#include "models/model.h"
 
 namespace r1 {
 

@@ -1,9 +1,9 @@
 // Qwen3 (the decoder of Qwen2 without q/k/v biases, with an RMSNorm over each head of q and k
 // before RoPE): the config flag qk_norm, and in the schema two [head_dim] norm weights per layer.
 #include "core/error.h"
-#include "models/arch.h"
+#include "core/arch.h"
 
-namespace r1::models {
+namespace r1::hf {
 
 Config qwen3_from_hf(const nlohmann::json& hf) {
   Config c;
@@ -14,4 +14,4 @@ Config qwen3_from_hf(const nlohmann::json& hf) {
   return c;
 }
 
-}  // namespace r1::models
+}  // namespace r1::hf

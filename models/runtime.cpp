@@ -1,4 +1,4 @@
-#include "core/runtime.h"
+#include "models/runtime.h"
 
 #include <chrono>
 #include <cmath>

@@ -1,7 +1,7 @@
 // Qwen2 (R1-Distill-Qwen 1.5B/7B/14B/32B): biases on q/k/v, plain RoPE.
-#include "models/arch.h"
+#include "core/arch.h"
 
-namespace r1::models {
+namespace r1::hf {
 
 Config qwen2_from_hf(const nlohmann::json& hf) {
   Config c;
@@ -11,4 +11,4 @@ Config qwen2_from_hf(const nlohmann::json& hf) {
   return c;
 }
 
-}  // namespace r1::models
+}  // namespace r1::hf
