@@ -7,6 +7,7 @@
 #include <map>
 
 #include "cli/command.h"
+#include "cli/common.h"
 #include "core/chat_template.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -36,10 +37,18 @@ R1_COMMAND("pack", "Pack a Hugging Face checkpoint directory or a GGUF file into
     output_target(o->out);
     const bool quant_given = !quant->empty();
     if (!parse_format(quant_given ? *quant : "q4", &o->quant)) fail_usage("unknown --quant " + *quant);
-    o->progress = isatty(2);
-    o->report = !*quiet;
-    if (is_gguf_path(o->src)) pack_gguf(*o, quant_given);
-    else pack_checkpoint(*o);
+    {
+      cli::PackBar bar(isatty(2));
+      o->on_progress = [&](size_t d, size_t t, uint64_t bd, uint64_t bt) { bar.draw(d, t, bd, bt); };
+      if (!*quiet)
+        o->on_error = [&](const std::string& name, Format f, double rel) {
+          char buf[160];
+          std::snprintf(buf, sizeof buf, "  %-48s %-4s rel-rms %.5f", name.c_str(), format_name(f), rel);
+          bar.line(buf);
+        };
+      if (is_gguf_path(o->src)) pack_gguf(*o, quant_given);
+      else pack_checkpoint(*o);
+    }
     auto f = R1File::open(o->out);
     if (!*quiet) std::fprintf(stderr, "wrote %s (%.1f MB)\n", o->out.c_str(), double(f->size()) / 1e6);
     return 0;

@@ -168,9 +168,28 @@ std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64
   return make_batch(l.device, *l.rt.model, n_slots, ctx, l.kv, *l.pool);
 }
 
+PackBar::PackBar(bool on) : on_(on), t0_(std::chrono::steady_clock::now()) {}
+PackBar::~PackBar() {
+  if (on_ && drawn_) std::fprintf(stderr, "\r\033[K");
+}
+void PackBar::draw(size_t done, size_t total, uint64_t bytes_done, uint64_t bytes_total) {
+  if (!on_) return;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  std::fprintf(stderr, "\r\033[Kpacking %zu/%zu tensors  %3.0f%%  %.1fs", done, total,
+               100.0 * double(bytes_done) / double(bytes_total ? bytes_total : 1), secs);
+  std::fflush(stderr);
+  drawn_ = true;
+}
+void PackBar::line(const std::string& text) {
+  if (on_ && drawn_) std::fprintf(stderr, "\r\033[K");
+  std::fprintf(stderr, "%s\n", text.c_str());
+}
+
 std::string model_file(const std::string& path, const ModelArgs& a) {
+  PackBar bar(isatty(2));
   CacheOptions o;
-  o.progress = isatty(2);
+  o.on_note = [&](const std::string& s) { bar.line("r1: " + s); };
+  o.on_progress = [&](size_t d, size_t t, uint64_t bd, uint64_t bt) { bar.draw(d, t, bd, bt); };
   o.threads = a.threads;
   return resolve_model(path, o);
 }

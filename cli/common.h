@@ -2,6 +2,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -72,6 +73,19 @@ struct Loaded {
   std::string device = "cpu";  // what --device resolved to
 };
 Loaded load_for_run(const ModelArgs& a, bool with_session = true);
+// The packer's progress bar on stderr (only when `on`: a terminal), and lines printed past it;
+// the bar is cleared at the end.
+class PackBar {
+ public:
+  explicit PackBar(bool on);
+  ~PackBar();
+  void draw(size_t done, size_t total, uint64_t bytes_done, uint64_t bytes_total);
+  void line(const std::string& text);
+
+ private:
+  bool on_, drawn_ = false;
+  std::chrono::steady_clock::time_point t0_;
+};
 // The .r1m for a model argument: the file, or a GGUF file or checkpoint directory packed into
 // the user's cache (quant/model_cache.h), with progress on a terminal.
 std::string model_file(const std::string& path, const ModelArgs& a);

@@ -100,6 +100,9 @@ uint64_t statvfs_free(const std::string& dir) {
 std::string resolve_model(const std::string& path, const CacheOptions& o) {
   const Kind kind = kind_of(path);
   if (kind == Kind::R1m) return path;
+  auto note = [&](const std::string& line) {
+    if (o.on_note) o.on_note(line);
+  };
 
   const fs::path src = fs::canonical(path);
   // The entry's name: the source's own name (made safe), its path, and the state of its files.
@@ -124,15 +127,14 @@ std::string resolve_model(const std::string& path, const CacheOptions& o) {
       R1File::open(out);  // header, table and metadata checks
       return out;
     } catch (const Error& e) {
-      std::fprintf(stderr, "r1: the cached copy is damaged (%s); packing it again\n", e.what());
+      note("the cached copy is damaged (" + std::string(e.what()) + "); packing it again");
     }
   }
 
   PackOptions po;
   po.src = path;
   po.out = out;
-  po.progress = o.progress;
-  po.report = false;
+  po.on_progress = o.on_progress;
   po.threads = o.threads;
   if (!parse_format("q4", &po.quant)) fail_input("internal: no q4 format");
   const auto t0 = std::chrono::steady_clock::now();
@@ -142,13 +144,13 @@ std::string resolve_model(const std::string& path, const CacheOptions& o) {
     if (free < need)
       fail_input("packing " + path + " needs " + gb(need) + " in " + dir + ", which has " + gb(free) +
                  " free: make room, set XDG_CACHE_HOME to a disk with room, or r1 pack it elsewhere and give that file");
-    std::fprintf(stderr, "r1: packing %s into %s (%s; once: reused while the source is unchanged)\n", path.c_str(),
-                 out.c_str(), gb(bytes).c_str());
+    note("packing " + path + " into " + out + " (" + gb(bytes) + "; once: reused while the source is unchanged)");
   };
   if (kind == Kind::Gguf) pack_gguf(po, /*quant_given=*/false);
   else pack_checkpoint(po);
-  std::fprintf(stderr, "r1: packed in %.1fs\n",
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  char took[64];
+  std::snprintf(took, sizeof took, "packed in %.1fs", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  note(took);
 
   // The copies of this source's earlier states are stale now.
   for (auto& e : fs::directory_iterator(dir, ec)) {

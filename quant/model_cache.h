@@ -16,7 +16,10 @@ namespace r1 {
 
 struct CacheOptions {
   std::string dir;  // "": default_cache_dir()
-  bool progress = false;
+  // Messages (where the copy goes, how long it took) and the packer's progress, for the caller
+  // to show (null: nothing).
+  std::function<void(const std::string& line)> on_note;
+  std::function<void(size_t done, size_t total, uint64_t bytes_done, uint64_t bytes_total)> on_progress;
   int threads = 0;
   // Free bytes on the file system of a directory (statvfs); replaceable for tests.
   std::function<uint64_t(const std::string& dir)> free_bytes;

@@ -170,7 +170,6 @@ void write_packed(const PackOptions& opt, const std::vector<TensorSpec>& specs, 
                   const RowSource& rows_of, const std::function<void(size_t)>& done) {
   R1Writer w(opt.out, specs);
   ThreadPool pool(opt.threads > 0 ? opt.threads : ThreadPool::default_threads());
-  const auto t0 = std::chrono::steady_clock::now();
   uint64_t total_bytes = 0, done_bytes = 0;
   for (size_t i = 0; i < specs.size(); i++) total_bytes += w.bytes(i);
   if (opt.before_write) opt.before_write(total_bytes);
@@ -218,22 +217,13 @@ void write_packed(const PackOptions& opt, const std::vector<TensorSpec>& specs, 
       w.append(i, scales.data(), scales.size());
       double rel = ref2 > 0 ? std::sqrt(err2 / ref2) : 0;
       errors[s.name] = rel;
-      if (opt.report) {
-        if (opt.progress) std::fprintf(stderr, "\r\033[K");
-        std::fprintf(stderr, "  %-48s %-4s rel-rms %.5f\n", s.name.c_str(), format_name(s.fmt), rel);
-      }
+      if (opt.on_error) opt.on_error(s.name, s.fmt, rel);
     }
     w.end_tensor(i);
     if (done) done(i);
     done_bytes += w.bytes(i);
-    if (opt.progress) {
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::fprintf(stderr, "\r\033[Kpacking %zu/%zu tensors  %3.0f%%  %.1fs", i + 1, specs.size(),
-                   100.0 * double(done_bytes) / double(total_bytes), secs);
-      std::fflush(stderr);
-    }
+    if (opt.on_progress) opt.on_progress(i + 1, specs.size(), done_bytes, total_bytes);
   }
-  if (opt.progress) std::fprintf(stderr, "\r\033[K");
   meta["provenance"]["rel_rms"] = errors;
   w.finish(meta);
 }

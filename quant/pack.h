@@ -13,8 +13,10 @@ struct PackOptions {
   std::string src, out;
   Format quant = Format::BF16;
   int threads = 0;        // 0: physical cores
-  bool progress = false;  // progress bar on stderr
-  bool report = true;     // per-tensor reconstruction error on stderr
+  // What packing reports, for the caller to show (null: nothing): each quantized tensor's
+  // reconstruction error (relative RMS), and after each tensor the tensors and bytes written.
+  std::function<void(const std::string& name, Format fmt, double rel_rms)> on_error;
+  std::function<void(size_t done, size_t total, uint64_t bytes_done, uint64_t bytes_total)> on_progress;
   // Called with the bytes of tensor data once the layout is known, before any is written (it
   // may refuse, e.g. for want of disk space: the output is then left untouched).
   std::function<void(uint64_t bytes)> before_write;

@@ -20,7 +20,7 @@ void check_range(const std::string& name, Format fmt, const float* x, uint64_t n
 using RowSource = std::function<void(size_t i, uint64_t r0, uint64_t n, float* out)>;
 
 // Streams every spec through `rows` in chunks of about 16M elements, checks ranges, quantizes
-// to the spec's format, reports per-tensor reconstruction error (opt.report / opt.progress),
+// to the spec's format, reports per-tensor reconstruction error and progress (opt.on_error, opt.on_progress),
 // stores it under meta["provenance"]["rel_rms"] and finishes the .r1m at opt.out.
 // `done(i)` runs after tensor i is written (to release source pages).
 void write_packed(const PackOptions& opt, const std::vector<TensorSpec>& specs, nlohmann::json meta,

@@ -45,7 +45,6 @@ inline std::string packed(const std::string& model, const std::string& quant) {
   o.src = fixture_dir(model);
   o.out = temp_root() + "/" + key + ".r1m";
   if (!r1::parse_format(quant, &o.quant)) throw std::runtime_error("bad quant");
-  o.report = false;
   r1::pack_checkpoint(o);
   done[key] = o.out;
   return o.out;

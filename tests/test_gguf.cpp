@@ -55,7 +55,6 @@ std::string pack(const std::string& src, const std::string& tag, const char* qua
   PackOptions o;
   o.src = src;
   o.out = r1test::temp_root() + "/gguf-" + tag + ".r1m";
-  o.report = false;
   if (quant) REQUIRE(parse_format(quant, &o.quant));
   pack_gguf(o, quant != nullptr);
   return o.out;
@@ -354,7 +353,6 @@ TEST_CASE("truncated, corrupted and absurd GGUFs give clean errors", "[gguf]") {
     PackOptions o;
     o.src = td / "t.gguf";
     o.out = td / "t.r1m";
-    o.report = false;
     CHECK_THROWS_AS(pack_gguf(o, false), r1::Error);
     CHECK(!std::filesystem::exists(o.out));
   }
@@ -461,7 +459,6 @@ TEST_CASE("GGUF models r1 cannot run are refused clearly", "[gguf]") {
   PackOptions o;
   o.src = td / "m.gguf";
   o.out = td / "m.r1m";
-  o.report = false;
   CHECK_THAT(error_of([&] { pack_gguf(o, false); }), Catch::Contains("'phi3' is not supported"));
 
   auto tok_only = [&](const std::string& model, const std::string& pre) {

@@ -117,7 +117,6 @@ TEST_CASE("both R1 template variants (with and without the trailing <think>) beh
   o.src = d / "older";
   o.out = d / "older.r1m";
   REQUIRE(r1::parse_format("q8", &o.quant));
-  o.report = false;
   r1::pack_checkpoint(o);
   const std::string now = r1test::packed("tiny-qwen2", "q8");
 
