@@ -11,6 +11,7 @@ test -x bundle/r1 || { echo "make bundle first" >&2; exit 1; }
 mkdir -p build-carry
 if [ -n "${BASE:-}" ]; then cp "$BASE" bundle/r1-base; fi
 tar cf - bundle | xz -9 -T0 > build-carry/bundle.tar.xz
-# xz (not zstd) because it is on every Linux; the fixtures change rarely: packed once
-test -s build-carry/fixtures.tar.xz || tar cf - tests/fixtures/models | xz -9 -T0 > build-carry/fixtures.tar.xz
+# xz (not zstd) because it is on every Linux; the fixtures change rarely: packed once. tiny-qwen3
+# stays behind: the GPU kernels do not run its q/k norm, and the 64 MiB are tight.
+test -s build-carry/fixtures.tar.xz || tar cf - --exclude=tiny-qwen3 tests/fixtures/models | xz -9 -T0 > build-carry/fixtures.tar.xz
 du -ch build-carry/*.tar.xz
