@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
   }();
 
   int fired = 0;
-  for (auto [what, ids] : {std::pair{"held-out Python", &text}, std::pair{"a loop of 37 tokens", &loop}}) {
+  for (auto [what, seq] : {std::pair{"held-out Python", &text}, std::pair{"a loop of 37 tokens", &loop}}) {
+    const auto* ids = seq;  // a lambda may not capture a structured binding (C++17, clang)
     const double ns = ns_per(ids->size(), [&] {
       r1::LoopGuard g;
       for (int32_t t : *ids) fired += g.push(t);
