@@ -1,7 +1,7 @@
 // The KV cache: per slot (one sequence each) and layer, keys and values for every position, laid
 // out [n_kv, ctx, row] so that one kv head's history is contiguous for attention. Slots are
 // outermost, so slot 0 of a cache has the single-sequence layout (snapshots read it as such).
-// A row is one position of one kv head in the cache's format (core/kv_format.h): f16 by default
+// A row is one position of one kv head in the cache's format (quant/kv_format.h): f16 by default
 // (half the bytes read per token deep in a reasoning chain), q8 for long contexts in less
 // memory, f32 for exactness tests.
 #pragma once
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/config.h"
-#include "core/kv_format.h"
+#include "quant/kv_format.h"
 
 namespace r1 {
 

@@ -20,7 +20,7 @@ inline constexpr uint32_t kSnapshotVersion = 1;
 struct SnapshotHeader {
   char magic[8];
   uint32_t version;
-  uint32_t flags;           // KV format: 1 f16, 2 q8, 0 f32 (core/kv_format.h)
+  uint32_t flags;           // KV format: 1 f16, 2 q8, 0 f32 (quant/kv_format.h)
   uint64_t model_id;        // R1File::identity() of the model that made it
   uint64_t n_tokens;        // cached tokens = filled KV positions
   uint32_t n_layers, n_kv, head_dim, reserved;

@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "core/kv_format.h"
+#include "quant/kv_format.h"
 #include "core/session.h"
 
 namespace r1 {

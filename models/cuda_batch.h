@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "core/kv_format.h"
+#include "quant/kv_format.h"
 #include "core/session.h"
 #include "models/model.h"
 

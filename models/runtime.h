@@ -6,7 +6,7 @@
 #include <string>
 
 #include "core/chat_template.h"
-#include "core/kv_format.h"
+#include "quant/kv_format.h"
 #include "core/sampler.h"
 #include "core/tokenizer.h"
 #include "models/model.h"

@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/kv_format.h"
+#include "quant/kv_format.h"
 #include "quant/formats.h"
 
 namespace r1::avx2 {

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/kv_format.h"
+#include "quant/kv_format.h"
 #include "kernels/cpu/threadpool.h"
 #include "quant/formats.h"
 

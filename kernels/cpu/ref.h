@@ -2,7 +2,7 @@
 // Plain loops, float accumulation, dequantization inside the dot product. Shapes in comments.
 #pragma once
 #include <cstdint>
-#include "core/kv_format.h"
+#include "quant/kv_format.h"
 #include "quant/formats.h"
 
 namespace r1::ref {

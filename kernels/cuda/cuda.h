@@ -112,7 +112,7 @@ struct RowPos {
 struct KVLayout {
   uint16_t *k = nullptr, *v = nullptr;  // f16 [slots, layers, n_kv, ctx, hd]
   int64_t layers = 0, n_kv = 0, ctx = 0, hd = 0;
-  // Rows in core/kv_format.h's q8 (the fused kernels only): k and v then point at bytes, a row
+  // Rows in quant/kv_format.h's q8 (the fused kernels only): k and v then point at bytes, a row
   // being hd int8 codes and hd / 32 f32 scales, the CPU cache's bytes.
   bool q8 = false;
 };
@@ -181,7 +181,7 @@ struct GemvIn {
 void gemv(const GemvOut* outs, int n_outs, const GemvIn& in, int64_t n);
 
 // k and v of each row ([n, n_kv * hd] floats) into a q8 cache (kv.q8) at its slot and position,
-// each row quantized as core/kv_format.h's kv_quantize_q8 (bit for bit).
+// each row quantized as quant/kv_format.h's kv_quantize_q8 (bit for bit).
 void kv_store_q8(const float* k, const float* v, const RowPos* rows, int64_t n, const KVLayout& kv, int64_t layer);
 
 // Attention of every row over its slot's positions [0, pos] (RoPE'd q, f16 or q8 cache), split into at

@@ -4,7 +4,7 @@
 // layout (kernels/cuda/layout.h); references read the file's layout, so the layout is checked too.
 #include "cuda/cuda_test_util.h"
 
-#include "core/kv_format.h"
+#include "quant/kv_format.h"
 #include "kernels/cuda/layout.h"
 
 using namespace r1;
