@@ -41,6 +41,8 @@ nlohmann::json parse_json(std::string_view text, const std::string& what) {
       if (utf8::classify(p + i, text.size() - i, len) != utf8::Seq::Valid)
         fail_input(what + ": invalid UTF-8 at byte " + std::to_string(i + 1));
     fail_input(what + ": malformed JSON at byte " + std::to_string(e.byte));
+  } catch (const nlohmann::json::exception&) {  // out_of_range: a number like 1e999
+    fail_input(what + ": a number in the JSON is out of range");
   }
 }
 

@@ -107,3 +107,16 @@ TEST_CASE("configs/tokenizer files/safetensors headers/r1m metadata/snapshots re
   REQUIRE(c.turns.size() == 2);
   CHECK(c.turns[1].reasoning == "hmm");
 }
+
+TEST_CASE("a number out of range in JSON is a clean input error, not an escaped exception", "[json]") {
+  // nlohmann throws out_of_range (not parse_error) for 1e999: found by fuzz_safetensors
+  for (const char* text : {"{\"x\": 1e999}", "[-1e400]", "{\"__metadata__\": {\"a\": 1e309}}"}) {
+    INFO(text);
+    CHECK_THROWS_AS(r1::parse_json(text, "test.json"), r1::Error);
+    try {
+      r1::parse_json(text, "test.json");
+    } catch (const r1::Error& e) {
+      CHECK(std::string(e.what()) == "test.json: a number in the JSON is out of range");
+    }
+  }
+}
