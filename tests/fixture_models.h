@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -69,6 +71,23 @@ inline std::vector<float> read_f32(const std::string& path) {
   f.seekg(0);
   f.read(reinterpret_cast<char*>(v.data()), std::streamsize(v.size() * 4));
   return v;
+}
+
+// A forward pass's logits ([n, V], every prompt position) against a fixture's reference rows
+// (`want`: [rows, V], the last `rows` positions): the worst row's max|error| / max|logit|.
+inline double worst_logit_error(const float* logits, int64_t n, const std::vector<float>& want, int64_t rows, int64_t V) {
+  double worst = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    const float* mine = logits + (n - rows + r) * V;
+    const float* ref = want.data() + r * V;
+    float maxabs = 0, maxerr = 0;
+    for (int64_t i = 0; i < V; i++) {
+      maxabs = std::max(maxabs, std::fabs(ref[i]));
+      maxerr = std::max(maxerr, std::fabs(mine[i] - ref[i]));
+    }
+    worst = std::max(worst, double(maxerr / maxabs));
+  }
+  return worst;
 }
 
 }  // namespace r1test

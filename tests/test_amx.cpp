@@ -18,6 +18,7 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/ref.h"
 #include "kernel_test_util.h"
+#include "kernel_switch.h"
 
 namespace r1::amx_emu {
 void qgemm_amx(const WeightView& W, const uint8_t* act, int64_t n, float* Y, int64_t ldy, int64_t r0, int64_t r1,
@@ -28,10 +29,8 @@ using namespace r1;
 
 namespace {
 
-std::mt19937 rng(2024);
-
-std::vector<float> randn(size_t n, float s) { return test::randn(rng, n, s); }
-int64_t rint_in(int64_t lo, int64_t hi) { return test::rint_in(rng, lo, hi); }
+std::vector<float> randn(size_t n, float s) { return test::randn(test::case_rng(), n, s); }
+int64_t rint_in(int64_t lo, int64_t hi) { return test::rint_in(test::case_rng(), lo, hi); }
 
 // A 64-byte-aligned buffer (the kernels' contract for activations and scratch).
 struct Aligned {
@@ -151,7 +150,7 @@ TEST_CASE("AMX GEMM on this CPU's tiles: bitwise the GEMV and batch-invariant", 
 
   // Through the dispatcher with AMX on: a matmul row (AMX from 5 tokens) is bitwise the matvec
   // of that token, and matmul_multi equals separate calls, on 1-3 threads.
-  cpu::force_amx(true);
+  test::KernelSwitch amx(cpu::force_amx, true);
   INFO("kernel set " << cpu::kernel_set());
   REQUIRE(std::string(cpu::kernel_set()) == "avx2-vnni-amx");
   for (int nt : {1, 2, 3}) {
@@ -179,5 +178,4 @@ TEST_CASE("AMX GEMM on this CPU's tiles: bitwise the GEMV and batch-invariant", 
         }
       }
   }
-  cpu::force_amx(false);
 }

@@ -7,6 +7,7 @@
 #include "fixture_models.h"
 #include "kernels/cpu/cpu.h"
 #include "models/cpu_backend.h"
+#include "kernel_switch.h"
 
 using namespace r1;
 
@@ -32,17 +33,7 @@ void check_model(const std::string& name, const std::string& quant, KvFormat kv)
     const float* logits = s.forward(ids.data(), int64_t(ids.size()), /*all_logits=*/true);
     const int64_t n = int64_t(ids.size());
     for (int64_t t = 0; t < n; t++) CHECK(argmax(logits + t * V, V) == argmax_ref[size_t(t)]);
-    double worst = 0;
-    for (int64_t r = 0; r < rows; r++) {
-      const float* mine = logits + (n - rows + r) * V;
-      const float* want = ref_logits.data() + r * V;
-      float maxabs = 0, maxerr = 0;
-      for (int64_t i = 0; i < V; i++) {
-        maxabs = std::max(maxabs, std::fabs(want[i]));
-        maxerr = std::max(maxerr, std::fabs(mine[i] - want[i]));
-      }
-      worst = std::max(worst, double(maxerr / maxabs));
-    }
+    const double worst = r1test::worst_logit_error(logits, n, ref_logits, rows, V);
     INFO("worst logit error / max|logit| = " << worst);
     // The issue's bound is 1e-3 of the row's largest logit. An f16 cache rounds every key and
     // value to 11 significant bits (relative 4.9e-4), which on the random-weight fixtures
@@ -82,14 +73,7 @@ Quality quality(const std::string& m, const std::string& quant, KvFormat kv) {
     CpuSession s(*model, 256, kv, pool);
     const float* lg = s.forward(ids.data(), n, true);
     for (int64_t t = 0; t < n; t++, total++) agree += argmax(lg + t * V, V) == am[size_t(t)];
-    for (int64_t r = 0; r < rows; r++) {
-      float mx = 0, err = 0;
-      for (int64_t i = 0; i < V; i++) {
-        mx = std::max(mx, std::fabs(rl[size_t(r * V + i)]));
-        err = std::max(err, std::fabs(lg[(n - rows + r) * V + i] - rl[size_t(r * V + i)]));
-      }
-      q.worst = std::max(q.worst, double(err / mx));
-    }
+    q.worst = std::max(q.worst, r1test::worst_logit_error(lg, n, rl, rows, V));
   }
   q.top1 = double(agree) / double(total);
   return q;
@@ -103,9 +87,8 @@ TEST_CASE("forward pass matches transformers from f32 and bf16 files", "[engine]
 }
 
 TEST_CASE("forward pass with the reference kernels", "[engine]") {
-  cpu::force_reference(true);
+  test::KernelSwitch ref(cpu::force_reference, true);
   check_model("tiny-llama3", "bf16", KvFormat::F32);
-  cpu::force_reference(false);
 }
 
 TEST_CASE("forward pass with the default f16 KV cache", "[engine]") {
@@ -158,7 +141,6 @@ TEST_CASE("a q8 KV cache stays near the reference logits", "[engine][quality]") 
 TEST_CASE("Qwen3's per-head q/k norm matches transformers", "[engine]") {
   for (const char* q : {"f32", "bf16"}) check_model("tiny-qwen3", q, KvFormat::F32);
   check_model("tiny-qwen3", "bf16", KvFormat::F16);
-  cpu::force_reference(true);
+  test::KernelSwitch ref(cpu::force_reference, true);
   check_model("tiny-qwen3", "bf16", KvFormat::F32);
-  cpu::force_reference(false);
 }

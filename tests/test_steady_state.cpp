@@ -13,6 +13,7 @@
 #include "kernels/cpu/threadpool.h"
 #include "models/synthetic.h"
 #include "models/cpu_backend.h"
+#include "kernel_switch.h"
 
 namespace {
 std::atomic<bool> g_counting{false};
@@ -58,7 +59,7 @@ TEST_CASE("decode steps allocate nothing and fault in no pages", "[engine][stead
     for (int nt : {1, 2}) {
       for (bool ref : {false, true}) {
         INFO(format_name(f) << ", " << nt << " threads, " << (ref ? "reference" : "fast") << " kernels");
-        cpu::force_reference(ref);
+        test::KernelSwitch force_ref(cpu::force_reference, ref);
         ThreadPool pool(nt);
         auto m = make_synthetic_model(c, f);
         const int64_t ctx = 600;
@@ -82,6 +83,5 @@ TEST_CASE("decode steps allocate nothing and fault in no pages", "[engine][stead
         CHECK(cpu_detail::g_scratch_grows.load() == grows0);
         CHECK(faults == 0);
       }
-      cpu::force_reference(false);
     }
 }
