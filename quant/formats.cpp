@@ -2,50 +2,36 @@
 
 namespace r1 {
 
-static const char* kNames[kFormatCount] = {"f32", "f16", "bf16", "q8", "q4", "q5"};
-
 const char* format_name(Format f) {
-  auto i = uint32_t(f);
-  return i < kFormatCount ? kNames[i] : "unknown";
+  const auto i = uint32_t(f);
+  return i < kFormatCount ? kFormatTable[i].name : "unknown";
 }
 
 bool parse_format(const std::string& s, Format* out) {
   for (uint32_t i = 0; i < kFormatCount; i++)
-    if (s == kNames[i]) { *out = Format(i); return true; }
+    if (s == kFormatTable[i].name) return *out = Format(i), true;
   return false;
 }
 
-bool is_quantized(Format f) { return f == Format::Q8 || f == Format::Q4 || f == Format::Q5; }
+bool is_quantized(Format f) { return uint32_t(f) < kFormatCount && kFormatTable[uint32_t(f)].quantized; }
 
 bool format_fits(Format f, uint64_t cols) { return !is_quantized(f) || cols % kGroup == 0; }
 
 uint64_t codes_bytes(Format f, uint64_t rows, uint64_t cols) {
-  uint64_t n = rows * cols;
-  switch (f) {
-    case Format::F32: return n * 4;
-    case Format::F16: case Format::BF16: return n * 2;
-    case Format::Q8: return n;
-    case Format::Q4: return n / 2;
-    case Format::Q5: return n / 8 * 5;
-  }
-  return 0;
+  if (uint32_t(f) >= kFormatCount) return 0;
+  const uint64_t n = rows * cols, bits = kFormatTable[uint32_t(f)].code_bits;
+  return bits % 8 == 0 ? n * (bits / 8) : n / 8 * bits;  // sub-byte codes: whole groups, n % 32 == 0
 }
 
 uint64_t tensor_bytes(Format f, uint64_t rows, uint64_t cols) {
-  uint64_t c = codes_bytes(f, rows, cols);
+  const uint64_t c = codes_bytes(f, rows, cols);
   if (!is_quantized(f)) return c;
   return align_up(c, 64) + rows * (cols / kGroup) * 2;
 }
 
 double bits_per_weight(Format f) {
-  switch (f) {
-    case Format::F32: return 32;
-    case Format::F16: case Format::BF16: return 16;
-    case Format::Q8: return 8 + 16.0 / kGroup;
-    case Format::Q4: return 4 + 16.0 / kGroup;
-    case Format::Q5: return 5 + 16.0 / kGroup;
-  }
-  return 0;
+  if (uint32_t(f) >= kFormatCount) return 0;
+  return kFormatTable[uint32_t(f)].code_bits + (is_quantized(f) ? 16.0 / kGroup : 0.0);
 }
 
 WeightView make_view(Format f, uint64_t rows, uint64_t cols, const void* data) {

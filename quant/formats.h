@@ -58,6 +58,20 @@ inline int q5_code(const uint8_t* row, int64_t cols, int64_t c) {
 
 constexpr uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
+// The format table: one row per format, what everything outside the kernels asks of a format
+// (names, sizes, bits for reports and byte counts). A new format is a row here, its decoding in
+// the reference kernels (kernels/cpu/ref.cpp), its quantizer, and its fast kernels.
+struct FormatInfo {
+  const char* name;
+  uint32_t code_bits;  // bits of the code stream per weight
+  bool quantized;      // with a stream of f16 scales, one per kGroup weights of a row
+};
+inline constexpr FormatInfo kFormatTable[kFormatCount] = {
+    {"f32", 32, false}, {"f16", 16, false}, {"bf16", 16, false},
+    {"q8", 8, true},    {"q4", 4, true},    {"q5", 5, true},
+};
+static_assert(sizeof(kFormatTable) / sizeof(kFormatTable[0]) == kFormatCount, "a row per format");
+
 const char* format_name(Format f);
 bool parse_format(const std::string& s, Format* out);
 bool is_quantized(Format f);

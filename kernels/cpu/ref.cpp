@@ -7,16 +7,24 @@
 
 namespace r1::ref {
 
+// Row r's groups of a q4 and a q8 matrix, as the block structs of quant/formats.h.
+static const Q4Group* q4_groups(const WeightView& W, int64_t r) {
+  return reinterpret_cast<const Q4Group*>(W.codes + r * W.cols / 2);
+}
+static const Q8Group* q8_groups(const WeightView& W, int64_t r) {
+  return reinterpret_cast<const Q8Group*>(W.codes + r * W.cols);
+}
+
 // The integer level of weight c of row r in a q4, q5 or q8 matrix (w = scale * level).
 static int int_level(const WeightView& W, int64_t r, int64_t c) {
   const int64_t n = W.cols, j = c % kGroup, g = c / kGroup;
   switch (W.fmt) {
     case Format::Q4: {
-      const uint8_t b = W.codes[r * n / 2 + g * 16 + (j & 15)];
+      const uint8_t b = q4_groups(W, r)[g].nib[j & 15];
       return kQ4Levels[j < 16 ? b & 15 : b >> 4];
     }
     case Format::Q5: return q5_level(q5_code(W.codes + r * n / 8 * 5, n, c));
-    default: return reinterpret_cast<const int8_t*>(W.codes)[r * n + c];
+    default: return q8_groups(W, r)[g].q[j];
   }
 }
 
@@ -40,20 +48,20 @@ float dot_row(const WeightView& W, int64_t r, const float* x) {
       break;
     }
     case Format::Q8: {
-      auto* q = reinterpret_cast<const int8_t*>(W.codes) + r * n;
+      const Q8Group* q = q8_groups(W, r);
       const uint16_t* s = W.scales + r * (n / kGroup);
       for (int64_t g = 0; g < n / kGroup; g++) {
         float part = 0;
-        for (int i = 0; i < kGroup; i++) part += float(q[g * kGroup + i]) * x[g * kGroup + i];
+        for (int i = 0; i < kGroup; i++) part += float(q[g].q[i]) * x[g * kGroup + i];
         acc += f16_to_f32(s[g]) * part;
       }
       break;
     }
     case Format::Q4: {
-      const uint8_t* nib = W.codes + r * n / 2;
+      const Q4Group* blk = q4_groups(W, r);
       const uint16_t* s = W.scales + r * (n / kGroup);
       for (int64_t g = 0; g < n / kGroup; g++) {
-        const uint8_t* b = nib + g * 16;
+        const uint8_t* b = blk[g].nib;
         const float* xg = x + g * kGroup;
         float part = 0;
         for (int j = 0; j < 16; j++) {
@@ -105,17 +113,17 @@ void dequant_row(const WeightView& W, int64_t r, float* out) {
       break;
     }
     case Format::Q8: {
-      auto* q = reinterpret_cast<const int8_t*>(W.codes) + r * n;
-      for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(W.scales[(r * n + i) / kGroup]) * q[i];
+      const Q8Group* q = q8_groups(W, r);
+      for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(W.scales[(r * n + i) / kGroup]) * q[i / kGroup].q[i % kGroup];
       break;
     }
     case Format::Q4: {
-      const uint8_t* nib = W.codes + r * n / 2;
+      const Q4Group* blk = q4_groups(W, r);
       for (int64_t g = 0; g < n / kGroup; g++) {
         float s = f16_to_f32(W.scales[r * (n / kGroup) + g]);
         for (int j = 0; j < 16; j++) {
-          out[g * kGroup + j] = s * kQ4Levels[nib[g * 16 + j] & 15];
-          out[g * kGroup + j + 16] = s * kQ4Levels[nib[g * 16 + j] >> 4];
+          out[g * kGroup + j] = s * kQ4Levels[blk[g].nib[j] & 15];
+          out[g * kGroup + j + 16] = s * kQ4Levels[blk[g].nib[j] >> 4];
         }
       }
       break;
