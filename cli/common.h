@@ -12,7 +12,7 @@
 #include "core/generate.h"
 #include "models/runtime.h"
 #include "core/sampler.h"
-#include "kernels/cpu/threadpool.h"
+#include "core/threadpool.h"
 
 namespace r1::cli {
 

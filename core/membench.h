@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/cpu/threadpool.h"
+#include "core/threadpool.h"
 
 namespace r1 {
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "kernels/cpu/threadpool.h"
+#include "core/threadpool.h"
 
 namespace r1 {
 

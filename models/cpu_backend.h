@@ -8,7 +8,7 @@
 
 #include "core/kv_cache.h"
 #include "core/session.h"
-#include "kernels/cpu/threadpool.h"
+#include "core/threadpool.h"
 #include "models/model.h"
 
 namespace r1 {

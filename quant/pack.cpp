@@ -18,7 +18,7 @@
 #include "core/json_input.h"
 #include "core/r1m.h"
 #include "kernels/cpu/ref.h"
-#include "kernels/cpu/threadpool.h"
+#include "core/threadpool.h"
 #include "quant/quantize.h"
 #include "quant/safetensors.h"
 

@@ -14,7 +14,7 @@
 #include "core/error.h"
 #include "core/r1m.h"
 #include "kernels/cpu/ref.h"
-#include "kernels/cpu/threadpool.h"
+#include "core/threadpool.h"
 #include "quant/gguf.h"
 #include "quant/pack_common.h"
 #include "quant/quantize.h"

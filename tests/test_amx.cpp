@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cpu/avx2.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/ref.h"
 #include "kernel_test_util.h"
@@ -112,7 +113,7 @@ void check_kernel(Kernel kernel, const char* name) {
 }  // namespace
 
 TEST_CASE("AMX activation layout: natural int8 codes after the GEMV's layout", "[amx]") {
-  if (!avx2::cpu_has_vnni()) {
+  if (!cpu_has_vnni()) {
     WARN("SKIPPED: this CPU has no AVX512-VNNI (the AMX kernels' epilogue needs it)");
     return;
   }
@@ -131,7 +132,7 @@ TEST_CASE("AMX activation layout: natural int8 codes after the GEMV's layout", "
 }
 
 TEST_CASE("AMX GEMM on emulated tiles: bitwise the GEMV, near the reference", "[amx]") {
-  if (!avx2::cpu_has_vnni()) {
+  if (!cpu_has_vnni()) {
     WARN("SKIPPED: this CPU has no AVX512-VNNI (the AMX kernels' epilogue needs it)");
     return;
   }

@@ -11,6 +11,7 @@
 
 #include "fixture_models.h"
 #include "kernels/cpu/avx2.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/cpu.h"
 #include "models/cpu_backend.h"
 #include "test_util.h"
@@ -450,7 +451,7 @@ TEST_CASE("batch: default concurrency follows the kernel set", "[batch]") {
     return std::stoi(r.err.substr(at + 7));
   };
   ::setenv("R1_KERNELS", "avx2", 1);
-  const bool avx2 = r1::avx2::cpu_has_avx2();
+  const bool avx2 = r1::cpu_has_avx2();
   const int by_default = slots({}, "a.jsonl"), asked = slots({"--max-concurrent", "3"}, "b.jsonl");
   ::unsetenv("R1_KERNELS");
   CHECK(by_default == (avx2 ? 1 : 3));

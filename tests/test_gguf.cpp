@@ -18,7 +18,7 @@
 #include "core/tokenizer.h"
 #include "kernels/cpu/ref.h"
 #include "fixture_models.h"
-#include "kernels/cpu/threadpool.h"
+#include "core/threadpool.h"
 #include "models/cpu_backend.h"
 #include "quant/gguf.h"
 #include "quant/half.h"

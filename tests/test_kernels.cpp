@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/cpu/avx2.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/ref.h"
 #include "kernel_test_util.h"
@@ -42,7 +43,7 @@ std::vector<float> magnitude(const WeightView& W, const float* X, int64_t n) {
   return m;
 }
 
-bool has_avx2() { return avx2::cpu_has_avx2(); }
+bool has_avx2() { return cpu_has_avx2(); }
 
 // Quantized activations of n tokens in a 64-byte-aligned buffer (the kernels' contract).
 struct Acts {
@@ -101,7 +102,7 @@ TEST_CASE("quantize_act matches the scalar q8 activation quantizer exactly", "[k
 // Against the float reference the activation rounding adds at most sum_i |w_i| * d_g(i) / 2.
 TEST_CASE("q4/q5/q8 tile kernels match the int8-activation reference", "[kernels]") {
   R1_SKIP_UNLESS(has_avx2(), "this CPU has no AVX2/FMA: only the reference kernels run here");
-  const bool vnni = avx2::cpu_has_vnni();
+  const bool vnni = cpu_has_vnni();
   for (Format f : {Format::Q4, Format::Q5, Format::Q8})
     for (int iter = 0; iter < 14; iter++) {
       const int64_t k = iter == 0 ? 48 : iter == 1 ? 13 : iter == 2 ? 1 : rint_in(1, 40);
@@ -165,7 +166,7 @@ TEST_CASE("f32/f16/bf16 matmul matches the reference", "[kernels]") {
         INFO("fmt " << format_name(f) << " rows " << rows << " cols " << cols << " n " << n << " i " << i);
         REQUIRE(std::fabs(y[i] - yref[i]) <= 2e-5f * mag[i]);
       }
-      if (avx2::cpu_has_vnni()) {  // the 32-register build (two FMA chains per dot)
+      if (cpu_has_vnni()) {  // the 32-register build (two FMA chains per dot)
         std::vector<float> yw(y.size());
         avx2::fmatmul_wide(M.v, X.data(), n, yw.data(), rows, 0, rows);
         for (size_t i = 0; i < y.size(); i++) {

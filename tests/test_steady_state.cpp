@@ -10,7 +10,7 @@
 
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/scratch.h"
-#include "kernels/cpu/threadpool.h"
+#include "core/threadpool.h"
 #include "models/synthetic.h"
 #include "models/cpu_backend.h"
 #include "kernel_switch.h"

@@ -9,7 +9,7 @@
 #include <regex>
 
 #include "core/membench.h"
-#include "kernels/cpu/threadpool.h"
+#include "core/threadpool.h"
 #include "fixture_models.h"
 #include "models/cpu_backend.h"
 #include "models/synthetic.h"

@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "kernels/cpu/threadpool.h"
+#include "core/threadpool.h"
 
 using namespace r1;
 

@@ -1,5 +1,6 @@
 // AVX2 + FMA + F16C kernels (and an AVX512-VNNI variant of the integer dot), chosen at run time
 // by kernels/cpu/cpu.cpp. Every kernel here has a scalar twin in ref.h that does the same math.
+// Which of them this CPU can run: kernels/cpu/cpu_features.h.
 //
 // q4/q8 weights are multiplied against activations quantized to int8 per group of 32 ("q8 act"):
 //   y[r] = sum_g (dw[r,g] * dx[g]) * sum_{i in g} wq[r,i] * xq[i]      (ref::matvec_q8act)
@@ -15,7 +16,6 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <string>
 
 #include "quant/kv_format.h"
 #include "quant/formats.h"
@@ -26,9 +26,6 @@ namespace r1::avx2 {
 // DRAM latency needs several KB in flight per core (measured best of 1-16 KB: q4, q5 and q8, one
 // and two threads; bf16 row streams likewise).
 inline constexpr int64_t kPfBytes = 8192;
-
-bool cpu_has_avx2();  // avx2 && fma && f16c
-bool cpu_has_vnni();  // avx512vnni && avx512vl (256-bit vpdpbusd), avx512bw, bmi2
 
 size_t qact_stride(int64_t cols);
 // Quantize one token's activations x[cols] (cols % 32 == 0) into out (qact_stride bytes, 64-aligned).
@@ -56,10 +53,6 @@ void qgemm_t_vnni(const WeightView& W, const uint8_t* act, int64_t n, float* Y, 
 // token (the GEMV's layout, then the codes in natural order), and the buffer must hold n
 // rounded up to 16 tokens (the tile reads 16; the extra results are dropped). Each (row,
 // token) result is bitwise qmatmul_vnni's. scratch: qgemm_amx_scratch_bytes(cols), 64-aligned.
-bool cpu_has_amx();  // amx-tile + amx-int8, and the OS saves tile state (XCR0)
-// Asks the kernel for the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM), once per process;
-// false with the reason in *why when refused.
-bool amx_request_permission(std::string* why);
 size_t qact_amx_stride(int64_t cols);
 void quantize_act_amx(const float* x, int64_t cols, uint8_t* out);
 size_t qgemm_amx_scratch_bytes(int64_t cols);

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/avx2.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/ref.h"
 #include "kernels/cpu/scratch.h"
 
@@ -32,11 +33,11 @@ const char* env_kernels() {
 }
 bool use_ref() {
   static const bool env_ref = std::strcmp(env_kernels(), "ref") == 0;
-  static const bool has_avx2 = avx2::cpu_has_avx2();
+  static const bool has_avx2 = cpu_has_avx2();
   return env_ref || !has_avx2 || g_force_ref.load(std::memory_order_relaxed);
 }
 bool use_vnni() {
-  static const bool ok = avx2::cpu_has_vnni() && std::strcmp(env_kernels(), "avx2") != 0;
+  static const bool ok = cpu_has_vnni() && std::strcmp(env_kernels(), "avx2") != 0;
   return ok && !g_no_vnni.load(std::memory_order_relaxed);
 }
 // AMX tiles for q4/q5/q8 prompts and batches: opt-in (R1_AMX=1, or force_amx) until measured
@@ -76,12 +77,12 @@ void force_no_vnni(bool on) { g_no_vnni = on; }
 void force_amx(bool on) { g_force_amx = on; }
 
 bool amx_available(std::string* why) {
-  if (!avx2::cpu_has_amx()) {
-    if (why) *why = avx2::cpu_has_vnni() ? "this CPU has no AMX int8 tiles (amx-tile, amx-int8)"
+  if (!cpu_has_amx()) {
+    if (why) *why = cpu_has_vnni() ? "this CPU has no AMX int8 tiles (amx-tile, amx-int8)"
                                          : "this CPU has no AVX512-VNNI, which the AMX kernels' epilogue needs";
     return false;
   }
-  return avx2::amx_request_permission(why);
+  return amx_request_permission(why);
 }
 
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "quant/kv_format.h"
-#include "kernels/cpu/threadpool.h"
+#include "core/threadpool.h"
 #include "quant/formats.h"
 
 namespace r1::cpu {

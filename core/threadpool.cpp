@@ -1,4 +1,4 @@
-#include "kernels/cpu/threadpool.h"
+#include "core/threadpool.h"
 
 #include <linux/futex.h>
 #include <sched.h>
