@@ -41,24 +41,6 @@ uint64_t record_seed(uint64_t base, const std::string& id) {
   return h;
 }
 
-// How many sequences run at once: --max-concurrent, no more than there are prompts, and KV slots
-// of ctx positions within half the available memory. An explicit --max-concurrent that does not
-// fit is an error; the default shrinks to what fits.
-int64_t choose_slots(const Config& c, int64_t ctx, KvFormat kv, int64_t want, bool explicit_want, int64_t runnable) {
-  int64_t n = std::max<int64_t>(1, std::min(want, runnable));
-  const uint64_t per = KVCache::bytes_for(c, ctx, kv), budget = available_memory() / 2;
-  if (budget == 0 || per * uint64_t(n) <= budget) return n;
-  const int64_t fit = int64_t(budget / per);
-  if (fit >= 1 && !explicit_want) return std::min(n, fit);
-  if (fit < 1) n = 1;  // not even one
-  char buf[320];
-  std::snprintf(buf, sizeof buf,
-                "%lld sequences of %lld positions need %.2f GB of KV cache; %.2f GB is available for it (half of "
-                "free memory): lower --max-concurrent, -n or --ctx",
-                (long long)n, (long long)ctx, double(per) * double(n) / 1e9, double(budget) / 1e9);
-  fail_usage(buf);
-}
-
 // A record ready to run: its prompt tokens and options, or why it cannot run.
 struct Item {
   const BatchRecord* rec;

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/kv_cache.h"
 #include "models/backend.h"
 #include "quant/model_cache.h"
 
@@ -154,6 +155,21 @@ nlohmann::json result_json(const GenResult& r) {
           {"reasoning_tokens", r.stats.think_tokens},
           {"answer_tokens", r.stats.answer_tokens},
           {"seed", r.seed}};
+}
+
+int64_t choose_slots(const Config& c, int64_t ctx, KvFormat kv, int64_t want, bool explicit_want, int64_t runnable) {
+  int64_t n = std::max<int64_t>(1, std::min(want, runnable));
+  const uint64_t per = KVCache::bytes_for(c, ctx, kv), budget = available_memory() / 2;
+  if (budget == 0 || per * uint64_t(n) <= budget) return n;
+  const int64_t fit = int64_t(budget / per);
+  if (fit >= 1 && !explicit_want) return std::min(n, fit);
+  if (fit < 1) n = 1;  // not even one
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "%lld sequences of %lld positions need %.2f GB of KV cache; %.2f GB is available for it (half of "
+                "free memory): lower --max-concurrent, -n or --ctx",
+                (long long)n, (long long)ctx, double(per) * double(n) / 1e9, double(budget) / 1e9);
+  fail_usage(buf);
 }
 
 KvFormat kv_format(const std::string& flag, const std::string& value) {

@@ -93,6 +93,10 @@ std::string model_file(const std::string& path, const ModelArgs& a);
 inline const std::vector<std::string> kKvNames = {"f16", "q8", "f32"};
 KvFormat kv_format(const std::string& flag, const std::string& value);
 inline KvFormat kv_format(const ModelArgs& a) { return kv_format("--kv", a.kv); }
+// Sequences run at once (batch, serve): `want`, no more than `runnable`, and KV slots of ctx
+// positions within half the available memory. An explicit want that does not fit is a usage
+// error; the default shrinks to what fits.
+int64_t choose_slots(const Config& c, int64_t ctx, KvFormat kv, int64_t want, bool explicit_want, int64_t runnable);
 // A session or many-slot batch on the device chosen at load (models/backend.h).
 std::unique_ptr<Session> make_session(const Loaded& l);
 std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64_t ctx);

@@ -113,6 +113,7 @@ bool SeqDecoder::on_loop() {
 int32_t SeqDecoder::next(const float* logits) {
   if (done_) return -1;
   if (opt_.interrupt && opt_.interrupt->load()) { finish(Finish::Interrupted); return -1; }
+  if (opt_.stop_now && opt_.stop_now->load()) { finish(Finish::Stop); return -1; }
   if (in_think_ && closing_.empty() && opt_.think_budget >= 0 && think_count_ >= opt_.think_budget && think_close_ >= 0)
     close_think(ThinkEnd::Budget);
   // r1's own tokens (closing the reasoning) are run like the model's, but never stop it, never
@@ -151,6 +152,7 @@ int32_t SeqDecoder::next(const float* logits) {
     emit(GenEvent::Text, dec_.push(next), next);
     if (!forced && opt_.on_loop != OnLoop::Off && guard_.push(next) && on_loop()) return -1;
   }
+  if (opt_.stop_now && opt_.stop_now->load()) { finish(Finish::Stop); return -1; }
   if (opt_.max_new >= 0 && res_.stats.completion_tokens >= opt_.max_new) { finish(Finish::Length); return -1; }
   if (opt_.max_answer >= 0 && answer_count_ >= opt_.max_answer) { finish(Finish::Length); return -1; }
   // positions filled: the prompt and every generated token but this one (not run yet)

@@ -51,6 +51,9 @@ struct GenOptions {
   std::shared_ptr<const DryBreakers> dry_breakers;
   std::vector<int32_t> stop_ids;      // end-of-sentence and other stop tokens
   const std::atomic<bool>* interrupt = nullptr;
+  // Set by the caller once it has what it wants (r1 serve: a stop string in the answer): the
+  // sequence ends as at a stop token, after the token that set it.
+  const std::atomic<bool>* stop_now = nullptr;
 };
 
 struct GenStats {

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config zstd tmux clang libclang-rt-dev
       libcli11-dev libsentencepiece-dev libxxhash-dev libzstd-dev catch2 libpcre2-dev
-      nlohmann-json3-dev libedit-dev libutf8proc-dev)
+      nlohmann-json3-dev libedit-dev libutf8proc-dev libcpp-httplib-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
