@@ -7,7 +7,6 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
-#include <sstream>
 
 #include "cli/command.h"
 #include "cli/common.h"
@@ -29,7 +28,7 @@ struct BatchArgs {
   SamplingArgs sampling;
   ReasoningArgs reasoning;
   std::string input, output, shard, tmpl;
-  int64_t n = 4096, max_concurrent = 8;
+  int64_t n = 4096, max_concurrent = 8, shards = 0;
   bool json_summary = false;
 };
 
@@ -50,13 +49,9 @@ struct Item {
 };
 
 int run(BatchArgs& a, bool concurrency_given) {
-  int64_t shard_i = 0, shard_n = 1;
-  if (!a.shard.empty()) {
-    char slash = 0;
-    std::istringstream ss(a.shard);
-    if (!(ss >> shard_i >> slash >> shard_n) || slash != '/' || !ss.eof() || shard_n < 1 || shard_i < 0 || shard_i >= shard_n)
-      fail_usage("--shard wants I/N with 0 <= I < N, e.g. 0/4");
-  }
+  const Shard shard = parse_shard(a.shard, a.shards, [](const char* k) { return std::getenv(k); });
+  if (a.shard == "auto" && a.model.verbose)
+    std::fprintf(stderr, "r1 batch: shard %lld/%lld (%s)\n", (long long)shard.i, (long long)shard.n, shard.from.c_str());
   std::string text;
   if (a.input == "-") {
     text.assign(std::istreambuf_iterator<char>(std::cin), {});
@@ -66,7 +61,7 @@ int run(BatchArgs& a, bool concurrency_given) {
     text.assign(std::istreambuf_iterator<char>(f), {});
   }
   auto records = parse_batch_input(text, a.input == "-" ? "stdin" : a.input);
-  records = take_shard(records, shard_i, shard_n);
+  records = take_shard(records, shard.i, shard.n);
   // -o -: results on stdout, as they finish (nothing to resume from); else a resumable file,
   // which must not be the input (it would be read as results already done).
   std::unique_ptr<BatchOutput> file;
@@ -190,7 +185,11 @@ R1_COMMAND("batch", "Generate for every prompt of a file into a JSONL file (resu
   sub.add_option("input", a->input, "Prompts: JSONL {\"id\", \"prompt\"|\"messages\", ...} or one prompt per line; - for stdin")
       ->required();
   sub.add_option("-o,--output", a->output, "Results, one JSON line per input id; re-running resumes it (- for stdout: no resuming)")->required();
-  sub.add_option("--shard", a->shard, "I/N: take every N-th record starting at I (0-based)");
+  sub.add_option("--shard", a->shard,
+                 "I/N: take every N-th record starting at I (0-based); auto: the shard of this Slurm array task "
+                 "(SLURM_ARRAY_TASK_ID) or Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX, with --shards)");
+  sub.add_option("--shards", a->shards, "With --shard auto: how many shards (a Kubernetes Job's completions; overrides Slurm's)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   auto* mc = sub.add_option("--max-concurrent", a->max_concurrent,
                             "Sequences decoded together, one batched pass per token (default 8, or 1 for q4/q8 on CPUs "
                             "without AVX-512 VNNI; fewer if their KV caches do not fit in half the free memory)")

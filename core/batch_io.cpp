@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -103,6 +105,53 @@ std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::s
   }
   if (out.empty()) fail_input(what + ": no prompts");
   return out;
+}
+
+namespace {
+// A non-negative integer variable, or -1 when unset; a malformed one is an error.
+int64_t env_int(const std::function<const char*(const char*)>& env, const char* name) {
+  const char* v = env(name);
+  if (!v) return -1;
+  char* end = nullptr;
+  errno = 0;
+  const long long x = std::strtoll(v, &end, 10);
+  if (end == v || *end || errno || x < 0) fail_usage(std::string("--shard auto: ") + name + "=" + v + " is not a non-negative integer");
+  return x;
+}
+}  // namespace
+
+Shard parse_shard(const std::string& value, int64_t shards, const std::function<const char*(const char*)>& env) {
+  Shard s;
+  if (value.empty()) return s;
+  if (value != "auto") {
+    char slash = 0;
+    std::istringstream ss(value);
+    if (!(ss >> s.i >> slash >> s.n) || slash != '/' || !ss.eof() || s.n < 1 || s.i < 0 || s.i >= s.n)
+      fail_usage("--shard wants I/N with 0 <= I < N (e.g. 0/4), or auto");
+    if (shards > 0) fail_usage("--shards goes with --shard auto; --shard I/N already says N");
+    s.from = "--shard";
+    return s;
+  }
+  if (const int64_t id = env_int(env, "SLURM_ARRAY_TASK_ID"); id >= 0) {
+    const int64_t lo = env_int(env, "SLURM_ARRAY_TASK_MIN"), hi = env_int(env, "SLURM_ARRAY_TASK_MAX");
+    int64_t step = env_int(env, "SLURM_ARRAY_TASK_STEP");
+    if (step <= 0) step = 1;
+    if (lo < 0 || hi < lo || id < lo || id > hi || (id - lo) % step)
+      fail_usage("--shard auto: SLURM_ARRAY_TASK_ID is not within SLURM_ARRAY_TASK_MIN..MAX (is this a job array?)");
+    s.i = (id - lo) / step;
+    s.n = shards > 0 ? shards : (hi - lo) / step + 1;
+    s.from = "Slurm array task " + std::to_string(id);
+  } else if (const int64_t idx = env_int(env, "JOB_COMPLETION_INDEX"); idx >= 0) {
+    if (shards <= 0) fail_usage("--shard auto in a Kubernetes Indexed Job needs --shards N (the Job's completions)");
+    s.i = idx;
+    s.n = shards;
+    s.from = "Kubernetes completion index " + std::to_string(idx);
+  } else {
+    fail_usage("--shard auto: no SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX here (not a Slurm job array or an "
+               "Indexed Job); give --shard I/N");
+  }
+  if (s.i >= s.n) fail_usage("--shard auto: shard " + std::to_string(s.i) + " of " + std::to_string(s.n) + " (" + s.from + ") is out of range; check --shards");
+  return s;
 }
 
 std::vector<BatchRecord> take_shard(const std::vector<BatchRecord>& all, int64_t i, int64_t n) {

@@ -2,6 +2,7 @@
 // output file whose lines are complete or absent, so a killed job resumes where it stopped.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -27,6 +28,17 @@ struct BatchRecord {
 // record with another key, or a message with an unknown role, is an error naming its line:
 // nothing is dropped silently.
 std::vector<BatchRecord> parse_batch_input(const std::string& text, const std::string& what);
+
+// --shard's value: "I/N", or "auto" for the shard the cluster scheduler gave this process: a
+// Slurm job array (SLURM_ARRAY_TASK_ID within SLURM_ARRAY_TASK_MIN..MAX, step
+// SLURM_ARRAY_TASK_STEP) or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX; the count from
+// `shards`, --shards, which also overrides Slurm's). env reads a variable (nullptr: unset).
+// Fails with a usage error naming what is missing. *from: where it came from, for the log.
+struct Shard {
+  int64_t i = 0, n = 1;
+  std::string from;
+};
+Shard parse_shard(const std::string& value, int64_t shards, const std::function<const char*(const char*)>& env);
 
 // Shard I/N of the records: every N-th, starting at I (by input position).
 std::vector<BatchRecord> take_shard(const std::vector<BatchRecord>& all, int64_t i, int64_t n);

@@ -9,6 +9,7 @@
 #include <thread>
 #include <tuple>
 
+#include "core/batch_io.h"
 #include "fixture_models.h"
 #include "kernels/cpu/avx2.h"
 #include "kernels/cpu/cpu_features.h"
@@ -92,16 +93,26 @@ TEST_CASE("batch: killed midway and resumed, every id exactly once, same results
 }
 
 TEST_CASE("batch: shards 0/3, 1/3, 2/3 together are the whole run", "[batch]") {
+  // shard 0 from --shard 0/3, shard 1 from a Slurm array (tasks 10, 12, 14: this is 12), shard 2
+  // from a Kubernetes Indexed Job (index 2 of --shards 3)
   TempDir d("r1shard");
   std::string model = r1test::packed("tiny-qwen2-py", "q8");
   write_file(d / "in.jsonl", input_jsonl());
   REQUIRE(run_r1(batch_args(model, d / "in.jsonl", d / "full.jsonl")).code == 0);
+  const std::vector<std::vector<std::pair<const char*, const char*>>> envs = {
+      {},
+      {{"SLURM_ARRAY_TASK_ID", "12"}, {"SLURM_ARRAY_TASK_MIN", "10"}, {"SLURM_ARRAY_TASK_MAX", "14"}, {"SLURM_ARRAY_TASK_STEP", "2"}},
+      {{"JOB_COMPLETION_INDEX", "2"}}};
   std::string merged;
   for (int i = 0; i < 3; i++) {
     auto args = batch_args(model, d / "in.jsonl", d / ("s" + std::to_string(i)));
     args.push_back("--shard");
-    args.push_back(std::to_string(i) + "/3");
-    REQUIRE(run_r1(args).code == 0);
+    args.push_back(i == 0 ? "0/3" : "auto");
+    if (i == 2) args.insert(args.end(), {"--shards", "3"});
+    for (auto& [k, v] : envs[size_t(i)]) ::setenv(k, v, 1);
+    const int code = run_r1(args).code;
+    for (auto& [k, v] : envs[size_t(i)]) ::unsetenv(k);
+    REQUIRE(code == 0);
     std::string s = slurp(d / ("s" + std::to_string(i)));
     CHECK(count_lines(s) == 4);
     merged += s;
@@ -109,6 +120,28 @@ TEST_CASE("batch: shards 0/3, 1/3, 2/3 together are the whole run", "[batch]") {
   auto a = by_id(merged), b = by_id(slurp(d / "full.jsonl"));
   REQUIRE(a.size() == b.size());
   for (auto& [id, j] : b) CHECK(a[id]["answer"] == j["answer"]);
+}
+
+TEST_CASE("batch: --shard auto reads Slurm's and Kubernetes' variables, and says what is missing", "[batch]") {
+  std::map<std::string, std::string> env;
+  auto get = [&](const char* k) { return env.count(k) ? env[k].c_str() : nullptr; };
+  auto shard = [&](const std::string& v, int64_t shards = 0) { return r1::parse_shard(v, shards, get); };
+  CHECK(shard("").n == 1);
+  CHECK((shard("2/5").i == 2 && shard("2/5").n == 5));
+  CHECK(error_of([&] { shard("5/5"); }).find("0 <= I < N") != std::string::npos);
+  CHECK(error_of([&] { shard("1/2", 3); }).find("--shards goes with --shard auto") != std::string::npos);
+  CHECK(error_of([&] { shard("auto"); }).find("not a Slurm job array or an Indexed Job") != std::string::npos);
+  env = {{"SLURM_ARRAY_TASK_ID", "3"}, {"SLURM_ARRAY_TASK_MIN", "0"}, {"SLURM_ARRAY_TASK_MAX", "7"}};
+  CHECK((shard("auto").i == 3 && shard("auto").n == 8));
+  CHECK(shard("auto", 4).n == 4);  // --shards overrides the array's size
+  env["SLURM_ARRAY_TASK_ID"] = "9";
+  CHECK(error_of([&] { shard("auto"); }).find("not within") != std::string::npos);
+  env["SLURM_ARRAY_TASK_ID"] = "x";
+  CHECK(error_of([&] { shard("auto"); }).find("not a non-negative integer") != std::string::npos);
+  env = {{"JOB_COMPLETION_INDEX", "4"}};
+  CHECK(error_of([&] { shard("auto"); }).find("needs --shards N") != std::string::npos);
+  CHECK((shard("auto", 5).i == 4 && shard("auto", 5).n == 5));
+  CHECK(error_of([&] { shard("auto", 4); }).find("out of range") != std::string::npos);
 }
 
 TEST_CASE("batch: a second process on the same -o is refused; shards on their own files run together", "[batch]") {
