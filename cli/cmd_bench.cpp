@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/membench.h"
 #include "kernels/cpu/cpu.h"
+#include "models/backend.h"
 #include "models/cuda_batch.h"
 #include "models/synthetic.h"
 #include "models/cpu_backend.h"
@@ -257,11 +258,7 @@ int run(const BenchArgs& a) {
   int64_t ctx, chunk = kPrefillChunk;
   if (a.batch > 0) {
     ctx = std::max<int64_t>(a.p + std::max(warm, a.n), 1);
-    std::unique_ptr<BatchSession> s;
-#ifdef R1_HAVE_CUDA
-    if (gpu) s = std::make_unique<CudaBatch>(*model, B, ctx, kv);
-#endif
-    if (!s) s = std::make_unique<CpuBatch>(*model, B, ctx, kv, pool);
+    std::unique_ptr<BatchSession> s = make_batch(gpu ? "cuda" : "cpu", *model, B, ctx, kv, pool);
     chunk = s->prefill_chunk();
     bench_batched(a, *model, *s, warm, g, prefill, decode);
   } else {

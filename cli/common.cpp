@@ -178,10 +178,19 @@ KvFormat kv_format(const std::string& flag, const std::string& value) {
   return f;
 }
 
-std::unique_ptr<Session> make_session(const Loaded& l) { return make_session(l.device, *l.rt.model, l.ctx, l.kv, *l.pool); }
+// The weights' copy to a GPU, on stderr when it takes a while (over 4 GB).
+static void upload_line(uint64_t done, uint64_t total) {
+  if (total <= (4ull << 30)) return;
+  if (done < total) std::fprintf(stderr, "\ruploading weights: %.1f / %.1f GB", double(done) / 1e9, double(total) / 1e9);
+  else std::fprintf(stderr, "\ruploading weights: %.1f GB done%20s\n", double(total) / 1e9, "");
+}
+
+std::unique_ptr<Session> make_session(const Loaded& l) {
+  return make_session(l.device, *l.rt.model, l.ctx, l.kv, *l.pool, upload_line);
+}
 
 std::unique_ptr<BatchSession> make_batch(const Loaded& l, int64_t n_slots, int64_t ctx) {
-  return make_batch(l.device, *l.rt.model, n_slots, ctx, l.kv, *l.pool);
+  return make_batch(l.device, *l.rt.model, n_slots, ctx, l.kv, *l.pool, upload_line);
 }
 
 PackBar::PackBar(bool on) : on_(on), t0_(std::chrono::steady_clock::now()) {}

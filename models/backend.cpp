@@ -30,18 +30,18 @@ std::string choose_device(const std::string& requested, const Model& m, KvFormat
 }
 
 std::unique_ptr<Session> make_session(const std::string& device, const Model& m, int64_t ctx, KvFormat kv,
-                                      ThreadPool& pool) {
+                                      ThreadPool& pool, const UploadProgress& on_upload) {
 #ifdef R1_HAVE_CUDA
-  if (device == "cuda") return std::make_unique<CudaSession>(m, ctx, kv);
+  if (device == "cuda") return std::make_unique<CudaSession>(m, ctx, kv, on_upload);
 #endif
   if (device != "cpu") fail_usage("internal: no backend '" + device + "'");
   return std::make_unique<CpuSession>(m, ctx, kv, pool);
 }
 
 std::unique_ptr<BatchSession> make_batch(const std::string& device, const Model& m, int64_t n_slots, int64_t ctx,
-                                         KvFormat kv, ThreadPool& pool) {
+                                         KvFormat kv, ThreadPool& pool, const UploadProgress& on_upload) {
 #ifdef R1_HAVE_CUDA
-  if (device == "cuda") return std::make_unique<CudaBatch>(m, n_slots, ctx, kv);
+  if (device == "cuda") return std::make_unique<CudaBatch>(m, n_slots, ctx, kv, on_upload);
 #endif
   if (device != "cpu") fail_usage("internal: no backend '" + device + "'");
   return std::make_unique<CpuBatch>(m, n_slots, ctx, kv, pool);

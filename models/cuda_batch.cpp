@@ -172,19 +172,18 @@ struct CudaWeights {
 
   ~CudaWeights() { cuda::release(base); }
 
-  CudaWeights(const Model& m, bool fused) {
+  CudaWeights(const Model& m, bool fused, const std::function<void(uint64_t, uint64_t)>& on_upload) {
     const Config& c = m.cfg;
     bytes = cuda_weight_bytes(m);
     base = static_cast<uint8_t*>(cuda::alloc(bytes, "the weights"));
     uint64_t off = 0, shown = 0;
-    const bool progress = bytes > (4ull << 30);
     auto copy = [&](const void* src, uint64_t n, uint64_t padded) {
       uint8_t* dst = base + off;
       cuda::to_device(dst, src, n);
       off += padded;
-      if (progress && off - shown > bytes / 20) {
+      if (on_upload && off - shown > bytes / 20) {
         shown = off;
-        std::fprintf(stderr, "\ruploading weights: %.1f / %.1f GB", double(off) / 1e9, double(bytes) / 1e9);
+        on_upload(off, bytes);
       }
       return dst;
     };
@@ -217,7 +216,7 @@ struct CudaWeights {
       else *layers[size_t(e.layer)].vector(e.role) = vec(*m.layers[size_t(e.layer)].vector(e.role), int64_t(e.shape[0]));
     }
     if (c.tied_embeddings) lm_head = embed;
-    if (progress) std::fprintf(stderr, "\ruploading weights: %.1f GB done%20s\n", double(bytes) / 1e9, "");
+    if (on_upload) on_upload(bytes, bytes);
   }
 };
 
@@ -240,7 +239,8 @@ struct CudaBatch::Buffers {
   }
 };
 
-CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv)
+CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv,
+                     const std::function<void(uint64_t, uint64_t)>& on_upload)
     : m_(m), slots_(n_slots), ctx_(ctx), fused_(cuda_fused(m)), kv_fmt_(kv), chunk_(cuda_prefill_chunk(m, kv)) {
   const std::string kv_problem = cuda_kv_problem(m, kv), model_problem = cuda_model_problem(m);
   for (const std::string& p : {kv_problem, model_problem})
@@ -253,7 +253,7 @@ CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv)
   const std::string problem = cuda_fit_problem(m, n_slots, ctx, dev.free_bytes, dev.name, kv);
   if (!problem.empty()) fail_input(problem);
   const uint64_t kvb = KVCache::bytes_for(c, ctx, kv, n_slots);
-  w_ = std::make_unique<CudaWeights>(m, fused_);
+  w_ = std::make_unique<CudaWeights>(m, fused_, on_upload);
   b_ = std::make_unique<Buffers>();
   b_->kv = {nullptr, nullptr, c.n_layers, c.n_kv_heads, ctx, c.head_dim, kv == KvFormat::Q8};
   b_->kv.k = static_cast<uint16_t*>(cuda::alloc(kvb / 2, "the KV cache (keys)"));
@@ -585,8 +585,8 @@ void CudaBatch::fill_kv_random(int64_t depth) {
   }
 }
 
-CudaSession::CudaSession(const Model& m, int64_t ctx, KvFormat kv)
-    : batch_(m, 1, ctx, kv), logits_(size_t(m.cfg.vocab_size)) {}
+CudaSession::CudaSession(const Model& m, int64_t ctx, KvFormat kv, const std::function<void(uint64_t, uint64_t)>& on_upload)
+    : batch_(m, 1, ctx, kv, on_upload), logits_(size_t(m.cfg.vocab_size)) {}
 
 void CudaSession::truncate(int64_t n) {
   if (n < 0 || n > n_past_) fail_input("internal: bad KV truncation");

@@ -3,6 +3,7 @@
 // CUDA (R1_HAVE_CUDA); cuda_available() says whether this binary and machine can run it.
 #pragma once
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -67,8 +68,9 @@ class CudaBatch : public BatchSession {
  public:
   // Uploads the weights (shared by nothing else) and allocates the KV cache (f16, or q8 with the
   // fused kernels) and workspace; fails with what does not fit, and what would, before
-  // allocating anything big.
-  CudaBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv = KvFormat::F16);
+  // allocating anything big. on_upload: the weights copied so far (may be empty).
+  CudaBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv = KvFormat::F16,
+            const std::function<void(uint64_t, uint64_t)>& on_upload = {});
   ~CudaBatch() override;
   int64_t slots() const override { return slots_; }
   int64_t ctx() const override { return ctx_; }
@@ -123,7 +125,8 @@ class CudaBatch : public BatchSession {
 // tokens through the captured decode graph.
 class CudaSession : public Session {
  public:
-  CudaSession(const Model& m, int64_t ctx, KvFormat kv = KvFormat::F16);
+  CudaSession(const Model& m, int64_t ctx, KvFormat kv = KvFormat::F16,
+              const std::function<void(uint64_t, uint64_t)>& on_upload = {});
   int64_t ctx() const override { return batch_.ctx(); }
   int64_t n_past() const override { return n_past_; }
   int64_t vocab() const override { return batch_.vocab(); }

@@ -12,7 +12,7 @@
 //      blocks whose V rows stay in L1 while every column block passes over them.
 // At G = 6, hd = 128 that is 192 FMAs (8 lanes) per position against 512 bytes of f16 K and V.
 //
-// Included by attn_avx2.cpp (R1_WIDE 0: 16 vector registers) and attn_vnni_avx2.cpp (R1_WIDE 1:
+// Included by attn_avx2.cpp (R1_WIDE 0: 16 vector registers) and attn_r32_avx2.cpp (R1_WIDE 1:
 // AVX-512VL's 32 registers, so twice the positions / columns per step: measured 1.3-1.45x on one
 // thread at depth 4096, G = 6). The blocks change, not the order of any sum, so both give the
 // same bits (tested). Everything is in an anonymous namespace so the two builds never share a symbol.

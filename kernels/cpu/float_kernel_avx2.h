@@ -2,7 +2,7 @@
 // to f32 8 at a time inside the dot; an R x T register tile reuses each converted weight vector
 // for T tokens and each activation load for R rows.
 //
-// Included by float_avx2.cpp (R1_WIDE 0: 16 vector registers) and float_vnni_avx2.cpp (R1_WIDE
+// Included by float_avx2.cpp (R1_WIDE 0: 16 vector registers) and float_r32_avx2.cpp (R1_WIDE
 // 1: AVX-512VL's 32). Within a build every tile shape sums a (row, token) dot in the same order,
 // so a matvec and a batched matmul give the same bits (tested); the two builds differ in how
 // many FMA chains that order has (below), so their results differ in the last bits.
