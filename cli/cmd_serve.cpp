@@ -4,6 +4,7 @@
 // HTTP workers parse, tokenize and wait; one scheduler thread runs the model; a watcher turns
 // SIGTERM into a drain (no new requests, those in flight finish within --shutdown-timeout).
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -74,6 +75,12 @@ class Server {
     const size_t workers = size_t(a_.max_concurrent + a_.max_queue + 8);
     svr.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
     svr.set_payload_max_length(a_.max_body);
+    // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a second server on the
+    // same port starts without a word and the kernel splits the connections between the two.
+    svr.set_socket_options([](int sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     svr.set_read_timeout(10, 0);   // headers and body
     svr.set_write_timeout(10, 0);  // a client that stops reading a stream is dropped
     svr.set_keep_alive_timeout(5);
@@ -122,7 +129,7 @@ class Server {
     qcv_.notify_all();
     watcher.join();
     runner.join();
-    return 0;
+    return failed_ ? 2 : 0;
   }
 
  private:
@@ -141,22 +148,27 @@ class Server {
 
   // SIGTERM or SIGINT: refuse new requests, let those in flight finish (bounded), then stop.
   void watch(httplib::Server& svr) {
-    while (!interrupted().load() && !quit_) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    while (!interrupted().load() && !quit_ && !failed_) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (quit_) return;
     draining_ = true;
-    std::fprintf(stderr, "r1 serve: stopping; %lld requests in flight\n", (long long)active_.load());
+    if (!failed_) std::fprintf(stderr, "r1 serve: stopping; %lld requests in flight\n", (long long)active_.load());
     const auto deadline = Clock::now() + std::chrono::seconds(a_.shutdown_timeout);
     while (active_.load() > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (active_.load() > 0) {  // out of time: what still runs ends now
-      hard_stop_ = true;
-      std::lock_guard<std::mutex> lk(lives_m_);
-      for (const LivePtr& l : lives_) {
-        std::lock_guard<std::mutex> g(l->m);
-        l->aborted = true;
-        l->cv.notify_all();
-      }
-    }
+    if (active_.load() > 0) abort_all();  // out of time: what still runs ends now
     svr.stop();
+  }
+
+  // Every request in flight gets a 503 (or an error event) now; new ones are refused.
+  void abort_all() {
+    draining_ = true;
+    hard_stop_ = true;
+    qcv_.notify_all();
+    std::lock_guard<std::mutex> lk(lives_m_);
+    for (const LivePtr& l : lives_) {
+      std::lock_guard<std::mutex> g(l->m);
+      l->aborted = true;
+      l->cv.notify_all();
+    }
   }
 
   void run_scheduler() {
@@ -171,13 +183,8 @@ class Server {
                    [this](const BatchJob& j, GenResult& g) { finished(j, g); });
       } catch (const std::exception& e) {  // a failure of the model itself: every waiting request learns it
         std::fprintf(stderr, "r1 serve: %s\n", e.what());
-        hard_stop_ = true;
-        std::lock_guard<std::mutex> lk(lives_m_);
-        for (const LivePtr& l : lives_) {
-          std::lock_guard<std::mutex> g(l->m);
-          l->aborted = true;
-          l->cv.notify_all();
-        }
+        abort_all();
+        failed_ = true;
         return;
       }
     }
@@ -414,7 +421,7 @@ class Server {
   // active_: requests in flight, until their last byte is written (the drain waits for them);
   // admitted_: those queued or running, until the scheduler is done with them (the 503 limit)
   std::atomic<int64_t> ids_{0}, active_{0}, admitted_{0};
-  std::atomic<bool> draining_{false}, hard_stop_{false};
+  std::atomic<bool> draining_{false}, hard_stop_{false}, failed_{false};
   std::mutex qm_;  // queue_, quit_, rng_
   std::condition_variable qcv_;
   std::deque<LivePtr> queue_;

@@ -103,6 +103,14 @@ int main(int argc, char** argv) {
   put(out / "batch_input" / "text", "first prompt\nsecond prompt\n\nthird \xc3\xa9\n");
   put(out / "batch_input" / "deep", "{\"id\": 1, \"messages\": " + deep() + "}\n");
 
+  // r1 serve's request bodies
+  put(out / "openai_request" / "chat",
+      R"({"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"}]}],)"
+      R"("max_tokens":8,"temperature":0.7,"top_p":0.9,"top_k":4,"min_p":0.1,"seed":3,"stop":["\n\n","END"],"stream":true,)"
+      R"("stream_options":{"include_usage":true},"think_budget":5,"n":1,"user":"x"})");
+  put(out / "openai_request" / "completion", R"({"prompt":"def main():\n","max_tokens":16,"stop":"return"})");
+  put(out / "openai_request" / "deep", "{\"messages\": " + deep() + "}");
+
   // a small .r1m: a 2-layer model of hidden 64 in mixed formats
   {
     r1::Config c;

@@ -390,6 +390,11 @@ TEST_CASE("serve: every bad request gets its status and an OpenAI error object",
   CHECK(held.done);
   CHECK(post(s, "/v1/chat/completions", chat_body("hello", R"(,"max_tokens":2)")).status == 200);  // free again
 
+  // a second server on a port in use is refused (not started beside the first)
+  const CliResult twice = run_r1({"serve", "-m", model, "--port", std::to_string(s.port())});
+  CHECK(twice.code == 1);
+  CHECK(twice.err.find("cannot listen on 127.0.0.1:" + std::to_string(s.port())) != std::string::npos);
+
   ServeProc k({"-m", model, "--api-key", "sekrit", "--on-loop", "off"});
   is_error(post(k, "/v1/chat/completions", chat_body("hi", R"(,"max_tokens":2)")), 401);
   is_error(post(k, "/v1/chat/completions", chat_body("hi", R"(,"max_tokens":2)"), {{"Authorization", "Bearer wrong"}}), 401);
