@@ -295,7 +295,8 @@ class Server {
     o.starts_in_think = opens_think;
     {
       std::lock_guard<std::mutex> lk(qm_);
-      o.sampling = api::sampling_for(l.req, base_, rng_());
+      // a request without a seed: --seed when given (the same seed, the same output), else a fresh one
+      o.sampling = api::sampling_for(l.req, base_, a_.sampling.seed ? *a_.sampling.seed : rng_());
     }
     try {
       validate(o.sampling);

@@ -351,6 +351,13 @@ TEST_CASE("serve: completions, stop strings, seeds, models and health", "[serve]
   };
   CHECK(sampled(7) == sampled(7));
   CHECK(sampled(7) != sampled(8));
+  // without a seed in the request: --seed when given, else a fresh seed each time
+  auto unseeded = [](const ServeProc& p) {
+    return post(p, "/v1/completions", R"({"prompt":"import","max_tokens":24,"temperature":1.0})").body["choices"][0]["text"];
+  };
+  CHECK(unseeded(s) != unseeded(s));
+  ServeProc fixed({"-m", model, "--on-loop", "off", "--seed", "11"});
+  CHECK(unseeded(fixed) == unseeded(fixed));
   auto c = s.client();
   auto m = c.Get("/v1/models");
   REQUIRE(m);
