@@ -12,6 +12,7 @@
 #                              (legacy, fused, base = the binary carried as bundle/r1-base)
 #     table                    the bench.jsonl so far as a table
 #     batch PRESET QUANT       aggregate decode of 1, 8, 32 and 128 sequences decoded together
+#     serve                    r1 serve --device cuda: a greedy chat request equals r1 run --json on cuda
 #     session1 | session2      what one device call runs (see the bottom of this file)
 set -uo pipefail
 OUT=${OUT:-/tmp/r1-gpu}; mkdir -p "$OUT"
@@ -93,6 +94,24 @@ batch() {
   done
 }
 
+serve() {
+  local m=/tmp/tiny-qwen2-q8.r1m
+  [ -f $m ] || $B/r1 pack tests/fixtures/models/tiny-qwen2 -o $m --quant q8 -q
+  for k in legacy fused; do
+    R1_CUDA_KERNELS=$k $B/r1 serve -m $m --device cuda --port 18123 --temp 0 > /dev/null 2> "$OUT/serve-$k.log" &
+    local pid=$!; sleep 3
+    want=$(R1_CUDA_KERNELS=$k $B/r1 run -m $m --device cuda --temp 0 -n 40 --think-budget 12 -p "What is 2+2?" --json -q 2>>"$OUT/serve-$k.log")
+    got=$(python3 -c "
+import json, urllib.request
+b = json.dumps({'messages': [{'role': 'user', 'content': 'What is 2+2?'}], 'max_tokens': 40, 'think_budget': 12}).encode()
+r = json.load(urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:18123/v1/chat/completions', b, {'Content-Type': 'application/json'}), timeout=60))
+m = r['choices'][0]['message']; print(json.dumps([m.get('reasoning_content', ''), m['content']]))" 2>&1)
+    w=$(echo "$want" | python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps([j['reasoning'], j['answer']]))" 2>&1)
+    if [ "$got" == "$w" ]; then echo "serve $k: == r1 run on cuda"; else echo "serve $k: DIFFERENT"; echo "  run:   $w"; echo "  serve: $got"; fi
+    kill -TERM $pid; wait $pid; echo "serve $k: exit $?"
+  done
+}
+
 case "${1:-tests}" in
   unpack) unpack ;;
   info) info ;;
@@ -101,10 +120,12 @@ case "${1:-tests}" in
   bench) shift; bench "$@" ;;
   table) table ;;
   batch) shift; batch "$@" ;;
+  serve) serve ;;
   session1)  # first look: correctness of both kernel sets, then legacy / fused / the old binary side by side
     unpack > "$OUT/unpack.log" 2>&1; info | tee "$OUT/info.txt"
     tests "[fused],[model]"
     run
+    serve
     bench "qwen-1.5b llama-8b" "q4" "base legacy fused legacy fused" --profile
     bench "llama-8b" "q8" "legacy fused" --profile
     bench "qwen-32b llama-70b" "q4" "fused"
