@@ -37,7 +37,7 @@ struct ServeArgs {
   int port = 8080;
   int64_t max_concurrent = 8, max_queue = 64, n = 4096;
   size_t max_body = 4 << 20;
-  int shutdown_timeout = 30;
+  int shutdown_timeout = 30, heartbeat_ms = 1000;
   bool quiet = false;
 };
 
@@ -272,12 +272,52 @@ class Server {
     }
     qcv_.notify_one();
     if (l->req.stream) return stream(r, l);
-    Finally fin{this, l};
-    std::unique_lock<std::mutex> lk(l->m);
-    l->cv.wait(lk, [&] { return l->done || l->aborted; });
-    if (l->aborted) return reply_error(r, {503, "the server stopped before the request finished", "", "server_error"});
-    r.set_content(api::completion_json(l->req, l->id, l->created, name_, l->reasoning, l->content, l->result).dump(),
-                  "application/json");
+    {
+      std::unique_lock<std::mutex> lk(l->m);
+      if (l->cv.wait_for(lk, heartbeat(), [&] { return l->done || l->aborted; })) {
+        lk.unlock();
+        Finally fin{this, l};
+        if (l->aborted) return reply_error(r, {503, "the server stopped before the request finished", "", "server_error"});
+        return r.set_content(whole_response(*l), "application/json");
+      }
+    }
+    // Not ready within a heartbeat: the response goes out chunked, a space (JSON's leading
+    // whitespace) every heartbeat until it is ready. A proxy then sees a live connection
+    // through a long reasoning, and a client that left is noticed (the write fails) and its
+    // slot freed, as for a stream.
+    r.set_chunked_content_provider(
+        "application/json",
+        [this, l](size_t, httplib::DataSink& sink) {
+          for (;;) {
+            bool ready;
+            {
+              std::unique_lock<std::mutex> lk(l->m);
+              ready = l->cv.wait_for(lk, heartbeat(), [&] { return l->done || l->aborted; });
+            }
+            if (!ready) {
+              if (sink.is_writable() && sink.write(" ", 1)) continue;
+              l->cancel = true;
+              l->log_status = "499 client gone";
+              return false;
+            }
+            const std::string body =
+                l->aborted ? api::error_json({503, "the server stopped before the request finished", "", "server_error"}).dump()
+                           : whole_response(*l);
+            sink.write(body.data(), body.size());
+            sink.done();
+            return true;
+          }
+        },
+        [this, l](bool) {
+          l->cancel = true;
+          finish_request(l);
+        });
+  }
+
+  std::chrono::milliseconds heartbeat() const { return std::chrono::milliseconds(a_.heartbeat_ms); }
+  std::string whole_response(Live& l) {
+    std::lock_guard<std::mutex> lk(l.m);
+    return api::completion_json(l.req, l.id, l.created, name_, l.reasoning, l.content, l.result).dump();
   }
 
   // The request's prompt and options, or a 400 saying why it cannot run.
@@ -463,6 +503,10 @@ R1_COMMAND("serve", "Serve the model over an OpenAI-compatible HTTP API", 5, [](
   sub.add_option("--shutdown-timeout", a->shutdown_timeout,
                  "Seconds SIGTERM waits for requests in flight before ending them (default 30)")
       ->check(CLI::Range(0, 3600));
+  sub.add_option("--heartbeat-ms", a->heartbeat_ms,
+                 "A response not ready after this long goes out chunked, a space every interval until it is: "
+                 "proxies see a live connection, a client that left frees its slot (default 1000)")
+      ->check(CLI::Range(1, 600000));
   sub.add_option("--name", a->name, "Model id in /v1/models and responses (default: the model file's name)");
   add_sampling_flags(sub, a->sampling);
   add_reasoning_flags(sub, a->reasoning);

@@ -2,7 +2,10 @@
 // real server on a free loopback port, checked against r1 run --json for the same greedy request:
 // streaming and not, usage, stop strings, seeds, every error status, the API key, a client that
 // leaves mid-stream, and SIGTERM with a request in flight.
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -420,6 +423,36 @@ TEST_CASE("serve: a client that leaves mid-stream frees its slot; SIGTERM finish
     // the slot is free long before 3000 tokens: the next request needs it (one slot)
     Reply next = post(s, "/v1/chat/completions", chat_body("hello", R"(,"max_tokens":2)"));
     CHECK(next.status == 200);
+    CHECK(s.stop() == 0);
+    const std::string err = s.err();
+    INFO(err);
+    const size_t at = err.find("499 client gone after ");
+    REQUIRE(at != std::string::npos);
+    CHECK(std::atoi(err.c_str() + at + 22) < 3000);
+  }
+  {
+    // not streamed: past the heartbeat the response is chunked, spaces first; a client that
+    // closes its socket is noticed at the next heartbeat
+    ServeProc s({"-m", model, "--max-concurrent", "1", "--heartbeat-ms", "1", "--on-loop", "off"});
+    Reply whole = post(s, "/v1/chat/completions", chat_body("hi", R"(,"max_tokens":300,"temperature":1)"));
+    CHECK(whole.status == 200);
+    CHECK(whole.body["usage"]["completion_tokens"].get<int>() > 0);
+    {
+      const std::string body = chat_body("hi", R"(,"max_tokens":3000,"temperature":1)");
+      const std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                              std::to_string(body.size()) + "\r\n\r\n" + body;
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in sa{};
+      sa.sin_family = AF_INET;
+      sa.sin_port = htons(uint16_t(s.port()));
+      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+      REQUIRE(::send(fd, req.data(), req.size(), 0) == ssize_t(req.size()));
+      char c;
+      REQUIRE(::recv(fd, &c, 1, 0) == 1);  // the response has begun
+      ::close(fd);
+    }
+    CHECK(post(s, "/v1/chat/completions", chat_body("hello", R"(,"max_tokens":2)")).status == 200);
     CHECK(s.stop() == 0);
     const std::string err = s.err();
     INFO(err);
