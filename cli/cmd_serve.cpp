@@ -155,6 +155,8 @@ class Server {
     const auto deadline = Clock::now() + std::chrono::seconds(a_.shutdown_timeout);
     while (active_.load() > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (active_.load() > 0) abort_all();  // out of time: what still runs ends now
+    // a signal right at start: stop() is a no-op until the server is listening
+    for (int i = 0; i < 200 && !svr.is_running(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     svr.stop();
   }
 
@@ -248,7 +250,11 @@ class Server {
     try {
       if (draining_) throw api::ApiError{503, "the server is shutting down", "", "server_error"};
       l->req = api::parse_request(q.body, chat);
-      prepare(*l);
+      try {
+        prepare(*l);
+      } catch (const Error& e) {  // the template or the tokenizer refused the text
+        throw api::ApiError{400, e.what(), chat ? "messages" : "prompt"};
+      }
     } catch (const api::ApiError& e) {
       reply_error(r, e);
       log(*l, std::to_string(e.status) + " " + e.message);
@@ -351,9 +357,10 @@ class Server {
     l.stop = api::StopMatcher(l.req.stop);
   }
 
-  // Server-sent events: a first chunk with the role, then deltas as they come, the last chunk
-  // with the finish reason, the usage chunk when asked, and [DONE]. A client that goes away
-  // cancels the request: its slot is free before the next step.
+  // Server-sent events: a first chunk with the role, then deltas as they come (an SSE comment
+  // when a heartbeat passes without any), the last chunk with the finish reason, the usage
+  // chunk when asked, and [DONE]. A client that goes away cancels the request: its slot is
+  // free before the next step.
   void stream(httplib::Response& r, const LivePtr& l) {
     r.set_header("Cache-Control", "no-cache");
     r.set_chunked_content_provider(
@@ -363,13 +370,21 @@ class Server {
             const std::string s = "data: " + j.dump() + "\n\n";
             return sink.write(s.data(), s.size());
           };
-          bool first = true;
+          if (l->req.chat) {  // the role at once, as OpenAI's first chunk
+            json j = api::chunk_json(l->req, l->id, l->created, name_, "", "");
+            j["choices"][0]["delta"] = {{"role", "assistant"}, {"content", ""}};
+            if (!send(j)) {
+              l->cancel = true;
+              l->log_status = "499 client gone";
+              return false;
+            }
+          }
           for (;;) {
             std::string reasoning, content;
             bool done, aborted;
             {
               std::unique_lock<std::mutex> lk(l->m);
-              l->cv.wait_for(lk, std::chrono::milliseconds(200),
+              l->cv.wait_for(lk, heartbeat(),
                              [&] { return l->done || l->aborted || !l->reasoning.empty() || !l->content.empty(); });
               reasoning.swap(l->reasoning);
               content.swap(l->content);
@@ -377,14 +392,10 @@ class Server {
               aborted = l->aborted;
             }
             bool ok = sink.is_writable();
-            if (ok && first && l->req.chat) {
-              json j = api::chunk_json(l->req, l->id, l->created, name_, "", "");
-              j["choices"][0]["delta"] = {{"role", "assistant"}, {"content", ""}};
-              ok = send(j);
-              first = false;
-            }
             if (ok && (!reasoning.empty() || !content.empty()))
               ok = send(api::chunk_json(l->req, l->id, l->created, name_, reasoning, content));
+            else if (ok && !done && !aborted)  // nothing for a heartbeat (queued, a long prompt): an SSE comment
+              ok = sink.write(":\n\n", 3);
             if (!ok) {
               l->cancel = true;
               l->log_status = "499 client gone";

@@ -227,6 +227,7 @@ Reply post(const ServeProc& s, const std::string& path, const std::string& body,
 struct Stream {
   int status = 0;
   std::vector<json> events;
+  int comments = 0;  // SSE comment lines (":"), the server's heartbeats
   bool done = false;
   std::string reasoning, content;
 };
@@ -244,6 +245,7 @@ Stream post_stream(const ServeProc& s, const std::string& path, const std::strin
     buf.append(d, n);
     for (size_t e; (e = buf.find("\n\n")) != std::string::npos; buf.erase(0, e + 2)) {
       const std::string ev = buf.substr(0, e);
+      out.comments += ev.rfind(":", 0) == 0;
       if (ev.rfind("data: ", 0) != 0) continue;
       if (ev == "data: [DONE]") {
         out.done = true;
@@ -453,6 +455,21 @@ TEST_CASE("serve: a client that leaves mid-stream frees its slot; SIGTERM finish
       ::close(fd);
     }
     CHECK(post(s, "/v1/chat/completions", chat_body("hello", R"(,"max_tokens":2)")).status == 200);
+    // a stream waiting for the one slot gets SSE comments (heartbeats) until its turn
+    Stream waiting;
+    std::thread second;
+    Stream first = post_stream(s, "/v1/chat/completions", chat_body("hi", R"(,"max_tokens":600,"temperature":1,"stream":true)"),
+                               [&](const json&) {
+                                 if (!second.joinable())
+                                   second = std::thread([&] {
+                                     waiting = post_stream(s, "/v1/chat/completions", chat_body("yo", R"(,"max_tokens":4,"stream":true)"));
+                                   });
+                                 return true;
+                               });
+    second.join();
+    CHECK(first.done);
+    CHECK(waiting.done);
+    CHECK(waiting.comments > 0);
     CHECK(s.stop() == 0);
     const std::string err = s.err();
     INFO(err);
