@@ -35,7 +35,10 @@ int64_t BatchScheduler::admit(BatchJob& job) {
       const size_t cap = std::min(sl.cached.size(), job.prompt.size() - 1);
       while (size_t(len) < cap && sl.cached[size_t(len)] == job.prompt[size_t(len)]) len++;
     }
-    if (len > best_len) best = i, best_len = len;
+    // ties go to the slot holding least, so an unrelated job does not evict a conversation
+    // while an emptier slot is free
+    const bool emptier = plan_.reuse_prefix && len == best_len && sl.cached.size() < slots_[size_t(best)].cached.size();
+    if (len > best_len || emptier) best = i, best_len = len;
   }
   Slot& sl = slots_[size_t(best)];
   sl.job = std::move(job);

@@ -143,6 +143,9 @@ TEST_CASE("serve scheduler: a job that extends a cached conversation runs only i
   const std::string first = "def add(a, b):\n";
   const r1::GenResult a = run_one(sched, first);
   CHECK(a.stats.prefilled_tokens == a.stats.prompt_tokens);
+  // an unrelated job in between takes the empty slot, not the one holding the conversation
+  const r1::GenResult u = run_one(sched, "import os\nimport sys\n");
+  CHECK(u.stats.prefilled_tokens == u.stats.prompt_tokens);
   const std::string second = first + tok.decode(a.ids) + "\n\ndef sub(a, b):\n";
   const r1::GenResult b = run_one(sched, second);
   // the first prompt and all but the last generated token were cached
