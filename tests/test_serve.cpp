@@ -274,6 +274,15 @@ Stream post_stream(const ServeProc& s, const std::string& path, const std::strin
   return out;
 }
 
+// Tokens a request had made when the server noticed its client gone (its log line), or -1.
+int gone_after(const ServeProc& s) {
+  const std::string err = s.err();
+  INFO(err);
+  const size_t at = err.find("499 client gone after ");
+  CHECK(at != std::string::npos);
+  return at == std::string::npos ? -1 : std::atoi(err.c_str() + at + 22);
+}
+
 json run_json(const std::string& model, const std::vector<std::string>& extra) {
   std::vector<std::string> args = {"run", "-m", model, "--json", "-q"};
   args.insert(args.end(), extra.begin(), extra.end());
@@ -429,11 +438,7 @@ TEST_CASE("serve: a client that leaves mid-stream frees its slot; SIGTERM finish
     Reply next = post(s, "/v1/chat/completions", chat_body("hello", R"(,"max_tokens":2)"));
     CHECK(next.status == 200);
     CHECK(s.stop() == 0);
-    const std::string err = s.err();
-    INFO(err);
-    const size_t at = err.find("499 client gone after ");
-    REQUIRE(at != std::string::npos);
-    CHECK(std::atoi(err.c_str() + at + 22) < 3000);
+    CHECK(gone_after(s) < 3000);
   }
   {
     // not streamed: past the heartbeat the response is chunked, spaces first; a client that
@@ -474,11 +479,7 @@ TEST_CASE("serve: a client that leaves mid-stream frees its slot; SIGTERM finish
     CHECK(waiting.done);
     CHECK(waiting.comments > 0);
     CHECK(s.stop() == 0);
-    const std::string err = s.err();
-    INFO(err);
-    const size_t at = err.find("499 client gone after ");
-    REQUIRE(at != std::string::npos);
-    CHECK(std::atoi(err.c_str() + at + 22) < 3000);
+    CHECK(gone_after(s) < 3000);
   }
   {
     ServeProc s({"-m", model, "--on-loop", "off"});
