@@ -89,7 +89,7 @@ Request parse_request(const std::string& body, bool chat) {
   r.max_tokens = integer(j, "max_completion_tokens", 1, kMaxTokens);
   if (!r.max_tokens) r.max_tokens = integer(j, "max_tokens", 1, kMaxTokens);
   r.think_budget = integer(j, "think_budget", 0, kMaxTokens);
-  r.top_k = integer(j, "top_k", 0, int64_t(1) << 31);
+  r.top_k = integer(j, "top_k", 0, INT32_MAX);
   if (auto v = number(j, "temperature", 0, 2)) r.temperature = float(*v);
   if (auto v = number(j, "top_p", 0, 1)) r.top_p = float(*v);
   if (auto v = number(j, "min_p", 0, 1)) r.min_p = float(*v);
@@ -109,8 +109,8 @@ Request parse_request(const std::string& body, bool chat) {
     } else {
       bad("stop", "must be a string or an array of up to 4 strings");
     }
-    for (const std::string& s : r.stop)
-      if (s.empty()) bad("stop", "must not hold an empty string");
+    for (const std::string& x : r.stop)
+      if (x.empty()) bad("stop", "must not hold an empty string");
   }
   r.stream = boolean(j, "stream");
   if (j.contains("stream_options") && !j["stream_options"].is_null()) {
