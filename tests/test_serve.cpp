@@ -387,7 +387,7 @@ TEST_CASE("serve: completions, stop strings, seeds, models and health", "[serve]
 
 TEST_CASE("serve: every bad request gets its status and an OpenAI error object", "[serve]") {
   const std::string model = r1test::packed("tiny-qwen2", "q8");
-  ServeProc s({"-m", model, "--ctx", "64", "--max-body", "4096", "--max-concurrent", "1", "--max-queue", "0", "--on-loop", "off"});
+  ServeProc s({"-m", model, "--ctx", "64", "--max-body", "4096", "--on-loop", "off"});
   auto is_error = [](const Reply& r, int status) {
     INFO(r.body.dump());
     CHECK(r.status == status);
@@ -402,17 +402,19 @@ TEST_CASE("serve: every bad request gets its status and an OpenAI error object",
   CHECK(ctx.body["error"]["message"].get<std::string>().find("context holds 64") != std::string::npos);
   is_error(post(s, "/v1/chat/completions", chat_body(std::string(5000, 'x'))), 413);
   is_error(post(s, "/v1/nothing", "{}"), 404);
-  // one slot, no queue: while a stream holds the slot, another request is a 503 with Retry-After
+  // one slot, no queue: while a stream holds the slot (a greedy "yo" runs to 4000 tokens on this
+  // fixture), another request is a 503 with Retry-After
+  ServeProc one({"-m", model, "--max-concurrent", "1", "--max-queue", "0", "--on-loop", "off"});
   Reply busy;
-  Stream held = post_stream(s, "/v1/chat/completions", chat_body("hi", R"(,"max_tokens":40,"temperature":1,"stream":true)"),
+  Stream held = post_stream(one, "/v1/chat/completions", chat_body("yo", R"(,"max_tokens":4000,"temperature":0,"stream":true)"),
                             [&](const json&) {
-                              if (busy.status == 0) busy = post(s, "/v1/chat/completions", chat_body("hello"));
+                              if (busy.status == 0) busy = post(one, "/v1/chat/completions", chat_body("hello"));
                               return true;
                             });
   is_error(busy, 503);
   CHECK(busy.retry_after == "1");
   CHECK(held.done);
-  CHECK(post(s, "/v1/chat/completions", chat_body("hello", R"(,"max_tokens":2)")).status == 200);  // free again
+  CHECK(post(one, "/v1/chat/completions", chat_body("hello", R"(,"max_tokens":2)")).status == 200);  // free again
 
   // a second server on a port in use is refused (not started beside the first)
   const CliResult twice = run_r1({"serve", "-m", model, "--port", std::to_string(s.port())});
@@ -426,29 +428,31 @@ TEST_CASE("serve: every bad request gets its status and an OpenAI error object",
   CHECK(k.client().Get("/health")->status == 200);  // health needs no key
 }
 
+// Requests that must hold a slot for a while say "yo" greedily: on this random fixture that runs
+// to 4000 tokens, where sampled text often meets the end-of-sentence token within a few hundred.
 TEST_CASE("serve: a client that leaves mid-stream frees its slot; SIGTERM finishes requests in flight", "[serve]") {
   const std::string model = r1test::packed("tiny-qwen2", "q8");
   {
     ServeProc s({"-m", model, "--max-concurrent", "1", "--on-loop", "off"});
     int seen = 0;
-    Stream st = post_stream(s, "/v1/chat/completions", chat_body("hi", R"(,"max_tokens":3000,"temperature":1,"stream":true)"),
+    Stream st = post_stream(s, "/v1/chat/completions", chat_body("yo", R"(,"max_tokens":4000,"temperature":0,"stream":true)"),
                             [&](const json&) { return ++seen < 3; });
     CHECK_FALSE(st.done);
-    // the slot is free long before 3000 tokens: the next request needs it (one slot)
+    // the slot is free long before 4000 tokens: the next request needs it (one slot)
     Reply next = post(s, "/v1/chat/completions", chat_body("hello", R"(,"max_tokens":2)"));
     CHECK(next.status == 200);
     CHECK(s.stop() == 0);
-    CHECK(gone_after(s) < 3000);
+    CHECK(gone_after(s) < 4000);
   }
   {
     // not streamed: past the heartbeat the response is chunked, spaces first; a client that
     // closes its socket is noticed at the next heartbeat
     ServeProc s({"-m", model, "--max-concurrent", "1", "--heartbeat-ms", "1", "--on-loop", "off"});
-    Reply whole = post(s, "/v1/chat/completions", chat_body("hi", R"(,"max_tokens":300,"temperature":1)"));
+    Reply whole = post(s, "/v1/chat/completions", chat_body("yo", R"(,"max_tokens":300,"temperature":0)"));
     CHECK(whole.status == 200);
     CHECK(whole.body["usage"]["completion_tokens"].get<int>() > 0);
     {
-      const std::string body = chat_body("hi", R"(,"max_tokens":3000,"temperature":1)");
+      const std::string body = chat_body("yo", R"(,"max_tokens":4000,"temperature":0)");
       const std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
                               std::to_string(body.size()) + "\r\n\r\n" + body;
       const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -466,7 +470,7 @@ TEST_CASE("serve: a client that leaves mid-stream frees its slot; SIGTERM finish
     // a stream waiting for the one slot gets SSE comments (heartbeats) until its turn
     Stream waiting;
     std::thread second;
-    Stream first = post_stream(s, "/v1/chat/completions", chat_body("hi", R"(,"max_tokens":600,"temperature":1,"stream":true)"),
+    Stream first = post_stream(s, "/v1/chat/completions", chat_body("yo", R"(,"max_tokens":600,"temperature":0,"stream":true)"),
                                [&](const json&) {
                                  if (!second.joinable())
                                    second = std::thread([&] {
@@ -479,12 +483,12 @@ TEST_CASE("serve: a client that leaves mid-stream frees its slot; SIGTERM finish
     CHECK(waiting.done);
     CHECK(waiting.comments > 0);
     CHECK(s.stop() == 0);
-    CHECK(gone_after(s) < 3000);
+    CHECK(gone_after(s) < 4000);
   }
   {
     ServeProc s({"-m", model, "--on-loop", "off"});
     bool sent = false;
-    Stream st = post_stream(s, "/v1/chat/completions", chat_body("hi", R"(,"max_tokens":400,"temperature":1,"stream":true)"),
+    Stream st = post_stream(s, "/v1/chat/completions", chat_body("yo", R"(,"max_tokens":4000,"temperature":0,"stream":true)"),
                             [&](const json&) {
                               if (!sent) ::kill(s.pid(), SIGTERM), sent = true;
                               return true;
