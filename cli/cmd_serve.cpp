@@ -103,7 +103,7 @@ class Server {
     });
     svr.Get("/health", [this](const httplib::Request&, httplib::Response& r) {
       r.status = draining_ ? 503 : 200;
-      r.set_content(json{{"status", draining_ ? "draining" : "ok"}, {"slots", a_.max_concurrent}, {"in_flight", active_.load()}}.dump(),
+      r.set_content(json{{"status", draining_ ? "draining" : "ok"}, {"slots", a_.max_concurrent}, {"in_flight", in_flight()}}.dump(),
                     "application/json");
     });
     svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& r) {
@@ -120,7 +120,7 @@ class Server {
     std::thread runner([this] { run_scheduler(); });
     std::thread watcher([this, &svr] { watch(svr); });
     std::fprintf(stderr, "r1 serve: %s on http://%s:%d (%lld slots of %lld positions)\n", name_.c_str(), a_.host.c_str(),
-                 port, (long long)sched_slots(), (long long)ctx_);
+                 port, (long long)a_.max_concurrent, (long long)ctx_);
     svr.listen_after_bind();
     {
       std::lock_guard<std::mutex> lk(qm_);
@@ -139,7 +139,6 @@ class Server {
     p.interrupt = &hard_stop_;
     return p;
   }
-  int64_t sched_slots() const { return a_.max_concurrent; }
 
   static void reply_error(httplib::Response& r, const api::ApiError& e) {
     r.status = e.status;
@@ -151,10 +150,10 @@ class Server {
     while (!interrupted().load() && !quit_ && !failed_) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (quit_) return;
     draining_ = true;
-    if (!failed_) std::fprintf(stderr, "r1 serve: stopping; %lld requests in flight\n", (long long)active_.load());
+    if (!failed_) std::fprintf(stderr, "r1 serve: stopping; %lld requests in flight\n", (long long)in_flight());
     const auto deadline = Clock::now() + std::chrono::seconds(a_.shutdown_timeout);
-    while (active_.load() > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (active_.load() > 0) abort_all();  // out of time: what still runs ends now
+    while (in_flight() > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (in_flight() > 0) abort_all();  // out of time: what still runs ends now
     // a signal right at start: stop() is a no-op until the server is listening
     for (int i = 0; i < 200 && !svr.is_running(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     svr.stop();
@@ -272,7 +271,6 @@ class Server {
         std::lock_guard<std::mutex> g(lives_m_);
         lives_.insert(l);
       }
-      active_++;
       admitted_++;
       queue_.push_back(l);
     }
@@ -283,7 +281,7 @@ class Server {
       if (l->cv.wait_for(lk, heartbeat(), [&] { return l->done || l->aborted; })) {
         lk.unlock();
         Finally fin{this, l};
-        if (l->aborted) return reply_error(r, {503, "the server stopped before the request finished", "", "server_error"});
+        if (l->aborted) return reply_error(r, kStopped);
         return r.set_content(whole_response(*l), "application/json");
       }
     }
@@ -302,12 +300,10 @@ class Server {
             }
             if (!ready) {
               if (sink.is_writable() && sink.write(" ", 1)) continue;
-              l->cancel = true;
-              l->log_status = "499 client gone";
-              return false;
+              return client_gone(*l);
             }
             const std::string body =
-                l->aborted ? api::error_json({503, "the server stopped before the request finished", "", "server_error"}).dump()
+                l->aborted ? api::error_json(kStopped).dump()
                            : whole_response(*l);
             sink.write(body.data(), body.size());
             sink.done();
@@ -318,6 +314,14 @@ class Server {
           l->cancel = true;
           finish_request(l);
         });
+  }
+
+  static inline const api::ApiError kStopped{503, "the server stopped before the request finished", "", "server_error"};
+  // A write to the client failed: the request is dropped (its slot freed before the next pass).
+  static bool client_gone(Live& l) {
+    l.cancel = true;
+    l.log_status = "499 client gone";
+    return false;
   }
 
   std::chrono::milliseconds heartbeat() const { return std::chrono::milliseconds(a_.heartbeat_ms); }
@@ -373,11 +377,7 @@ class Server {
           if (l->req.chat) {  // the role at once, as OpenAI's first chunk
             json j = api::chunk_json(l->req, l->id, l->created, name_, "", "");
             j["choices"][0]["delta"] = {{"role", "assistant"}, {"content", ""}};
-            if (!send(j)) {
-              l->cancel = true;
-              l->log_status = "499 client gone";
-              return false;
-            }
+            if (!send(j)) return client_gone(*l);
           }
           for (;;) {
             std::string reasoning, content;
@@ -397,13 +397,11 @@ class Server {
             else if (ok && !done && !aborted)  // nothing for a heartbeat (queued, a long prompt): an SSE comment
               ok = sink.write(":\n\n", 3);
             if (!ok) {
-              l->cancel = true;
-              l->log_status = "499 client gone";
-              return false;
+              return client_gone(*l);
             }
             if (aborted) {
               l->log_status = "503 stopped";
-              send(api::error_json({503, "the server stopped before the request finished", "", "server_error"}));
+              send(api::error_json(kStopped));
               sink.done();
               return true;
             }
@@ -430,6 +428,10 @@ class Server {
     LivePtr l;
     ~Finally() { s->finish_request(l); }
   };
+  int64_t in_flight() {
+    std::lock_guard<std::mutex> lk(lives_m_);
+    return int64_t(lives_.size());
+  }
   void release(Live& l) {
     if (!l.released.exchange(true)) admitted_--;
   }
@@ -439,7 +441,6 @@ class Server {
       if (!lives_.erase(l)) return;
     }
     release(*l);
-    active_--;
     log(*l, l->done ? l->log_status : l->aborted ? "503 stopped" : l->log_status);
   }
 
@@ -470,9 +471,9 @@ class Server {
   int64_t ctx_;
   std::string name_;
   int64_t started_ = int64_t(std::time(nullptr));
-  // active_: requests in flight, until their last byte is written (the drain waits for them);
-  // admitted_: those queued or running, until the scheduler is done with them (the 503 limit)
-  std::atomic<int64_t> ids_{0}, active_{0}, admitted_{0};
+  // admitted_: requests queued or running, until the scheduler is done with them (the 503
+  // limit); lives_ holds them until their last byte is written (what the drain waits for)
+  std::atomic<int64_t> ids_{0}, admitted_{0};
   std::atomic<bool> draining_{false}, hard_stop_{false}, failed_{false};
   std::mutex qm_;  // queue_, quit_, rng_
   std::condition_variable qcv_;

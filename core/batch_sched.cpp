@@ -24,7 +24,7 @@ BatchScheduler::BatchScheduler(BatchSession& s, const Tokenizer& tok, BatchPlan 
 
 BatchScheduler::~BatchScheduler() = default;
 
-int64_t BatchScheduler::admit(BatchJob& job) {
+void BatchScheduler::admit(BatchJob& job) {
   int64_t best = -1, best_len = -1;
   for (int64_t i = 0; i < int64_t(slots_.size()); i++) {
     const Slot& sl = slots_[size_t(i)];
@@ -48,7 +48,6 @@ int64_t BatchScheduler::admit(BatchJob& job) {
   sl.reused = best_len;
   sl.dec.reset();
   sl.t_admit = Clock::now();
-  return best;
 }
 
 bool BatchScheduler::run(const std::function<bool(BatchJob&)>& next_job,

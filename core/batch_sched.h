@@ -49,7 +49,7 @@ class BatchScheduler {
 
  private:
   struct Slot;
-  int64_t admit(BatchJob& job);  // the slot chosen for a new job
+  void admit(BatchJob& job);  // into the free slot holding most of its prompt (or the first)
   BatchSession& s_;
   const Tokenizer& tok_;
   BatchPlan plan_;
