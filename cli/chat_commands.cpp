@@ -48,7 +48,7 @@ int64_t parse_int(const std::string& name, const std::string& v, int64_t lo, int
 
 KvShape snapshot_shape(const Session& s) {
   KvShape shape;
-  if (!s.kv_shape(&shape)) fail_usage("/save and /load work with the CPU backend only");
+  if (!s.kv_shape(&shape)) fail_usage("/save and /load are not available with this backend");
   return shape;
 }
 

@@ -31,34 +31,26 @@ static bool kv_from_flags(uint32_t flags, KvFormat* f) {
   return true;
 }
 
-// The cache is [layer][head][ctx] rows: each (layer, head) keeps its first n rows.
 std::vector<uint8_t> kv_extract(const KVCache& kv, int64_t n) {
   if (n < 0 || n > kv.ctx) fail_input("internal: KV snapshot of " + std::to_string(n) + " positions");
   const KvShape sh = kv_shape(kv);
   std::vector<uint8_t> out(size_t(sh.bytes(n)));
-  const size_t row = size_t(kv.row_bytes()), run = row * size_t(n);
   uint8_t* dst = out.data();
-  for (int64_t l = 0; l < kv.n_layers; l++)
-    for (const std::vector<uint8_t>* src : {&kv.k, &kv.v})
-      for (int64_t h = 0; h < kv.n_kv; h++) {
-        const uint8_t* p = src->data() + size_t(l * kv.layer_bytes()) + size_t(h * kv.ctx) * row;
-        std::memcpy(dst, p, run);
-        dst += run;
-      }
+  for_each_kv_run(sh, kv.ctx, n, [&](bool is_v, uint64_t off, uint64_t run) {
+    std::memcpy(dst, (is_v ? kv.v : kv.k).data() + off, run);
+    dst += run;
+  });
   return out;
 }
 
 void kv_restore(KVCache& kv, const std::vector<uint8_t>& packed, int64_t n) {
   const KvShape sh = kv_shape(kv);
   if (n < 0 || n > kv.ctx || packed.size() != sh.bytes(n)) fail_input("internal: KV snapshot does not fit the cache");
-  const size_t row = size_t(kv.row_bytes()), run = row * size_t(n);
   const uint8_t* src = packed.data();
-  for (int64_t l = 0; l < kv.n_layers; l++)
-    for (std::vector<uint8_t>* dst : {&kv.k, &kv.v})
-      for (int64_t h = 0; h < kv.n_kv; h++) {
-        std::memcpy(dst->data() + size_t(l * kv.layer_bytes()) + size_t(h * kv.ctx) * row, src, run);
-        src += run;
-      }
+  for_each_kv_run(sh, kv.ctx, n, [&](bool is_v, uint64_t off, uint64_t run) {
+    std::memcpy((is_v ? kv.v : kv.k).data() + off, src, run);
+    src += run;
+  });
 }
 
 std::string conversation_to_json(const Conversation& c) {

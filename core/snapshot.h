@@ -61,6 +61,18 @@ struct Snapshot {
   std::vector<uint8_t> kv;       // per layer: K then V, each [n_kv, n_tokens] cache rows
 };
 
+// The order in which a snapshot packs a cache's rows: per layer, K then V, per kv head, the first n
+// positions. fn(is_v, offset, bytes) for each run, offset being where the run starts in one
+// sequence's K (or V) cache of [layer][kv head][ctx] rows; the runs lie back to back in the packed
+// bytes. Every backend that keeps such a cache (CPU, GPU) packs and unpacks through this.
+template <class Fn>
+void for_each_kv_run(const KvShape& s, int64_t ctx, int64_t n, Fn&& fn) {
+  const uint64_t row = uint64_t(s.row_bytes()), run = row * uint64_t(n);
+  for (int64_t l = 0; l < s.n_layers; l++)
+    for (bool is_v : {false, true})
+      for (int64_t h = 0; h < s.n_kv; h++) fn(is_v, uint64_t(l * s.n_kv + h) * uint64_t(ctx) * row, run);
+}
+
 // The first n positions of the cache, packed (no unused context).
 std::vector<uint8_t> kv_extract(const KVCache& kv, int64_t n);
 // Writes packed positions back; the cache must have the same shape and room for n.

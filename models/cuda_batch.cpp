@@ -585,11 +585,42 @@ void CudaBatch::fill_kv_random(int64_t depth) {
   }
 }
 
+KvShape CudaBatch::kv_shape() const { return KvShape{b_->kv.layers, b_->kv.n_kv, b_->kv.hd, kv_fmt_}; }
+
+// The device cache is [slot][layer][kv head][ctx] rows: slot 0 starts at offset 0, laid out as
+// one CPU sequence's cache. One synchronous copy per (layer, K/V, head) run.
+std::vector<uint8_t> CudaBatch::kv_save(int64_t n) const {
+  if (n < 0 || n > ctx_) fail_input("internal: KV snapshot of " + std::to_string(n) + " positions");
+  const KvShape sh = kv_shape();
+  std::vector<uint8_t> out(size_t(sh.bytes(n)));
+  uint8_t* dst = out.data();
+  for_each_kv_run(sh, ctx_, n, [&](bool is_v, uint64_t off, uint64_t run) {
+    cuda::to_host(dst, reinterpret_cast<const uint8_t*>(is_v ? b_->kv.v : b_->kv.k) + off, run);
+    dst += run;
+  });
+  return out;
+}
+
+void CudaBatch::kv_load(const std::vector<uint8_t>& packed, int64_t n) {
+  const KvShape sh = kv_shape();
+  if (n < 0 || n > ctx_ || packed.size() != sh.bytes(n)) fail_input("internal: KV snapshot does not fit the cache");
+  const uint8_t* src = packed.data();
+  for_each_kv_run(sh, ctx_, n, [&](bool is_v, uint64_t off, uint64_t run) {
+    cuda::to_device(reinterpret_cast<uint8_t*>(is_v ? b_->kv.v : b_->kv.k) + off, src, run);
+    src += run;
+  });
+}
+
 CudaSession::CudaSession(const Model& m, int64_t ctx, KvFormat kv, const std::function<void(uint64_t, uint64_t)>& on_upload)
     : batch_(m, 1, ctx, kv, on_upload), logits_(size_t(m.cfg.vocab_size)) {}
 
 void CudaSession::truncate(int64_t n) {
   if (n < 0 || n > n_past_) fail_input("internal: bad KV truncation");
+  n_past_ = n;
+}
+
+void CudaSession::kv_load(const std::vector<uint8_t>& rows, int64_t n) {
+  batch_.kv_load(rows, n);
   n_past_ = n;
 }
 

@@ -10,6 +10,7 @@
 
 #include "quant/kv_format.h"
 #include "core/session.h"
+#include "core/snapshot.h"
 #include "models/model.h"
 
 namespace r1 {
@@ -92,6 +93,12 @@ class CudaBatch : public BatchSession {
     int64_t launches = 0;
   };
   std::vector<KindTime> profile_decode(int32_t token, int64_t pos, int64_t steps);
+  // Slot 0's first n positions, packed as core/snapshot.h packs a cache (chat /save), and back
+  // (/load). The rows are the CPU cache's bytes in the same format, so a snapshot moves between
+  // devices.
+  KvShape kv_shape() const;
+  std::vector<uint8_t> kv_save(int64_t n) const;
+  void kv_load(const std::vector<uint8_t>& packed, int64_t n);
   // Random f16 in +-[0.5, 1) at positions [0, depth) of every slot (benchmarks at depth).
   void fill_kv_random(int64_t depth);
 
@@ -134,6 +141,9 @@ class CudaSession : public Session {
   void set_n_past(int64_t n) { n_past_ = n; }
   CudaBatch& batch() { return batch_; }
   const float* forward(const int32_t* tokens, int64_t n, bool all_logits = false) override;
+  bool kv_shape(KvShape* out) const override { return *out = batch_.kv_shape(), true; }
+  std::vector<uint8_t> kv_save() const override { return batch_.kv_save(n_past_); }
+  void kv_load(const std::vector<uint8_t>& rows, int64_t n) override;
 
  private:
   CudaBatch batch_;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repository root, after `make bundle` here: the CUDA parity and
 # model tests, r1 run on cuda against cpu, the benchmark tables and the per-kernel profile.
-# Logs go to $OUT (or /tmp/r1-gpu); the last lines printed are a summary.
+# Logs go to $OUT (or /tmp/r1-gpu); the last lines printed are a summary. B: where r1 and
+# r1_cuda_tests are (default bundle/).
 #   scripts/gpu_check.sh MODE [ARGS]
 #     unpack                   bundle and fixtures carried as build-carry/*.tar.xz (the device
 #                              call takes 64 MiB: see scripts/gpu_carry.sh)
@@ -13,11 +14,12 @@
 #     table                    the bench.jsonl so far as a table
 #     batch PRESET QUANT       aggregate decode of 1, 8, 32 and 128 sequences decoded together
 #     serve                    r1 serve --device cuda: a greedy chat request equals r1 run --json on cuda
+#     chatkv                   chat /save on one device, /load on the other (f16 and q8 caches)
 #     session1 | session2      what one device call runs (see the bottom of this file)
 set -uo pipefail
 OUT=${OUT:-/tmp/r1-gpu}; mkdir -p "$OUT"
 export R1_FIXTURES_DIR=$PWD/tests/fixtures
-B=bundle
+B=${B:-bundle}
 
 unpack() {
   for f in build-carry/*.tar.xz; do
@@ -112,6 +114,38 @@ m = r['choices'][0]['message']; print(json.dumps([m.get('reasoning_content', '')
   done
 }
 
+# Chat /save and /load across devices: a snapshot saved on one device loads on the other. Per KV
+# format and kernel set: the GPU's logits after loading its own snapshot equal those it saved with
+# (R1_CHAT_DUMP_LOGITS, bit for bit), and the next turn's greedy answer is the same whichever
+# device saved the first turn and whichever answers the second.
+chatkv() {
+  local m=/tmp/tiny-qwen2-py-q8.r1m d=/tmp/chatkv
+  [ -f $m ] || $B/r1 pack tests/fixtures/models/tiny-qwen2-py -o $m --quant q8 -q
+  mkdir -p $d
+  for c in "legacy f16" "fused f16" "fused q8"; do
+    set -- $c
+    local k=$1 kv=$2 f=(--temp 0 -n 24 --think-budget 8 --on-loop off -q --kv $2)
+    chat() {  # chat DEVICE LOGITS_FILE INPUT...
+      local dev=$1 lg=$2; shift 2
+      printf '%s\n' "$@" | R1_CUDA_KERNELS=$k R1_CHAT_DUMP_LOGITS=$lg timeout 60 $B/r1 chat -m $m --device $dev "${f[@]}" 2>>"$OUT/chatkv.log"
+    }
+    for dev in cpu cuda; do
+      chat $dev $d/$dev.before "def fib(n):" "/save $d/$dev.r1s" > /dev/null
+      chat $dev $d/$dev.after "/load $d/$dev.r1s" > /dev/null
+      if cmp -s $d/$dev.before $d/$dev.after; then echo "chatkv $k $kv $dev: logits after /load == before /save"
+      else echo "chatkv $k $kv $dev: logits after /load DIFFERENT"; fi
+    done
+    local ref="" got
+    for pair in "cpu cpu" "cuda cuda" "cuda cpu" "cpu cuda"; do
+      set -- $pair  # saved on $1, answered on $2
+      got=$(chat $2 /dev/null "/load $d/$1.r1s" "for i in range(10):" | tr '\n' ' ')
+      [ -z "$ref" ] && ref=$got
+      if [ "$got" == "$ref" ]; then echo "chatkv $k $kv saved on $1, answered on $2: == cpu/cpu"
+      else echo "chatkv $k $kv saved on $1, answered on $2: DIFFERENT"; echo "  cpu/cpu: $ref"; echo "  this:    $got"; fi
+    done
+  done
+}
+
 case "${1:-tests}" in
   unpack) unpack ;;
   info) info ;;
@@ -121,11 +155,13 @@ case "${1:-tests}" in
   table) table ;;
   batch) shift; batch "$@" ;;
   serve) serve ;;
+  chatkv) chatkv ;;
   session1)  # first look: correctness of both kernel sets, then legacy / fused / the old binary side by side
     unpack > "$OUT/unpack.log" 2>&1; info | tee "$OUT/info.txt"
     tests "[fused],[model]"
     run
     serve
+    chatkv
     bench "qwen-1.5b llama-8b" "q4" "base legacy fused legacy fused" --profile
     bench "llama-8b" "q8" "legacy fused" --profile
     bench "qwen-32b llama-70b" "q4" "fused"

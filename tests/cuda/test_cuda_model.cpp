@@ -1,6 +1,7 @@
 // The whole forward pass on the GPU against the CPU and against transformers: the fixture
 // models' logits, argmax at every position and greedy continuations (prefill passes and the
 // captured decode graph), and a many-slot CudaBatch against one sequence at a time.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include "kernels/cuda/cuda.h"
 #include "models/cuda_batch.h"
 #include "models/cpu_backend.h"
+#include "quant/half.h"
 
 using namespace r1;
 
@@ -292,5 +294,90 @@ TEST_CASE("cuda: a model that does not fit is refused before allocating", "[cuda
     INFO(msg);
     CHECK(msg.find("does not fit") != std::string::npos);
     CHECK(msg.find("KV cache") != std::string::npos);
+  }
+}
+
+// Chat's /save and /load on the GPU: the device cache packs to the CPU cache's rows (same shape,
+// values equal up to the backends' rounding), a cache loaded from either backend's rows gives
+// them back bit for bit, and decoding on from a loaded cache gives what the saving session gives.
+TEST_CASE("cuda: /save and /load move a KV cache between the GPU and the CPU", "[cuda][model]") {
+  require_gpu();
+  struct Case {
+    CudaKernels k;
+    KvFormat kv;
+  };
+  for (Case cs : {Case{CudaKernels::Legacy, KvFormat::F16}, Case{CudaKernels::Fused, KvFormat::F16},
+                  Case{CudaKernels::Fused, KvFormat::Q8}}) {
+    WithKernels with(cs.k);
+    INFO(cuda_kernels_name(cs.k) << " kernels, " << kv_format_name(cs.kv) << " cache");
+    auto model = Model::load(r1test::packed(fixtures().front(), "q8"));
+    ThreadPool pool(2);
+    const int64_t V = model->cfg.vocab_size, ctx = 128;
+    std::vector<int32_t> prompt;
+    for (int32_t i = 1; i <= 21; i++) prompt.push_back(i * 53 % 4000);
+    const std::vector<int32_t> more = {11, 12, 13};
+    const int64_t n = int64_t(prompt.size());
+
+    CpuSession cpu(*model, ctx, cs.kv, pool);
+    CudaSession gpu(*model, ctx, cs.kv);
+    cpu.forward(prompt.data(), n);
+    gpu.forward(prompt.data(), n);
+    KvShape sc, sg;
+    REQUIRE(cpu.kv_shape(&sc));
+    REQUIRE(gpu.kv_shape(&sg));
+    REQUIRE((sg.n_layers == sc.n_layers && sg.n_kv == sc.n_kv && sg.head_dim == sc.head_dim && sg.fmt == sc.fmt));
+    const std::vector<uint8_t> rows_c = cpu.kv_save(), rows_g = gpu.kv_save();
+    REQUIRE(rows_g.size() == rows_c.size());
+    REQUIRE(rows_g.size() == sc.bytes(n));
+    {  // the same keys and values, row by row
+      const int64_t rb = sc.row_bytes(), hd = sc.head_dim;
+      double worst = 0, mx = 0;
+      for (size_t r = 0; r < rows_c.size() / size_t(rb); r++)
+        for (int64_t i = 0; i < hd; i++) {
+          const uint8_t *a = rows_g.data() + r * size_t(rb), *b = rows_c.data() + r * size_t(rb);
+          auto at = [&](const uint8_t* row) {
+            if (cs.kv == KvFormat::Q8) return kv_q8_value(row, hd, i);
+            uint16_t h;
+            std::memcpy(&h, row + 2 * i, 2);
+            return f16_to_f32(h);
+          };
+          const float va = at(a), vb = at(b);
+          REQUIRE(std::isfinite(va));
+          worst = std::max(worst, double(std::fabs(va - vb)));
+          mx = std::max(mx, double(std::fabs(vb)));
+        }
+      INFO("worst cache value difference cuda vs cpu / max|value| = " << worst / mx);
+      CHECK(worst <= 5e-2 * mx);
+    }
+
+    // Loaded over a poisoned cache: the rows come back bit for bit.
+    CudaSession from_cpu(*model, ctx, cs.kv), from_gpu(*model, ctx, cs.kv);
+    from_cpu.batch().fill_kv_random(ctx);
+    from_gpu.batch().fill_kv_random(ctx);
+    from_cpu.kv_load(rows_c, n);
+    from_gpu.kv_load(rows_g, n);
+    CHECK(from_cpu.n_past() == n);
+    CHECK(from_cpu.kv_save() == rows_c);
+    CHECK(from_gpu.kv_save() == rows_g);
+    CpuSession cpu_from_gpu(*model, ctx, cs.kv, pool);
+    cpu_from_gpu.kv_load(rows_g, n);
+    CHECK(cpu_from_gpu.kv_save() == rows_g);
+
+    // Going on from a loaded cache: the GPU's own rows give the GPU's logits bit for bit; the
+    // CPU's rows give the CPU's logits up to the backends' difference (check_model's bound).
+    const int64_t m = int64_t(more.size());
+    const float* p = gpu.forward(more.data(), m, true);
+    const std::vector<float> lg(p, p + m * V);
+    p = from_gpu.forward(more.data(), m, true);
+    CHECK(std::memcmp(p, lg.data(), lg.size() * 4) == 0);
+    p = cpu.forward(more.data(), m, true);
+    const std::vector<float> lc(p, p + m * V);
+    p = from_cpu.forward(more.data(), m, true);
+    double worst = 0;
+    for (int64_t t = 0; t < m; t++) worst = std::max(worst, rel_max_err(p + t * V, lc.data() + t * V, V));
+    p = cpu_from_gpu.forward(more.data(), m, true);
+    for (int64_t t = 0; t < m; t++) worst = std::max(worst, rel_max_err(p + t * V, lg.data() + t * V, V));
+    INFO("worst logit difference after a cross-device load / max|logit| = " << worst);
+    CHECK(worst <= 5e-2);
   }
 }
