@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "core/error.h"
+#include "core/sample_math.h"
+#include "kernels/cpu/cpu.h"
 
 namespace r1 {
 
@@ -63,63 +66,87 @@ void Sampler::penalize(float* logits, const std::vector<int32_t>& history) const
   if (p_.dry.on()) apply_dry(logits, vocab_, p_.dry, *dry_, history);
 }
 
+// idx[0, n), in ascending order on entry, ordered by probability, descending: a stable LSD
+// radix sort on the probabilities' bits (they are >= 0, so their bits order as they do), ties
+// staying in id order; bytes that are the same in every key skipped. For long ranges, where a
+// comparison sort costs milliseconds.
+static void radix_sort_by_prob(const float* prob, int32_t* idx, int64_t n, std::vector<uint64_t>& a,
+                               std::vector<uint64_t>& b) {
+  a.resize(size_t(n));
+  b.resize(size_t(n));
+  uint32_t all_or = 0, all_and = ~0u;
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t bits;
+    std::memcpy(&bits, &prob[idx[i]], 4);
+    a[size_t(i)] = uint64_t(~bits) << 32 | uint32_t(idx[i]);
+    all_or |= ~bits, all_and &= ~bits;
+  }
+  for (int shift = 0; shift < 32; shift += 8) {
+    if (((all_or ^ all_and) >> shift & 0xff) == 0) continue;  // this byte is the same in every key
+    size_t count[257] = {};
+    for (uint64_t k : a) count[(k >> (32 + shift) & 0xff) + 1]++;
+    for (int d = 0; d < 256; d++) count[d + 1] += count[d];
+    for (uint64_t k : a) b[count[k >> (32 + shift) & 0xff]++] = k;
+    a.swap(b);
+  }
+  for (int64_t i = 0; i < n; i++) idx[i] = int32_t(uint32_t(a[size_t(i)]));
+}
+
+// idx_[sorted_, upto) become the next most likely tokens, in order (probability descending, the
+// lower id first on ties), taken from idx_[sorted_, vocab): only as much as a filter looks at is sorted.
+void Sampler::sort_to(int64_t upto) {
+  upto = std::min(upto, vocab_);
+  if (upto <= sorted_) return;
+  if (upto - sorted_ > 16384) {  // most of the vocabulary (--top-p 1): sort all of it, afresh
+    std::iota(idx_.begin(), idx_.end(), 0);
+    radix_sort_by_prob(probs_.data(), idx_.data(), vocab_, keys_, keys_tmp_);
+    sorted_ = vocab_;
+    return;
+  }
+  auto by_prob = [&](int32_t a, int32_t b) { return probs_[size_t(a)] > probs_[size_t(b)] || (probs_[size_t(a)] == probs_[size_t(b)] && a < b); };
+  std::partial_sort(idx_.begin() + sorted_, idx_.begin() + upto, idx_.end(), by_prob);
+  sorted_ = upto;
+}
+
+// The filters run on the candidates in order of probability and every sum is taken in the order
+// of core/sample_math.h, so that the GPU's sampler (kernels/cuda/sample.cu) gives the same bits.
 void Sampler::filter(float* logits, const std::vector<int32_t>& history) {
   penalize(logits, history);
-  // softmax at temperature
+  // softmax numerators at temperature
   float mx = -INFINITY;
   for (int64_t i = 0; i < vocab_; i++) mx = std::max(mx, logits[i]);
-  double sum = 0;
-  for (int64_t i = 0; i < vocab_; i++) {
-    float e = std::exp((logits[i] - mx) / p_.temperature);
-    probs_[size_t(i)] = e;
-    sum += e;
-  }
-  // candidates by descending probability (only as many as needed are sorted)
-  int64_t n = vocab_;
+  cpu::sample_exp_row(logits, vocab_, mx, p_.temperature, probs_.data());
+  idx_.resize(size_t(vocab_));
   std::iota(idx_.begin(), idx_.end(), 0);
-  auto by_prob = [&](int32_t a, int32_t b) { return probs_[size_t(a)] > probs_[size_t(b)] || (probs_[size_t(a)] == probs_[size_t(b)] && a < b); };
-  int64_t keep = p_.top_k > 0 ? std::min<int64_t>(p_.top_k, n) : n;
-  // top-p needs the sorted prefix; sort lazily in growing blocks
-  int64_t sorted = std::min<int64_t>(keep, 1024);
-  std::partial_sort(idx_.begin(), idx_.begin() + sorted, idx_.begin() + (p_.top_k > 0 ? keep : n), by_prob);
-  if (p_.top_k > 0 && sorted < keep) std::sort(idx_.begin() + sorted, idx_.begin() + keep, by_prob), sorted = keep;
-  // top-p: smallest prefix whose mass reaches top_p (of the top-k-filtered mass)
-  double kept_mass = 0;
-  if (p_.top_k > 0) for (int64_t i = 0; i < keep; i++) kept_mass += probs_[size_t(idx_[size_t(i)])];
-  else kept_mass = sum;
+  sorted_ = 0;
+  const float* pr = probs_.data();
+  // the i-th most likely candidate's probability, sorting as far as asked (i grows in each pass)
+  auto ranked = [&](int64_t i) {
+    if (i >= sorted_) sort_to(std::max({i + 1, 4 * sorted_, int64_t(256)}));  // each sort scans the rest
+    return pr[idx_[size_t(i)]];
+  };
+  int64_t keep = p_.top_k > 0 ? std::min<int64_t>(p_.top_k, vocab_) : vocab_;
+  // top-p: the smallest prefix whose mass reaches top_p of the mass top-k kept
   if (p_.top_p < 1.0f) {
-    double acc = 0;
-    int64_t i = 0;
-    for (;; i++) {
-      if (i == sorted && sorted < keep) {
-        int64_t more = std::min<int64_t>(keep, sorted * 4);
-        std::partial_sort(idx_.begin() + sorted, idx_.begin() + more, idx_.begin() + keep, by_prob);
-        sorted = more;
-      }
-      if (i >= keep) break;
-      acc += probs_[size_t(idx_[size_t(i)])];
-      if (acc >= p_.top_p * kept_mass) { i++; break; }
-    }
-    keep = std::max<int64_t>(1, std::min(i, keep));
+    const double mass = p_.top_k > 0 ? sum_in_blocks(keep, ranked) : sum_in_blocks(vocab_, [&](int64_t i) { return pr[i]; });
+    auto block = [&](int64_t b) {
+      const int64_t from = b * kSampleBlock;
+      return block_sum(from, std::min(from + kSampleBlock, keep), ranked);
+    };
+    keep = first_crossing(keep, double(p_.top_p) * mass, true, ranked, block) + 1;
   }
-  // min-p: drop tokens below min_p times the top probability
+  // min-p: drop tokens below min_p times the top probability (the kept ones are a prefix)
   if (p_.min_p > 0) {
-    const float top = probs_[size_t(idx_[0])];
+    const float floor = p_.min_p * ranked(0);
     int64_t i = 1;
-    while (i < keep && i < sorted && probs_[size_t(idx_[size_t(i)])] >= p_.min_p * top) i++;
-    if (i < keep && i >= sorted) {  // unsorted tail: filter by value (order does not matter for the draw)
-      int64_t w = i;
-      for (int64_t j = i; j < keep; j++)
-        if (probs_[size_t(idx_[size_t(j)])] >= p_.min_p * top) idx_[size_t(w++)] = idx_[size_t(j)];
-      i = w;
-    }
+    while (i < keep && ranked(i) >= floor) i++;
     keep = i;
   }
-  // renormalize over the kept set; zero the rest
-  double ksum = 0;
-  for (int64_t i = 0; i < keep; i++) ksum += probs_[size_t(idx_[size_t(i)])];
+  // renormalize over the kept set (the draw walks it in order); zero the rest
+  sort_to(keep);
+  const double ksum = sum_in_blocks(keep, ranked);
   kept_.resize(size_t(keep));
-  for (int64_t i = 0; i < keep; i++) kept_[size_t(i)] = float(probs_[size_t(idx_[size_t(i)])] / ksum);
+  for (int64_t i = 0; i < keep; i++) kept_[size_t(i)] = float(double(pr[idx_[size_t(i)]]) / ksum);
   std::fill(probs_.begin(), probs_.end(), 0.0f);
   for (int64_t i = 0; i < keep; i++) probs_[size_t(idx_[size_t(i)])] = kept_[size_t(i)];
   idx_.resize(size_t(keep));
@@ -134,7 +161,6 @@ std::vector<float> Sampler::distribution(const float* logits, const std::vector<
     return d;
   }
   filter(l.data(), history);
-  idx_.resize(size_t(vocab_));
   return probs_;
 }
 
@@ -144,14 +170,11 @@ int32_t Sampler::sample(float* logits, const std::vector<int32_t>& history) {
     return int32_t(std::max_element(logits, logits + vocab_) - logits);
   }
   filter(logits, history);
-  double u = uniform(), acc = 0;
-  int32_t pick = idx_.back();
-  for (int32_t t : idx_) {
-    acc += probs_[size_t(t)];
-    if (u < acc) { pick = t; break; }
-  }
-  idx_.resize(size_t(vocab_));
-  return pick;
+  // the first kept token whose running mass exceeds u
+  const int64_t n = int64_t(kept_.size());
+  auto at = [&](int64_t i) { return kept_[size_t(i)]; };
+  auto block = [&](int64_t b) { return block_sum(b * kSampleBlock, std::min((b + 1) * kSampleBlock, n), at); };
+  return idx_[size_t(first_crossing(n, uniform(), false, at, block))];
 }
 
 }  // namespace r1

@@ -37,13 +37,18 @@ class Sampler {
  private:
   double uniform();
   void penalize(float* logits, const std::vector<int32_t>& history) const;  // repetition penalty, DRY
-  void filter(float* logits, const std::vector<int32_t>& history);  // -> probabilities in probs_
+  // -> probabilities in probs_; idx_: the kept tokens, most likely first; kept_: their probabilities
+  void filter(float* logits, const std::vector<int32_t>& history);
+  void sort_to(int64_t upto);
   SamplerParams p_;
   const DryBreakers* dry_;
   int64_t vocab_;
   uint64_t state_;
   std::vector<float> probs_, kept_;
   std::vector<int32_t> idx_;
+  int64_t sorted_ = 0;                      // idx_[0, sorted_) is in order
+  std::vector<uint64_t> keys_, keys_tmp_;  // the radix sort's
+
 };
 
 }  // namespace r1

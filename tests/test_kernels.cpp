@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/sample_math.h"
 #include "kernels/cpu/avx2.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/cpu.h"
@@ -289,6 +290,38 @@ TEST_CASE("rmsnorm, rope, silu_mul match the reference", "[kernels]") {
     cpu::rope(v2.data(), nh, hd, cs.data(), sn.data());
     // FMA vs separate rounding: one or two ulps of |a| + |b|
     for (size_t i = 0; i < v1.size(); i++) REQUIRE(std::fabs(v1[i] - v2[i]) <= 1e-6f * (std::fabs(v1[i]) + 4.0f));
+  }
+}
+
+// The sampler's exp must give the same bits wherever it runs (the GPU's sampler included), so the
+// AVX2 row is checked bitwise against the scalar one, and the scalar one against e^x in double.
+TEST_CASE("sample_exp: within 2 ulp of e^x; the AVX2 row is bitwise the scalar one", "[kernels]") {
+  double worst_ulp = 0;
+  for (float x = -86.0f; x <= 0.0f; x = std::nextafter(x + 0.000731f, 1.0f)) {
+    const double want = std::exp(double(x));
+    const float got = sample_exp(x);
+    const double ulp = double(std::nextafter(float(want), INFINITY) - float(want));
+    worst_ulp = std::max(worst_ulp, std::fabs(double(got) - want) / ulp);
+  }
+  INFO("worst error " << worst_ulp << " ulp");
+  CHECK(worst_ulp <= 2.0);
+  CHECK(sample_exp(0.0f) == 1.0f);
+  CHECK(sample_exp(-86.5f) == 0.0f);
+  CHECK(sample_exp(-INFINITY) == 0.0f);
+  CHECK(sample_exp(NAN) == 0.0f);
+  R1_SKIP_UNLESS(has_avx2(), "this CPU has no AVX2/FMA: only the reference kernels run here");
+  for (int64_t n : {1, 7, 8, 1000, 151936}) {
+    auto x = randn(size_t(n), 8.0f);
+    x[0] = 3.0f;  // the largest, below: every edge the lanes meet
+    const float edges[] = {-NAN, INFINITY, -INFINITY, -86.0f * 0.5f + 3.0f, 3.0f - 43.0f, 3.0f, -1e30f, 2.9999998f};
+    for (size_t i = 0; i < std::size(edges) && i + 1 < size_t(n); i++) x[i + 1] = edges[i];
+    for (float t : {0.6f, 1.0f, 0.013f}) {
+      std::vector<float> a(size_t(n), -1.0f), b(size_t(n), -2.0f);  // poisoned
+      ref::sample_exp_row(x.data(), n, 3.0f, t, a.data());
+      avx2::sample_exp_row(x.data(), n, 3.0f, t, b.data());
+      INFO("n " << n << " t " << t);
+      REQUIRE(std::memcmp(a.data(), b.data(), size_t(n) * 4) == 0);
+    }
   }
 }
 

@@ -2,7 +2,10 @@
 // scripted session (no model needed).
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <algorithm>
 #include <map>
+#include <numeric>
+#include <random>
 
 #include "core/error.h"
 #include "core/generate.h"
@@ -34,6 +37,80 @@ TEST_CASE("top-k keeps the k most likely tokens, renormalized", "[sampler]") {
   CHECK(d[0] == Approx(0.40 / 0.65));
   CHECK(d[1] == Approx(0.25 / 0.65));
   for (int i = 2; i < 6; i++) CHECK(d[size_t(i)] == 0);
+}
+
+// The k most likely of all tokens, wherever they sit in the vocabulary (until 2026-12-05 top-k
+// kept the tokens 0..k-1, whatever their probability).
+TEST_CASE("top-k keeps the k most likely tokens, not the first k ids", "[sampler]") {
+  SamplerParams p;
+  p.temperature = 1;
+  p.top_p = 1;
+  p.top_k = 2;
+  Sampler s(p, 6);
+  const std::vector<double> rev(kP.rbegin(), kP.rend());  // the most likely last
+  auto d = s.distribution(logits_of(rev).data(), {});
+  CHECK(d[5] == Approx(0.40 / 0.65));
+  CHECK(d[4] == Approx(0.25 / 0.65));
+  for (int i = 0; i < 4; i++) CHECK(d[size_t(i)] == 0);
+  for (int i = 0; i < 50; i++) {
+    auto l = logits_of(rev);
+    const int32_t t = s.sample(l.data(), {});
+    CHECK((t == 4 || t == 5));
+  }
+}
+
+// The draw, computed here without the sampler's code: the seed's uniform (splitmix64, the
+// sampler's documented generator), the kept tokens in descending probability (ties: lower id),
+// the first whose running mass exceeds it. Over a vocabulary large enough for every sorting path
+// (partial sorts in growing blocks, the radix sort of the rest with top-p 1).
+TEST_CASE("a draw picks the first token, by descending probability, whose running mass exceeds the seed's uniform",
+          "[sampler]") {
+  const int64_t V = 50000;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  for (float top_p : {1.0f, 0.9f, 0.3f})
+    for (int top_k : {0, 3000})
+      for (uint64_t seed : {1ull, 99ull, 12345ull}) {
+        std::vector<float> l(static_cast<size_t>(V));
+        for (auto& x : l) x = nd(rng);
+        for (int i = 0; i < 50; i++) l[size_t(rng() % V)] = l[size_t(rng() % V)];  // ties
+        SamplerParams p;
+        p.temperature = 0.8f;
+        p.top_p = top_p;
+        p.top_k = top_k;
+        p.seed = seed;
+        // the expected pick: probabilities in double, sorted, cut, renormalized
+        const float mx = *std::max_element(l.begin(), l.end());
+        std::vector<double> e(static_cast<size_t>(V));
+        for (int64_t i = 0; i < V; i++) e[size_t(i)] = std::exp(double((l[size_t(i)] - mx) / p.temperature));
+        std::vector<int32_t> order(static_cast<size_t>(V));
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return e[size_t(a)] > e[size_t(b)]; });
+        int64_t keep = top_k > 0 ? top_k : V;
+        double mass = 0;
+        for (int64_t i = 0; i < keep; i++) mass += e[size_t(order[size_t(i)])];
+        if (top_p < 1) {
+          double acc = 0;
+          int64_t i = 0;
+          while (i < keep && (acc += e[size_t(order[size_t(i)])]) < top_p * mass) i++;
+          keep = std::min(keep, i + 1);
+        }
+        double ksum = 0;
+        for (int64_t i = 0; i < keep; i++) ksum += e[size_t(order[size_t(i)])];
+        uint64_t st = seed + 0x9e3779b97f4a7c15ull;
+        uint64_t z = st;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        const double u = double(z >> 11) * 0x1.0p-53;
+        int64_t want = keep - 1;
+        double acc = 0;
+        for (int64_t i = 0; i < keep; i++)
+          if (u < (acc += e[size_t(order[size_t(i)])] / ksum)) { want = i; break; }
+        Sampler s(p, V);
+        INFO("top_p " << top_p << " top_k " << top_k << " seed " << seed << " kept " << keep << " u " << u);
+        CHECK(s.sample(l.data(), {}) == order[size_t(want)]);
+      }
 }
 
 TEST_CASE("top-p keeps the smallest prefix reaching the mass", "[sampler]") {

@@ -74,6 +74,7 @@ void dequant_row(const WeightView& W, int64_t r, float* out);
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);
 void rope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin);
 void silu_mul(float* gate, const float* up, int64_t n);
+void sample_exp_row(const float* x, int64_t n, float mx, float t, float* out);  // bitwise ref's
 
 // Attention of g_heads query heads sharing one kv head over cache positions [p0, p1), as a
 // partial softmax so that position ranges can run on different threads and merge later:

@@ -226,6 +226,11 @@ void silu_mul(float* gate, const float* up, int64_t n) {
   avx2::silu_mul(gate, up, n);
 }
 
+void sample_exp_row(const float* x, int64_t n, float mx, float t, float* out) {
+  if (use_ref()) return ref::sample_exp_row(x, n, mx, t, out);
+  avx2::sample_exp_row(x, n, mx, t, out);
+}
+
 void attention(ThreadPool& pool, float* out, const float* q, const void* k, const void* v, KvFormat kv,
                int64_t ctx_stride, int64_t pos0, int64_t n_q, int n_heads, int n_kv, int hd) {
   // Each thread's scores (and m, l) for as many positions as the cache holds: sized for the

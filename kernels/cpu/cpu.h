@@ -40,6 +40,8 @@ double int8_dot_peak_gmacs(ThreadPool& pool);
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);
 void rope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin);
 void silu_mul(float* gate, const float* up, int64_t n);
+// out[i] = sample_exp((x[i] - mx) / t) (core/sample_math.h), the same bits on every kernel set.
+void sample_exp_row(const float* x, int64_t n, float mx, float t, float* out);
 // Attention for n_q consecutive query positions; query t sees cache positions [0, pos0 + t].
 //   q, out: [n_q, n_heads, hd]   k, v: [n_kv, ctx_stride] rows   (see ref::attention)
 void attention(ThreadPool& pool, float* out, const float* q, const void* k, const void* v, KvFormat kv,

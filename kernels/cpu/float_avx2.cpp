@@ -6,6 +6,7 @@
 #include "kernels/cpu/avx2.h"
 #include "kernels/cpu/ref.h"
 #include "kernels/cpu/vmath_avx2.h"
+#include "core/sample_math.h"
 #include "quant/half.h"
 
 #define R1_WIDE 0
@@ -108,6 +109,27 @@ void silu_mul(float* gate, const float* up, int64_t n) {
     _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
   }
   for (; i < n; i++) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+// sample_exp (core/sample_math.h) eight lanes at a time, the same operations in the same order.
+void sample_exp_row(const float* x, int64_t n, float mx, float t, float* out) {
+  const __m256 vmx = _mm256_set1_ps(mx), vt = _mm256_set1_ps(t), lo = _mm256_set1_ps(-86.0f),
+               zero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx), vt);
+    const __m256 ok = _mm256_cmp_ps(v, lo, _CMP_GE_OQ);  // false below -86 and for NaN
+    v = _mm256_min_ps(v, zero);
+    const __m256 k = _mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(k, _mm256_set1_ps(-0.693145751953125f), v);
+    r = _mm256_fmadd_ps(k, _mm256_set1_ps(-1.428606765330187e-6f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    for (float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f}) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    // k >= -124 wherever ok holds; elsewhere the result is masked to 0
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(_mm256_max_ps(k, _mm256_set1_ps(-126.0f))), _mm256_set1_epi32(127)), 23);
+    _mm256_storeu_ps(out + i, _mm256_and_ps(ok, _mm256_mul_ps(p, _mm256_castsi256_ps(e))));
+  }
+  for (; i < n; i++) out[i] = sample_exp((x[i] - mx) / t);
 }
 
 }  // namespace r1::avx2

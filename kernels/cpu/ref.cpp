@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/sample_math.h"
 #include "quant/half.h"
 
 namespace r1::ref {
@@ -158,6 +159,10 @@ void silu_mul(float* gate, const float* up, int64_t n) {
     float g = gate[i];
     gate[i] = g / (1.0f + std::exp(-g)) * up[i];
   }
+}
+
+void sample_exp_row(const float* x, int64_t n, float mx, float t, float* out) {
+  for (int64_t i = 0; i < n; i++) out[i] = sample_exp((x[i] - mx) / t);
 }
 
 void softmax(float* x, int64_t n) {

@@ -25,6 +25,8 @@ void rope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const f
 void silu_mul(float* gate, const float* up, int64_t n);
 // In place, numerically stable.                 [n]
 void softmax(float* x, int64_t n);
+// out[i] = sample_exp((x[i] - mx) / t): the sampler's softmax numerators (core/sample_math.h).   [n]
+void sample_exp_row(const float* x, int64_t n, float mx, float t, float* out);
 
 // Causal attention of one query position over cache positions [0, n_pos), with GQA:
 // query head h reads kv head h / (n_heads / n_kv). Scale 1/sqrt(hd).
