@@ -45,7 +45,8 @@ Sampler::Sampler(const SamplerParams& p, int64_t vocab, const DryBreakers* dry)
 
 void Sampler::reseed(uint64_t seed) { state_ = seed; }
 
-double Sampler::uniform() { return double(splitmix64(state_) >> 11) * (1.0 / 9007199254740992.0); }
+double draw_uniform(uint64_t& state) { return double(splitmix64(state) >> 11) * (1.0 / 9007199254740992.0); }
+double Sampler::uniform() { return draw_uniform(state_); }
 
 static void apply_penalty(float* logits, int64_t vocab, float penalty, const std::vector<int32_t>& history) {
   if (penalty != 1.0f) {

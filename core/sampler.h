@@ -20,6 +20,9 @@ struct SamplerParams {
   uint64_t seed = 0;
 };
 
+// A sampler's uniform draw in [0, 1): splitmix64 of state (advanced), its top 53 bits.
+double draw_uniform(uint64_t& state);
+
 // Throws r1::Error (Usage) naming the bad parameter.
 void validate(const SamplerParams& p);
 

@@ -116,6 +116,16 @@ struct KVLayout {
   // being hd int8 codes and hd / 32 f32 scales, the CPU cache's bytes.
   bool q8 = false;
 };
+// Sampling on the device: the token Sampler::sample (core/sampler.cpp) picks from the same logits
+// (after its repetition penalty and DRY, which stay on the host) with the uniform draw *u, bit for
+// bit. Not yet run on a GPU, and not yet used by generation.   logits: [vocab]   out: [1]
+struct SampleParams {
+  float temperature = 0.6f, top_p = 0.95f, min_p = 0.0f;  // temperature > 0
+  int top_k = 0;
+};
+uint64_t sample_scratch_bytes(int64_t vocab);  // the scratch sample() needs
+void sample(const float* logits, int64_t vocab, const SampleParams& p, const double* u, void* scratch, int32_t* out);
+
 // out[t] = the index of the largest of logits[t, :] (the first on ties, as the CPU's argmax), for
 // each of n rows; with next_pos, also advances the position of row 0 (a greedy decode step
 // whose next input token is out[0]).      logits: [n, vocab]   out: [n] (device)
