@@ -51,7 +51,6 @@ class Sampler {
   std::vector<int32_t> idx_;
   int64_t sorted_ = 0;                      // idx_[0, sorted_) is in order
   std::vector<uint64_t> keys_, keys_tmp_;  // the radix sort's
-
 };
 
 }  // namespace r1

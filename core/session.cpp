@@ -8,9 +8,9 @@
 
 namespace r1 {
 
-std::vector<uint8_t> Session::kv_save() const { fail_usage("this backend cannot save its KV cache (the CPU backend can)"); }
+std::vector<uint8_t> Session::kv_save() const { fail_usage("this backend cannot save its KV cache"); }
 void Session::kv_load(const std::vector<uint8_t>&, int64_t) {
-  fail_usage("this backend cannot restore a KV cache (the CPU backend can)");
+  fail_usage("this backend cannot restore a KV cache");
 }
 
 static void check_tokens(const int32_t* tok, int64_t n, int64_t vocab) {

@@ -26,8 +26,8 @@ class Session {
   // Appends n tokens; returns the last token's logits [vocab], or all rows [n, vocab].
   virtual const float* forward(const int32_t* tokens, int64_t n, bool all_logits = false) = 0;
   // Chat's /save and /load: the KV rows of the filled positions as core/snapshot.h packs them,
-  // and back (the cache then holds n positions). kv_shape is false where a backend keeps no
-  // snapshot (the default), and kv_save/kv_load then refuse.
+  // and back (the cache then holds n positions); CPU and GPU keep the same rows. kv_shape is
+  // false where a backend keeps no snapshot (the default), and kv_save/kv_load then refuse.
   virtual bool kv_shape(KvShape*) const { return false; }
   virtual std::vector<uint8_t> kv_save() const;
   virtual void kv_load(const std::vector<uint8_t>& rows, int64_t n);
