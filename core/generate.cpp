@@ -110,23 +110,42 @@ bool SeqDecoder::on_loop() {
   return true;
 }
 
-int32_t SeqDecoder::next(const float* logits) {
-  if (done_) return -1;
-  if (opt_.interrupt && opt_.interrupt->load()) { finish(Finish::Interrupted); return -1; }
-  if (opt_.stop_now && opt_.stop_now->load()) { finish(Finish::Stop); return -1; }
+bool SeqDecoder::ready() {
+  if (done_) return false;
+  if (opt_.interrupt && opt_.interrupt->load()) { finish(Finish::Interrupted); return false; }
+  if (opt_.stop_now && opt_.stop_now->load()) { finish(Finish::Stop); return false; }
   if (in_think_ && closing_.empty() && opt_.think_budget >= 0 && think_count_ >= opt_.think_budget && think_close_ >= 0)
     close_think(ThinkEnd::Budget);
-  // r1's own tokens (closing the reasoning) are run like the model's, but never stop it, never
-  // count as reasoning or answer, and never feed the loop guard.
-  const bool forced = !closing_.empty();
-  int32_t next;
-  if (forced) {
-    next = closing_[closing_at_++];
+  return true;
+}
+
+bool SeqDecoder::samples_next() { return ready() && closing_.empty(); }
+
+double SeqDecoder::draw() { return opt_.sampling.temperature > 0 ? sampler_.draw() : 0.0; }
+
+int32_t SeqDecoder::next(const float* logits) {
+  if (!ready()) return -1;
+  if (!closing_.empty()) {
+    const int32_t t = closing_[closing_at_++];
     if (closing_at_ == closing_.size()) closing_.clear();
-  } else {
-    work_.assign(logits, logits + vocab_);
-    next = sampler_.sample(work_.data(), history_);
-    if (std::find(opt_.stop_ids.begin(), opt_.stop_ids.end(), next) != opt_.stop_ids.end()) { finish(Finish::Stop); return -1; }
+    return accept(t, true);
+  }
+  work_.assign(logits, logits + vocab_);
+  return accept(sampler_.sample(work_.data(), history_), false);
+}
+
+int32_t SeqDecoder::next_picked(int32_t picked) {
+  if (!ready()) return -1;
+  if (!closing_.empty() || picked < 0 || picked >= vocab_) fail_input("internal: a picked token where none was asked");
+  return accept(picked, false);
+}
+
+// r1's own tokens (`forced`: closing the reasoning) are run like the model's, but never stop it,
+// never count as reasoning or answer, and never feed the loop guard.
+int32_t SeqDecoder::accept(int32_t next, bool forced) {
+  if (!forced && std::find(opt_.stop_ids.begin(), opt_.stop_ids.end(), next) != opt_.stop_ids.end()) {
+    finish(Finish::Stop);
+    return -1;
   }
   res_.ids.push_back(next);
   history_.push_back(next);
@@ -204,10 +223,24 @@ GenResult Generator::generate(const std::vector<int32_t>& prompt, const GenOptio
   const float* logits = prefill(prompt, prefill_stats);
   SeqDecoder d(tok_, opt, prompt, s_.ctx(), s_.vocab(), on_event);
   d.result().stats = prefill_stats;
-  for (int32_t next; (next = d.next(logits)) >= 0;) {
-    logits = s_.forward(&next, 1);
-    cached_.push_back(next);
+  // Where the session picks tokens itself (the GPU's token loop), only the token comes back; the
+  // tokens r1 writes itself, and the first one (from the prompt's logits), take the logits.
+  const bool pick = s_.picks(opt.sampling);
+  bool picked = false;
+  for (int32_t next = d.next(logits); next >= 0;) {
+    picked = pick && d.samples_next();
+    if (picked) {
+      const double u = d.draw();
+      const int32_t chosen = s_.forward_pick(next, opt.sampling, u);
+      cached_.push_back(next);
+      next = d.next_picked(chosen);
+    } else {
+      logits = s_.forward(&next, 1);
+      cached_.push_back(next);
+      next = d.next(logits);
+    }
   }
+  if (picked) logits = s_.picked_logits();
   last_logits_.assign(logits, logits + s_.vocab());
   return std::move(d.result());
 }

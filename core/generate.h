@@ -104,6 +104,12 @@ class SeqDecoder {
   // logits: [vocab] of the last position run. Returns the token to run next, or -1 once the
   // sequence is done (result().finish says why).
   int32_t next(const float* logits);
+  // The same for a token picked from those logits elsewhere (Session::forward_pick), where
+  // samples_next() says the next token is sampled (not one r1 writes itself, not the end), with
+  // draw(): this sequence's next uniform draw (0 when greedy).
+  bool samples_next();
+  double draw();
+  int32_t next_picked(int32_t picked);
   bool done() const { return done_; }
   // The text and ids so far; complete once done(). Its prefill stats are the caller's to fill.
   GenResult& result() { return res_; }
@@ -111,6 +117,8 @@ class SeqDecoder {
  private:
   void emit(GenEvent::Kind k, std::string text, int32_t id);
   void finish(Finish f);
+  bool ready();  // the checks before a token (interrupt, stop, think budget): false once done
+  int32_t accept(int32_t next, bool forced);
   void close_think(ThinkEnd why);  // queues the message and "</think>"
   bool on_loop();                  // the guard fired: true when generation stops
   const Tokenizer& tok_;

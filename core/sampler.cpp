@@ -46,7 +46,6 @@ Sampler::Sampler(const SamplerParams& p, int64_t vocab, const DryBreakers* dry)
 void Sampler::reseed(uint64_t seed) { state_ = seed; }
 
 double draw_uniform(uint64_t& state) { return double(splitmix64(state) >> 11) * (1.0 / 9007199254740992.0); }
-double Sampler::uniform() { return draw_uniform(state_); }
 
 static void apply_penalty(float* logits, int64_t vocab, float penalty, const std::vector<int32_t>& history) {
   if (penalty != 1.0f) {
@@ -166,6 +165,10 @@ std::vector<float> Sampler::distribution(const float* logits, const std::vector<
 }
 
 int32_t Sampler::sample(float* logits, const std::vector<int32_t>& history) {
+  return pick(logits, history, p_.temperature == 0 ? 0.0 : draw());
+}
+
+int32_t Sampler::pick(float* logits, const std::vector<int32_t>& history, double u) {
   if (p_.temperature == 0) {
     penalize(logits, history);
     return int32_t(std::max_element(logits, logits + vocab_) - logits);
@@ -175,7 +178,7 @@ int32_t Sampler::sample(float* logits, const std::vector<int32_t>& history) {
   const int64_t n = int64_t(kept_.size());
   auto at = [&](int64_t i) { return kept_[size_t(i)]; };
   auto block = [&](int64_t b) { return block_sum(b * kSampleBlock, std::min((b + 1) * kSampleBlock, n), at); };
-  return idx_[size_t(first_crossing(n, uniform(), false, at, block))];
+  return idx_[size_t(first_crossing(n, u, false, at, block))];
 }
 
 }  // namespace r1

@@ -32,13 +32,17 @@ class Sampler {
   Sampler(const SamplerParams& p, int64_t vocab, const DryBreakers* dry = nullptr);
   // logits are modified in place. history: tokens so far (for the repetition penalty and DRY).
   int32_t sample(float* logits, const std::vector<int32_t>& history);
+  // sample() with the uniform draw u given (greedy ignores it): sample() is pick(..., draw())
+  // where the temperature is above 0. The GPU's sampler picks as this does for the same u.
+  int32_t pick(float* logits, const std::vector<int32_t>& history, double u);
+  // The next uniform draw of this sampler's generator (advances it): one per sampled token.
+  double draw() { return draw_uniform(state_); }
   // The distribution the draw uses (after all filters), for tests: probabilities over the vocab.
   std::vector<float> distribution(const float* logits, const std::vector<int32_t>& history);
   const SamplerParams& params() const { return p_; }
   void reseed(uint64_t seed);
 
  private:
-  double uniform();
   void penalize(float* logits, const std::vector<int32_t>& history) const;  // repetition penalty, DRY
   // -> probabilities in probs_; idx_: the kept tokens, most likely first; kept_: their probabilities
   void filter(float* logits, const std::vector<int32_t>& history);

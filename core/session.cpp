@@ -12,6 +12,8 @@ std::vector<uint8_t> Session::kv_save() const { fail_usage("this backend cannot 
 void Session::kv_load(const std::vector<uint8_t>&, int64_t) {
   fail_usage("this backend cannot restore a KV cache");
 }
+int32_t Session::forward_pick(int32_t, const SamplerParams&, double) { fail_input("internal: this backend does not pick tokens"); }
+const float* Session::picked_logits() { fail_input("internal: this backend does not pick tokens"); }
 
 static void check_tokens(const int32_t* tok, int64_t n, int64_t vocab) {
   for (int64_t i = 0; i < n; i++)

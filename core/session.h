@@ -9,7 +9,8 @@
 namespace r1 {
 
 struct Config;
-struct KvShape;  // core/snapshot.h
+struct KvShape;        // core/snapshot.h
+struct SamplerParams;  // core/sampler.h
 
 // Prompts run in passes of this many tokens (from the first uncached position), unless a backend
 // says otherwise (BatchSession::prefill_chunk). Batched prefill keeps the same boundaries, so a
@@ -25,6 +26,13 @@ class Session {
   virtual void truncate(int64_t n) = 0;
   // Appends n tokens; returns the last token's logits [vocab], or all rows [n, vocab].
   virtual const float* forward(const int32_t* tokens, int64_t n, bool all_logits = false) = 0;
+  // The token loop on the backend (the GPU): forward_pick appends one token and returns the next,
+  // chosen from the new logits as Sampler::pick chooses with the same parameters and draw u,
+  // without bringing the logits back. Only where picks(p) (the default: never; penalties and DRY
+  // always stay with the caller's sampler). picked_logits: those logits [vocab], brought back.
+  virtual bool picks(const SamplerParams&) const { return false; }
+  virtual int32_t forward_pick(int32_t token, const SamplerParams& p, double u);
+  virtual const float* picked_logits();
   // Chat's /save and /load: the KV rows of the filled positions as core/snapshot.h packs them,
   // and back (the cache then holds n positions); CPU and GPU keep the same rows. kv_shape is
   // false where a backend keeps no snapshot (the default), and kv_save/kv_load then refuse.

@@ -220,6 +220,17 @@ struct CudaWeights {
   }
 };
 
+struct CudaBatch::SampleBuffers {
+  void* scratch = nullptr;  // cuda::sample's
+  uint8_t* dev = nullptr;   // the draw (double) and the token picked (int32), device
+  double* host = nullptr;   // the draw, pinned (its copy is asynchronous)
+  ~SampleBuffers() {
+    cuda::release(scratch);
+    cuda::release(dev);
+    cuda::release_pinned(host);
+  }
+};
+
 struct CudaBatch::Buffers {
   int64_t rows = 0;
   uint8_t* mem = nullptr;  // one allocation for the pass buffers
@@ -511,7 +522,7 @@ void CudaBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs,
   else cuda::synchronize();
 }
 
-void CudaBatch::decode_one(int32_t token, int64_t pos, float* out) {
+void CudaBatch::replay_decode(int32_t token, int64_t pos) {
   const SlotRun run{0, pos, 1, SlotRun::Last};
   check_pass(m_.cfg, &token, &run, 1, slots_, ctx_);
   const PassPlan plan = stage_rows(&token, &run, 1, 1);
@@ -522,7 +533,11 @@ void CudaBatch::decode_one(int32_t token, int64_t pos, float* out) {
     graph_ = cuda::end_capture();
   }
   cuda::replay(static_cast<cuda::Graph*>(graph_));
-  cuda::to_host(out, b_->logits, uint64_t(m_.cfg.vocab_size) * 4);
+}
+
+void CudaBatch::decode_one(int32_t token, int64_t pos, float* out) {
+  replay_decode(token, pos);
+  logits_to_host(out);
 }
 
 int32_t CudaBatch::decode_greedy(int32_t token, int64_t pos, int64_t steps) {
@@ -542,6 +557,28 @@ int32_t CudaBatch::decode_greedy(int32_t token, int64_t pos, int64_t steps) {
   cuda::to_host(&last, b_->tokens, 4);
   return last;
 }
+
+int32_t CudaBatch::decode_sample(int32_t token, int64_t pos, const SamplerParams& p, double u) {
+  if (!sb_) {
+    sb_ = std::make_unique<SampleBuffers>();
+    sb_->scratch = cuda::alloc(cuda::sample_scratch_bytes(m_.cfg.vocab_size), "the sampler's scratch");
+    sb_->dev = static_cast<uint8_t*>(cuda::alloc(16, "the sampler's draw"));
+    sb_->host = static_cast<double*>(cuda::alloc_pinned(8));
+  }
+  *sb_->host = u;  // the last copy from it has finished: each call ends synchronized
+  auto* du = reinterpret_cast<double*>(sb_->dev);
+  auto* picked = reinterpret_cast<int32_t*>(sb_->dev + 8);
+  cuda::to_device_async(du, sb_->host, 8);
+  replay_decode(token, pos);
+  cuda::SampleParams sp;
+  sp.temperature = p.temperature, sp.top_p = p.top_p, sp.min_p = p.min_p, sp.top_k = p.top_k;
+  cuda::sample(b_->logits, m_.cfg.vocab_size, sp, du, sb_->scratch, picked);
+  int32_t out = -1;
+  cuda::to_host(&out, picked, 4);
+  return out;
+}
+
+void CudaBatch::logits_to_host(float* out) const { cuda::to_host(out, b_->logits, uint64_t(m_.cfg.vocab_size) * 4); }
 
 std::vector<CudaBatch::KindTime> CudaBatch::profile_decode(int32_t token, int64_t pos, int64_t steps) {
   const SlotRun run{0, pos, 1, SlotRun::Last};
@@ -632,6 +669,23 @@ const float* CudaSession::forward(const int32_t* tokens, int64_t n, bool all_log
     return logits_.data();
   }
   return append_in_chunks(batch_, tokens, n, all_logits, n_past_, logits_);
+}
+
+bool CudaSession::picks(const SamplerParams& p) const {
+  return batch_.fused() && p.repetition_penalty == 1.0f && !p.dry.on();
+}
+
+int32_t CudaSession::forward_pick(int32_t token, const SamplerParams& p, double u) {
+  if (!picks(p)) fail_input("internal: the GPU cannot pick with these parameters");
+  check_append(&token, 1, n_past_, ctx(), vocab());
+  const int32_t next = p.temperature == 0 ? batch_.decode_greedy(token, n_past_, 1) : batch_.decode_sample(token, n_past_, p, u);
+  n_past_ += 1;
+  return next;
+}
+
+const float* CudaSession::picked_logits() {
+  batch_.logits_to_host(logits_.data());
+  return logits_.data();
 }
 
 #endif  // R1_HAVE_CUDA

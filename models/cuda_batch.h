@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "quant/kv_format.h"
+#include "core/sampler.h"
 #include "core/session.h"
 #include "core/snapshot.h"
 #include "models/model.h"
@@ -85,6 +86,11 @@ class CudaBatch : public BatchSession {
   // graph ends with an argmax that becomes the next step's input, and nothing comes back until
   // the last step. Returns the last token chosen.
   int32_t decode_greedy(int32_t token, int64_t pos, int64_t steps);
+  // One token of slot 0 at pos, then the next token drawn on the device from its logits
+  // (cuda::sample: the CPU sampler's pick for these parameters and uniform draw u); only the token
+  // comes back. logits_to_host: the logits of that step.
+  int32_t decode_sample(int32_t token, int64_t pos, const SamplerParams& p, double u);
+  void logits_to_host(float* out) const;
   // Device time per kernel kind of `steps` greedy decode steps from `token` at pos, launched
   // without the graph (bench --profile): total milliseconds and launches per kind.
   struct KindTime {
@@ -105,6 +111,7 @@ class CudaBatch : public BatchSession {
  private:
   struct Buffers;
   void reserve(int64_t rows);
+  void replay_decode(int32_t token, int64_t pos);  // decode_one's graph (captured on first use)
   // The kernels of one pass over n rows whose tokens and positions are already on the device.
   void enqueue(int64_t n, const std::vector<SlotRun>& runs, int64_t max_pos);
   // What a pass sends where (stage_rows): rows wanting logits, single rows for the split
@@ -124,6 +131,8 @@ class CudaBatch : public BatchSession {
   int64_t chunk_;  // prefill_chunk()
   std::unique_ptr<CudaWeights> w_;
   std::unique_ptr<Buffers> b_;
+  struct SampleBuffers;  // decode_sample's, allocated on first use
+  std::unique_ptr<SampleBuffers> sb_;
   void* graph_ = nullptr;         // cuda::Graph of decode_one
   void* greedy_graph_ = nullptr;  // ... with the argmax (decode_greedy)
 };
@@ -141,6 +150,11 @@ class CudaSession : public Session {
   void set_n_past(int64_t n) { n_past_ = n; }
   CudaBatch& batch() { return batch_; }
   const float* forward(const int32_t* tokens, int64_t n, bool all_logits = false) override;
+  // The token loop on the device, with the fused kernels (opt-in like them until a GPU run
+  // verifies the device sampler): greedy through decode_greedy, sampling through decode_sample.
+  bool picks(const SamplerParams& p) const override;
+  int32_t forward_pick(int32_t token, const SamplerParams& p, double u) override;
+  const float* picked_logits() override;
   bool kv_shape(KvShape* out) const override { return *out = batch_.kv_shape(), true; }
   std::vector<uint8_t> kv_save() const override { return batch_.kv_save(n_past_); }
   void kv_load(const std::vector<uint8_t>& rows, int64_t n) override;

@@ -8,7 +8,8 @@
 #                              call takes 64 MiB: see scripts/gpu_carry.sh)
 #     info                     the GPU, driver and CPU (AMX?)
 #     tests [FILTER]           r1_cuda_tests (every kernel against the CPU reference, both kernel sets)
-#     run                      fixture models: r1 run greedy ids on cuda == cpu (each format, both kernel sets)
+#     run                      fixture models: r1 run greedy ids on cuda == cpu (each format, both kernel sets),
+#                              and seeded sampled ids (q4, q8: the fused set picks on the device)
 #     bench "PRESETS" "QUANTS" "KERNELS" [EXTRA]   r1 bench --json, alternating the kernel sets
 #                              (legacy, fused, base = the binary carried as bundle/r1-base)
 #     table                    the bench.jsonl so far as a table
@@ -50,6 +51,14 @@ run() {
         b=$(R1_CUDA_KERNELS=$k $B/r1 run -m /tmp/$m-$q.r1m --raw --temp 0 -n 48 -p 'def fib(n):' --device cuda --print-ids 2>>"$OUT/run.log")
         if [ "$a" == "$b" ]; then echo "run $m $q $k: cuda == cpu"; else echo "run $m $q $k: DIFFERENT"; echo "  cpu:  $a"; echo "  cuda: $b"; fi
       done
+      case $q in q4|q8)  # seeded sampling: the host's sampler (legacy) and the device's (fused) against the CPU
+        local smp=(--raw --temp 0.8 --top-k 40 --seed 7 -n 48 --on-loop off -p 'def fib(n):' --print-ids)
+        a=$($B/r1 run -m /tmp/$m-$q.r1m "${smp[@]}" --device cpu 2>>"$OUT/run.log")
+        for k in legacy fused; do
+          b=$(R1_CUDA_KERNELS=$k $B/r1 run -m /tmp/$m-$q.r1m "${smp[@]}" --device cuda 2>>"$OUT/run.log")
+          if [ "$a" == "$b" ]; then echo "run $m $q $k sampled: cuda == cpu"; else echo "run $m $q $k sampled: DIFFERENT"; echo "  cpu:  $a"; echo "  cuda: $b"; fi
+        done ;;
+      esac
       case $q in q4|q5|q8)  # the q8 cache: fused kernels on the GPU
         a=$($B/r1 run -m /tmp/$m-$q.r1m --raw --temp 0 -n 48 -p 'def fib(n):' --device cpu --kv q8 --print-ids 2>>"$OUT/run.log")
         b=$(R1_CUDA_KERNELS=fused $B/r1 run -m /tmp/$m-$q.r1m --raw --temp 0 -n 48 -p 'def fib(n):' --device cuda --kv q8 --print-ids 2>>"$OUT/run.log")

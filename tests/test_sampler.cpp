@@ -10,7 +10,11 @@
 #include "core/error.h"
 #include "core/generate.h"
 #include "core/sampler.h"
+#include "core/threadpool.h"
 #include "core/tokenizer_load.h"
+#include "fixture_models.h"
+#include "models/cpu_backend.h"
+#include "models/runtime.h"
 #include "scripted_session.h"
 
 using namespace r1;
@@ -278,4 +282,81 @@ TEST_CASE("a second generation reuses the cached prefix", "[generate]") {
   GenResult r2 = g.generate({1, 2, 3, 5, 7, 8}, opt);
   CHECK(r2.stats.prefilled_tokens == 2);
   CHECK(r2.stats.prompt_tokens == 6);
+}
+
+namespace {
+
+// A session whose backend picks the tokens itself, as the GPU's token loop does
+// (Session::forward_pick): here the CPU sampler over a CPU session's logits, so that the
+// generation loop's bookkeeping for picked tokens (one draw per sampled token, none for the
+// tokens r1 writes itself, the cached ids, the last logits) can be checked against the plain loop.
+class PickingSession : public Session {
+ public:
+  PickingSession(const Model& m, int64_t ctx, ThreadPool& pool) : s_(m, ctx, KvFormat::F16, pool) {}
+  int64_t ctx() const override { return s_.ctx(); }
+  int64_t n_past() const override { return s_.n_past(); }
+  int64_t vocab() const override { return s_.vocab(); }
+  void truncate(int64_t n) override { s_.truncate(n); }
+  const float* forward(const int32_t* t, int64_t n, bool all) override { return last_ = s_.forward(t, n, all); }
+  bool picks(const SamplerParams& p) const override { return p.repetition_penalty == 1.0f && !p.dry.on(); }
+  int32_t forward_pick(int32_t token, const SamplerParams& p, double u) override {
+    last_ = s_.forward(&token, 1);
+    std::vector<float> l(last_, last_ + vocab());
+    n_picks++;
+    return Sampler(p, vocab()).pick(l.data(), {}, u);
+  }
+  const float* picked_logits() override { return last_; }
+  int n_picks = 0;
+
+ private:
+  CpuSession s_;
+  const float* last_ = nullptr;
+};
+
+}  // namespace
+
+TEST_CASE("tokens picked by the session give the plain loop's generation, draw for draw", "[generate]") {
+  Runtime rt = Runtime::load(r1test::packed("tiny-qwen2-py", "q8"));
+  ThreadPool pool(2);
+  const Tokenizer& tok = *rt.tok;
+  const std::vector<int32_t> prompt = tok.encode("def parse(line):\n    ");
+  struct Case {
+    const char* name;
+    float temp, top_p, min_p, penalty;
+    int top_k, budget;
+  };
+  for (const Case& c : {Case{"greedy", 0, 1, 0, 1, 0, -1}, Case{"top-p", 0.8f, 0.9f, 0, 1, 0, -1},
+                        Case{"top-k, min-p", 1.0f, 1, 0.05f, 1, 20, -1},
+                        Case{"think budget (r1's own tokens between draws)", 0.7f, 0.95f, 0, 1, 0, 6},
+                        Case{"repetition penalty (picked by the caller)", 0.8f, 0.9f, 0, 1.3f, 0, -1}}) {
+    for (uint64_t seed : {1u, 2u}) {
+      INFO(c.name << ", seed " << seed);
+      GenOptions opt;
+      opt.sampling.temperature = c.temp, opt.sampling.top_p = c.top_p, opt.sampling.min_p = c.min_p;
+      opt.sampling.top_k = c.top_k, opt.sampling.repetition_penalty = c.penalty, opt.sampling.seed = seed;
+      opt.max_new = 48;
+      opt.on_loop = OnLoop::Off;
+      opt.starts_in_think = c.budget >= 0;
+      opt.think_budget = c.budget;
+      CpuSession plain(*rt.model, 256, KvFormat::F16, pool);
+      PickingSession picking(*rt.model, 256, pool);
+      Generator a(plain, tok), b(picking, tok);
+      for (int turn = 0; turn < 2; turn++) {  // the second turn reuses the cache: its ids must agree too
+        std::vector<int32_t> p = prompt;
+        if (turn == 1) p = a.cached(), p.push_back(tok.encode("\n")[0]);
+        const GenResult ra = a.generate(p, opt), rb = b.generate(p, opt);
+        REQUIRE(ra.ids.size() == 48);
+        CHECK(rb.ids == ra.ids);
+        CHECK(rb.reasoning == ra.reasoning);
+        CHECK(rb.answer == ra.answer);
+        CHECK(rb.think_end == ra.think_end);
+        CHECK(rb.stats.prefilled_tokens == ra.stats.prefilled_tokens);
+        CHECK(b.cached() == a.cached());
+        CHECK(b.last_logits() == a.last_logits());
+      }
+      // every token but the first (the prompt's logits) and r1's own closing of the reasoning
+      const int64_t own = c.budget >= 0 ? int64_t(tok.encode("\n\n" + opt.think_budget_message + "\n").size()) + 1 : 0;
+      CHECK(picking.n_picks == (c.penalty != 1 ? 0 : 2 * (48 - 1 - own)));
+    }
+  }
 }

@@ -118,7 +118,8 @@ struct KVLayout {
 };
 // Sampling on the device: the token Sampler::sample (core/sampler.cpp) picks from the same logits
 // (after its repetition penalty and DRY, which stay on the host) with the uniform draw *u, bit for
-// bit. Not yet run on a GPU, and not yet used by generation.   logits: [vocab]   out: [1]
+// bit (CudaSession::forward_pick: run and chat with the fused kernels). Not yet run on a GPU.
+// logits: [vocab]   out: [1]
 struct SampleParams {
   float temperature = 0.6f, top_p = 0.95f, min_p = 0.0f;  // temperature > 0
   int top_k = 0;

@@ -10,6 +10,8 @@
 
 #include "fixture_models.h"
 #include "core/error.h"
+#include "core/generate.h"
+#include "models/runtime.h"
 #include "kernels/cuda/cuda.h"
 #include "models/cuda_batch.h"
 #include "models/cpu_backend.h"
@@ -183,6 +185,53 @@ TEST_CASE("cuda: greedy decoding on the device equals the host's argmax loop", "
     CudaBatch many(*model, 1, 128);
     many.forward(prompt.data(), &r, 1, lg.data());
     CHECK(many.decode_greedy(argmax(lg.data(), V), r.n, 40) == t);
+  }
+}
+
+// A session that leaves every pick to the caller's sampler: the host's token loop over the same
+// device (the same graphs, so the same logits) as the device's loop.
+class HostPicks : public Session {
+ public:
+  explicit HostPicks(Session& s) : s_(s) {}
+  int64_t ctx() const override { return s_.ctx(); }
+  int64_t n_past() const override { return s_.n_past(); }
+  int64_t vocab() const override { return s_.vocab(); }
+  void truncate(int64_t n) override { s_.truncate(n); }
+  const float* forward(const int32_t* t, int64_t n, bool all) override { return s_.forward(t, n, all); }
+
+ private:
+  Session& s_;
+};
+
+// r1 run's loop with the tokens picked on the device (argmax, cuda::sample) gives what the host's
+// sampler picks from the same device's logits, draw for draw, with r1's own closing of the
+// reasoning between the draws; the legacy kernels leave the picks to the host.
+TEST_CASE("cuda: generation with tokens picked on the device equals the host's sampler", "[cuda][model][fused]") {
+  require_gpu();
+  Runtime rt = Runtime::load(r1test::packed(fixtures().back(), "q4"));
+  const std::vector<int32_t> prompt = rt.tok->encode("def parse(line):\n    ");
+  for (CudaKernels k : kKernelSets) {
+    WithKernels with(k);
+    for (float temp : {0.0f, 0.8f}) {
+      for (int budget : {-1, 6}) {
+        INFO(cuda_kernels_name(k) << " kernels, temperature " << temp << ", think budget " << budget);
+        GenOptions opt;
+        opt.sampling.temperature = temp, opt.sampling.top_p = 0.9f, opt.sampling.top_k = 40, opt.sampling.seed = 7;
+        opt.max_new = 64;
+        opt.on_loop = OnLoop::Off;
+        opt.starts_in_think = budget >= 0;
+        opt.think_budget = budget;
+        CudaSession a(*rt.model, 256), b(*rt.model, 256);
+        CHECK(b.picks(opt.sampling) == (k == CudaKernels::Fused));
+        HostPicks host(a);
+        Generator ga(host, *rt.tok), gb(b, *rt.tok);
+        const GenResult ra = ga.generate(prompt, opt), rb = gb.generate(prompt, opt);
+        REQUIRE(ra.ids.size() == 64);
+        CHECK(rb.ids == ra.ids);
+        CHECK(rb.reasoning + rb.answer == ra.reasoning + ra.answer);
+        CHECK(gb.last_logits() == ga.last_logits());
+      }
+    }
   }
 }
 
