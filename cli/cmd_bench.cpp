@@ -17,6 +17,7 @@
 #include "cli/term.h"
 #include "core/error.h"
 #include "core/membench.h"
+#include "core/sampler.h"
 #include "kernels/cpu/cpu.h"
 #include "models/backend.h"
 #include "models/cuda_batch.h"
@@ -178,8 +179,20 @@ void bench_batched(const BenchArgs& a, const Model& model, BatchSession& s, int6
   }
   if (a.n == 0) return;
   std::vector<SlotRun> runs(static_cast<size_t>(B));
+  // where the backend picks tokens (the GPU's fused kernels), the argmax runs there and only the
+  // tokens come back, as in r1 batch
+  SamplerParams greedy;
+  greedy.temperature = 0;
+  const bool pick = s.picks(greedy);
+  std::vector<BatchSession::RowPick> picks(static_cast<size_t>(B), {&greedy, 0.0});
+  std::vector<int32_t> picked(static_cast<size_t>(B));
   auto step = [&](int64_t pos) {  // one token of every sequence at position pos
     for (int64_t i = 0; i < B; i++) runs[size_t(i)] = {i, pos, 1, SlotRun::Last};
+    if (pick) {
+      s.forward_pick(next.data(), runs.data(), B, picks.data(), picked.data(), logits.data());
+      next.swap(picked);
+      return;
+    }
     s.forward(next.data(), runs.data(), B, logits.data());
     for (int64_t i = 0; i < B; i++) next[size_t(i)] = argmax(logits.data() + i * V, V);
   };

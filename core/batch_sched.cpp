@@ -56,6 +56,8 @@ bool BatchScheduler::run(const std::function<bool(BatchJob&)>& next_job,
   std::vector<float> logits(size_t(S * V));  // one row per run at most, a slot at most once per pass
   std::vector<int32_t> tokens;
   std::vector<SlotRun> runs;
+  std::vector<BatchSession::RowPick> picks;
+  std::vector<int32_t> picked(static_cast<size_t>(S));
   auto stopped = [&] { return plan_.interrupt && plan_.interrupt->load(); };
   auto drop = [](Slot& sl) {
     sl.busy = false;
@@ -107,7 +109,19 @@ bool BatchScheduler::run(const std::function<bool(BatchJob&)>& next_job,
       any_prefill = true;
     }
     if (runs.empty()) return true;  // nothing running and no job waiting
-    s_.forward(tokens.data(), runs.data(), int64_t(runs.size()), logits.data());
+    // Decoding rows whose next token the backend can pick (the GPU's token loop) take one draw
+    // of their own sequence's generator now, and get the token instead of logits. picks are by
+    // wanted row: the decoding runs come first, a row each, so their row r is run r.
+    picks.assign(runs.size(), {});
+    bool any_pick = false;
+    for (size_t r = 0; r < runs.size(); r++) {
+      Slot& sl = slots_[size_t(runs[r].slot)];
+      if (!sl.dec || !s_.picks(sl.job.opt.sampling) || !sl.dec->samples_next()) continue;
+      picks[r] = {&sl.job.opt.sampling, sl.dec->draw()};
+      any_pick = true;
+    }
+    if (any_pick) s_.forward_pick(tokens.data(), runs.data(), int64_t(runs.size()), picks.data(), picked.data(), logits.data());
+    else s_.forward(tokens.data(), runs.data(), int64_t(runs.size()), logits.data());
 
     // Advance every slot; sample where there are logits; report and free the finished ones.
     int64_t row = 0;
@@ -117,7 +131,8 @@ bool BatchScheduler::run(const std::function<bool(BatchJob&)>& next_job,
       sl.cached.insert(sl.cached.end(), tokens.begin() + int64_t(at), tokens.begin() + int64_t(at) + g.n);
       at += size_t(g.n);
       if (g.logits == SlotRun::None) continue;
-      const float* lg = logits.data() + row++ * V;
+      const int64_t r = row++;
+      const float* lg = logits.data() + r * V;
       if (!sl.dec) {  // prompt complete: decoding starts
         sl.dec.emplace(tok_, sl.job.opt, sl.job.prompt, s_.ctx(), V, sl.job.on_event);
         GenStats& st = sl.dec->result().stats;
@@ -125,7 +140,7 @@ bool BatchScheduler::run(const std::function<bool(BatchJob&)>& next_job,
         st.prefilled_tokens = st.prompt_tokens - sl.reused;
         st.prefill_s = std::chrono::duration<double>(Clock::now() - sl.t_admit).count();
       }
-      const int32_t nx = sl.dec->next(lg);
+      const int32_t nx = picks[size_t(r)].p ? sl.dec->next_picked(picked[size_t(r)]) : sl.dec->next(lg);
       if (nx >= 0) {
         sl.next = nx;
         continue;

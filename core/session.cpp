@@ -14,6 +14,9 @@ void Session::kv_load(const std::vector<uint8_t>&, int64_t) {
 }
 int32_t Session::forward_pick(int32_t, const SamplerParams&, double) { fail_input("internal: this backend does not pick tokens"); }
 const float* Session::picked_logits() { fail_input("internal: this backend does not pick tokens"); }
+void BatchSession::forward_pick(const int32_t*, const SlotRun*, int64_t, const RowPick*, int32_t*, float*) {
+  fail_input("internal: this backend does not pick tokens");
+}
 
 static void check_tokens(const int32_t* tok, int64_t n, int64_t vocab) {
   for (int64_t i = 0; i < n; i++)

@@ -61,6 +61,18 @@ class BatchSession {
   // One pass over runs whose tokens lie back to back in `tokens` (a slot at most once).
   // Writes the wanted logits to `out`, run after run: [rows wanted, vocab].
   virtual void forward(const int32_t* tokens, const SlotRun* runs, int64_t n_runs, float* out) = 0;
+  // The token loop on the backend (the GPU) for a pass: forward() where each wanted row r with
+  // picks[r].p gets the token Sampler::pick chooses from its logits with *p and picks[r].u in
+  // picked[r] instead of its logits in out; the other wanted rows' logits go to out as forward()
+  // puts them (row r at out + r * vocab). Only where picks(*p) for each p given (the default:
+  // never, as for Session).
+  struct RowPick {
+    const SamplerParams* p = nullptr;  // null: the row's logits come back
+    double u = 0;
+  };
+  virtual bool picks(const SamplerParams&) const { return false; }
+  virtual void forward_pick(const int32_t* tokens, const SlotRun* runs, int64_t n_runs, const RowPick* picks,
+                            int32_t* picked, float* out);
 };
 
 // Checks of what a backend is asked to run, shared by CPU and CUDA: slot runs within the cache and

@@ -221,12 +221,15 @@ struct CudaWeights {
 };
 
 struct CudaBatch::SampleBuffers {
-  void* scratch = nullptr;  // cuda::sample's
-  uint8_t* dev = nullptr;   // the draw (double) and the token picked (int32), device
-  double* host = nullptr;   // the draw, pinned (its copy is asynchronous)
+  int64_t rows = 0;          // capacity
+  void* scratch = nullptr;   // cuda::sample's
+  double* u = nullptr;       // the draws [rows], device
+  int32_t* picked = nullptr; // the tokens picked [rows], device
+  double* host = nullptr;    // the draws, pinned (their copy is asynchronous)
   ~SampleBuffers() {
     cuda::release(scratch);
-    cuda::release(dev);
+    cuda::release(u);
+    cuda::release(picked);
     cuda::release_pinned(host);
   }
 };
@@ -507,7 +510,7 @@ CudaBatch::PassPlan CudaBatch::stage_rows(const int32_t* tok, const SlotRun* run
   return p;
 }
 
-void CudaBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs, float* out) {
+CudaBatch::PassPlan CudaBatch::run_pass(const int32_t* tok, const SlotRun* runs, int64_t n_runs) {
   const int64_t n = check_pass(m_.cfg, tok, runs, n_runs, slots_, ctx_);
   reserve(n);
   const PassPlan plan = stage_rows(tok, runs, n_runs, n);
@@ -518,6 +521,11 @@ void CudaBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs,
     for (int64_t s = 0; s < n_runs; s++) max_pos = std::max(max_pos, runs[s].pos0 + runs[s].n - 1);
     enqueue(n, std::vector<SlotRun>(runs, runs + n_runs), max_pos);
   }
+  return plan;
+}
+
+void CudaBatch::forward(const int32_t* tok, const SlotRun* runs, int64_t n_runs, float* out) {
+  const PassPlan plan = run_pass(tok, runs, n_runs);
   if (plan.wanted > 0) cuda::to_host(out, b_->logits, uint64_t(plan.wanted * m_.cfg.vocab_size) * 4);
   else cuda::synchronize();
 }
@@ -558,24 +566,64 @@ int32_t CudaBatch::decode_greedy(int32_t token, int64_t pos, int64_t steps) {
   return last;
 }
 
-int32_t CudaBatch::decode_sample(int32_t token, int64_t pos, const SamplerParams& p, double u) {
-  if (!sb_) {
-    sb_ = std::make_unique<SampleBuffers>();
-    sb_->scratch = cuda::alloc(cuda::sample_scratch_bytes(m_.cfg.vocab_size), "the sampler's scratch");
-    sb_->dev = static_cast<uint8_t*>(cuda::alloc(16, "the sampler's draw"));
-    sb_->host = static_cast<double*>(cuda::alloc_pinned(8));
-  }
-  *sb_->host = u;  // the last copy from it has finished: each call ends synchronized
-  auto* du = reinterpret_cast<double*>(sb_->dev);
-  auto* picked = reinterpret_cast<int32_t*>(sb_->dev + 8);
-  cuda::to_device_async(du, sb_->host, 8);
+bool CudaBatch::picks(const SamplerParams& p) const { return fused_ && p.repetition_penalty == 1.0f && !p.dry.on(); }
+
+void CudaBatch::forward_pick(const int32_t* tok, const SlotRun* runs, int64_t n_runs, const RowPick* picks,
+                             int32_t* picked, float* out) {
+  pick_rows(run_pass(tok, runs, n_runs).wanted, picks, picked, out);
+}
+
+int32_t CudaBatch::decode_pick(int32_t token, int64_t pos, const RowPick& pick) {
   replay_decode(token, pos);
-  cuda::SampleParams sp;
-  sp.temperature = p.temperature, sp.top_p = p.top_p, sp.min_p = p.min_p, sp.top_k = p.top_k;
-  cuda::sample(b_->logits, m_.cfg.vocab_size, sp, du, sb_->scratch, picked);
   int32_t out = -1;
-  cuda::to_host(&out, picked, 4);
+  pick_rows(1, &pick, &out, nullptr);
   return out;
+}
+
+// After a pass whose wanted rows' logits are in b_->logits: greedy rows through the argmax
+// kernel (a launch per run of consecutive ones), sampled rows through cuda::sample (one at a time,
+// sharing the scratch), then the picked tokens and the other rows' logits back.
+void CudaBatch::pick_rows(int64_t rows, const RowPick* want, int32_t* picked, float* out) {
+  const int64_t V = m_.cfg.vocab_size;
+  for (int64_t r = 0; r < rows; r++)
+    if (want[r].p && !picks(*want[r].p)) fail_input("internal: the GPU cannot pick with these parameters");
+  if (!sb_ || sb_->rows < rows) {
+    sb_.reset();
+    auto sb = std::make_unique<SampleBuffers>();
+    sb->rows = std::max<int64_t>(rows, slots_);
+    sb->scratch = cuda::alloc(cuda::sample_scratch_bytes(V), "the sampler's scratch");
+    sb->u = static_cast<double*>(cuda::alloc(uint64_t(sb->rows) * 8, "the sampler's draws"));
+    sb->picked = static_cast<int32_t*>(cuda::alloc(uint64_t(sb->rows) * 4, "the picked tokens"));
+    sb->host = static_cast<double*>(cuda::alloc_pinned(uint64_t(sb->rows) * 8));
+    sb_ = std::move(sb);
+  }
+  // the draws: the last copy from the pinned buffer has finished (every call ends synchronized)
+  for (int64_t r = 0; r < rows; r++) sb_->host[r] = want[r].u;
+  cuda::to_device_async(sb_->u, sb_->host, uint64_t(rows) * 8);
+  auto greedy = [&](int64_t r) { return want[r].p && want[r].p->temperature == 0; };
+  for (int64_t r = 0; r < rows;) {
+    if (!want[r].p) { r++; continue; }
+    if (greedy(r)) {
+      int64_t e = r + 1;
+      while (e < rows && greedy(e)) e++;
+      cuda::argmax(b_->logits + r * V, e - r, V, sb_->picked + r);
+      r = e;
+      continue;
+    }
+    const SamplerParams& p = *want[r].p;
+    cuda::SampleParams sp;
+    sp.temperature = p.temperature, sp.top_p = p.top_p, sp.min_p = p.min_p, sp.top_k = p.top_k;
+    cuda::sample(b_->logits + r * V, V, sp, sb_->u + r, sb_->scratch, sb_->picked + r);
+    r++;
+  }
+  for (int64_t r = 0; r < rows;) {  // the logits of rows not picked, a copy per run of them
+    if (want[r].p) { r++; continue; }
+    int64_t e = r + 1;
+    while (e < rows && !want[e].p) e++;
+    cuda::to_host(out + r * V, b_->logits + r * V, uint64_t((e - r) * V) * 4);
+    r = e;
+  }
+  cuda::to_host(picked, sb_->picked, uint64_t(rows) * 4);
 }
 
 void CudaBatch::logits_to_host(float* out) const { cuda::to_host(out, b_->logits, uint64_t(m_.cfg.vocab_size) * 4); }
@@ -671,14 +719,9 @@ const float* CudaSession::forward(const int32_t* tokens, int64_t n, bool all_log
   return append_in_chunks(batch_, tokens, n, all_logits, n_past_, logits_);
 }
 
-bool CudaSession::picks(const SamplerParams& p) const {
-  return batch_.fused() && p.repetition_penalty == 1.0f && !p.dry.on();
-}
-
 int32_t CudaSession::forward_pick(int32_t token, const SamplerParams& p, double u) {
-  if (!picks(p)) fail_input("internal: the GPU cannot pick with these parameters");
   check_append(&token, 1, n_past_, ctx(), vocab());
-  const int32_t next = p.temperature == 0 ? batch_.decode_greedy(token, n_past_, 1) : batch_.decode_sample(token, n_past_, p, u);
+  const int32_t next = batch_.decode_pick(token, n_past_, {&p, u});
   n_past_ += 1;
   return next;
 }

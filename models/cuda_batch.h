@@ -86,10 +86,15 @@ class CudaBatch : public BatchSession {
   // graph ends with an argmax that becomes the next step's input, and nothing comes back until
   // the last step. Returns the last token chosen.
   int32_t decode_greedy(int32_t token, int64_t pos, int64_t steps);
-  // One token of slot 0 at pos, then the next token drawn on the device from its logits
-  // (cuda::sample: the CPU sampler's pick for these parameters and uniform draw u); only the token
-  // comes back. logits_to_host: the logits of that step.
-  int32_t decode_sample(int32_t token, int64_t pos, const SamplerParams& p, double u);
+  // The token loop on the device, with the fused kernels (opt-in like them until a GPU run
+  // verifies it): greedy rows through the argmax kernel, sampled ones through cuda::sample (the
+  // CPU sampler's pick for the same parameters and draw); penalties and DRY stay on the host.
+  bool picks(const SamplerParams& p) const override;
+  void forward_pick(const int32_t* tokens, const SlotRun* runs, int64_t n_runs, const RowPick* picks, int32_t* picked,
+                    float* out) override;
+  // decode_one, then the next token picked on the device; only the token comes back.
+  // logits_to_host: the logits of that step.
+  int32_t decode_pick(int32_t token, int64_t pos, const RowPick& pick);
   void logits_to_host(float* out) const;
   // Device time per kernel kind of `steps` greedy decode steps from `token` at pos, launched
   // without the graph (bench --profile): total milliseconds and launches per kind.
@@ -112,6 +117,8 @@ class CudaBatch : public BatchSession {
   struct Buffers;
   void reserve(int64_t rows);
   void replay_decode(int32_t token, int64_t pos);  // decode_one's graph (captured on first use)
+  // The picks of a pass's `rows` wanted rows (forward_pick's), after its kernels.
+  void pick_rows(int64_t rows, const RowPick* want, int32_t* picked, float* out);
   // The kernels of one pass over n rows whose tokens and positions are already on the device.
   void enqueue(int64_t n, const std::vector<SlotRun>& runs, int64_t max_pos);
   // What a pass sends where (stage_rows): rows wanting logits, single rows for the split
@@ -124,6 +131,7 @@ class CudaBatch : public BatchSession {
   void enqueue_fused(int64_t n, const PassPlan& plan);
   // Tokens, positions and the pass plan to the device (pinned staging, asynchronous copies).
   PassPlan stage_rows(const int32_t* tok, const SlotRun* runs, int64_t n_runs, int64_t n);
+  PassPlan run_pass(const int32_t* tok, const SlotRun* runs, int64_t n_runs);  // checks, stages, enqueues
   const Model& m_;
   int64_t slots_, ctx_;
   bool fused_;
@@ -150,9 +158,8 @@ class CudaSession : public Session {
   void set_n_past(int64_t n) { n_past_ = n; }
   CudaBatch& batch() { return batch_; }
   const float* forward(const int32_t* tokens, int64_t n, bool all_logits = false) override;
-  // The token loop on the device, with the fused kernels (opt-in like them until a GPU run
-  // verifies the device sampler): greedy through decode_greedy, sampling through decode_sample.
-  bool picks(const SamplerParams& p) const override;
+  // The token loop on the device: CudaBatch::decode_pick.
+  bool picks(const SamplerParams& p) const override { return batch_.picks(p); }
   int32_t forward_pick(int32_t token, const SamplerParams& p, double u) override;
   const float* picked_logits() override;
   bool kv_shape(KvShape* out) const override { return *out = batch_.kv_shape(), true; }

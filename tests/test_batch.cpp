@@ -10,7 +10,10 @@
 #include <tuple>
 
 #include "core/batch_io.h"
+#include "core/sampler.h"
+#include "models/runtime.h"
 #include "fixture_models.h"
+#include "pick_jobs.h"
 #include "kernels/cpu/avx2.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/cpu.h"
@@ -464,6 +467,62 @@ TEST_CASE("batch: the many-slot forward pass gives each sequence the bits it get
     }
     for (size_t s = 0; s < seqs.size(); s++) CHECK(seen[s] == alone[s].size());
   }
+}
+
+namespace {
+
+// A batch whose backend picks the decoding rows' tokens itself, as the GPU's token loop does
+// (BatchSession::forward_pick): the CPU sampler over a CpuBatch's logits, so that the scheduler's
+// bookkeeping for picked rows can be checked against its plain loop.
+class PickingBatch : public r1::BatchSession {
+ public:
+  PickingBatch(const r1::Model& m, int64_t slots, int64_t ctx, r1::ThreadPool& pool)
+      : b_(m, slots, ctx, r1::KvFormat::F16, pool) {}
+  int64_t slots() const override { return b_.slots(); }
+  int64_t ctx() const override { return b_.ctx(); }
+  int64_t vocab() const override { return b_.vocab(); }
+  void forward(const int32_t* t, const r1::SlotRun* runs, int64_t n, float* out) override { b_.forward(t, runs, n, out); }
+  bool picks(const r1::SamplerParams& p) const override { return p.repetition_penalty == 1.0f && !p.dry.on(); }
+  void forward_pick(const int32_t* t, const r1::SlotRun* runs, int64_t n, const RowPick* want, int32_t* picked,
+                    float* out) override {
+    int64_t rows = 0;
+    for (int64_t i = 0; i < n; i++) rows += runs[i].logits != r1::SlotRun::None;
+    const int64_t V = vocab();
+    std::vector<float> all(size_t(rows * V));
+    b_.forward(t, runs, n, all.data());
+    for (int64_t r = 0; r < rows; r++) {
+      float* row = all.data() + r * V;
+      if (want[r].p) picked[r] = r1::Sampler(*want[r].p, V).pick(row, {}, want[r].u), n_picks++;
+      else std::copy(row, row + V, out + r * V);
+    }
+  }
+  int64_t n_picks = 0;
+
+ private:
+  r1::CpuBatch b_;
+};
+
+}  // namespace
+
+TEST_CASE("batch: rows picked by the backend give the scheduler's plain results", "[batch]") {
+  r1::Runtime rt = r1::Runtime::load(r1test::packed("tiny-qwen2-py", "q8"));
+  r1::ThreadPool pool(2);
+  const int64_t max_new = 40;
+  r1::CpuBatch plain(*rt.model, 3, 256, r1::KvFormat::F16, pool);
+  PickingBatch picking(*rt.model, 3, 256, pool);
+  const auto a = r1test::run_pick_jobs(plain, *rt.tok, max_new), b = r1test::run_pick_jobs(picking, *rt.tok, max_new);
+  const auto& jobs = r1test::pick_jobs();
+  REQUIRE(a.size() == jobs.size());
+  REQUIRE(b.size() == jobs.size());
+  int64_t want_picks = 0;
+  for (size_t i = 0; i < jobs.size(); i++) {
+    INFO("job " << i);
+    CHECK(a.at(i).ids.size() == size_t(max_new));
+    CHECK(b.at(i).ids == a.at(i).ids);
+    CHECK(b.at(i).reasoning + b.at(i).answer == a.at(i).reasoning + a.at(i).answer);
+    want_picks += r1test::picked_tokens(jobs[i], *rt.tok, max_new);
+  }
+  CHECK(picking.n_picks == want_picks);
 }
 
 // Without VNNI a batched q4/q8 step costs about as much per token as running alone, so the

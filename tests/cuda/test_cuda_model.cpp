@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "fixture_models.h"
+#include "pick_jobs.h"
 #include "core/error.h"
 #include "core/generate.h"
 #include "models/runtime.h"
@@ -231,6 +232,43 @@ TEST_CASE("cuda: generation with tokens picked on the device equals the host's s
         CHECK(rb.reasoning + rb.answer == ra.reasoning + ra.answer);
         CHECK(gb.last_logits() == ga.last_logits());
       }
+    }
+  }
+}
+
+// A batch that leaves every pick to the scheduler's sampler, over the same device.
+class HostPicksBatch : public BatchSession {
+ public:
+  explicit HostPicksBatch(BatchSession& b) : b_(b) {}
+  int64_t slots() const override { return b_.slots(); }
+  int64_t ctx() const override { return b_.ctx(); }
+  int64_t vocab() const override { return b_.vocab(); }
+  int64_t prefill_chunk() const override { return b_.prefill_chunk(); }
+  void forward(const int32_t* t, const SlotRun* runs, int64_t n, float* out) override { b_.forward(t, runs, n, out); }
+
+ private:
+  BatchSession& b_;
+};
+
+// The batch scheduler with the decoding rows' tokens picked on the device (greedy and sampled
+// rows, rows left to the host and prompt rows in the same passes) gives what the host's sampler
+// picks from the same device's logits.
+TEST_CASE("cuda: a batch with tokens picked on the device equals the host's sampler", "[cuda][model][fused]") {
+  require_gpu();
+  Runtime rt = Runtime::load(r1test::packed(fixtures().back(), "q4"));
+  const int64_t max_new = 40;
+  for (CudaKernels k : kKernelSets) {
+    WithKernels with(k);
+    INFO(cuda_kernels_name(k) << " kernels");
+    CudaBatch dev(*rt.model, 3, 512), host_dev(*rt.model, 3, 512);
+    HostPicksBatch host(host_dev);
+    const auto a = r1test::run_pick_jobs(host, *rt.tok, max_new), b = r1test::run_pick_jobs(dev, *rt.tok, max_new);
+    REQUIRE(a.size() == r1test::pick_jobs().size());
+    REQUIRE(b.size() == a.size());
+    for (size_t i = 0; i < a.size(); i++) {
+      INFO("job " << i);
+      CHECK(dev.picks(SamplerParams{}) == (k == CudaKernels::Fused));
+      CHECK(b.at(i).ids == a.at(i).ids);
     }
   }
 }
