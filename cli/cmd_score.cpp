@@ -177,14 +177,24 @@ int score_text(ScoreArgs& a) {
   const Tokenizer& tok = *L.rt.tok;
 
   std::optional<Runtime> base_rt;
-  std::unique_ptr<Session> base;  // on the CPU, beside the scored model
+  std::unique_ptr<Session> base;  // on the scored model's device where it fits beside it, else the CPU
+  std::string base_device;
   if (!a.kl_base.empty()) {
     base_rt.emplace(open_runtime(a.model, a.kl_base));
     if (base_rt->model->cfg.vocab_size != L.rt.model->cfg.vocab_size || base_rt->tok->vocab_size() != tok.vocab_size())
       fail_input(a.kl_base + ": a different vocabulary from " + a.model.model + "; KL needs the same tokenizer");
     // One pool for both: the two sessions run alternately, never at once.
     const KvFormat bkv = a.base_kv.empty() ? L.kv : kv_format("--kl-base-kv", a.base_kv);
-    base = make_session("cpu", *base_rt->model, L.ctx, bkv, *L.pool);
+    base_device = L.device;
+    if (L.device != "cpu") {
+      try {
+        base = make_session(L.device, *base_rt->model, L.ctx, bkv, *L.pool);
+      } catch (const Error& e) {
+        std::fprintf(stderr, "r1 score: the reference runs on the CPU (on %s: %s)\n", L.device.c_str(), e.what());
+        base_device = "cpu";
+      }
+    }
+    if (!base) base = make_session("cpu", *base_rt->model, L.ctx, bkv, *L.pool);
   }
 
   TextEvalOptions o;
@@ -218,6 +228,7 @@ int score_text(ScoreArgs& a) {
                         {"ppl", s.ppl()}, {"ppl_se", s.ppl_se()}, {"interrupted", s.interrupted}};
     if (s.has_base) {
       j["base"] = a.kl_base;
+      j["base_device"] = base_device;
       j["base_ppl"] = s.base_ppl();
       j["base_ppl_se"] = s.base_ppl_se();
       j["ppl_ratio"] = s.ppl_ratio();
@@ -265,7 +276,7 @@ R1_COMMAND("score", "Log-likelihood of completions (JSONL), or perplexity and KL
                                         "(default: non-overlapping, second half of each scored, as llama-perplexity)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   sub.add_option("--kl-base", a->kl_base, "With --text: reference .r1m (e.g. bf16) to compare with: mean KL(ref || model), "
-                                          "same top-1, both PPLs, RMS Δp");
+                                          "same top-1, both PPLs, RMS Δp; it runs on --device beside the model (the CPU where it does not fit)");
   sub.add_option("--kl-base-kv", a->base_kv, "KV cache precision of the reference (default: --kv's); with the model "
                                              "itself as --kl-base, --kv q8 --kl-base-kv f16 measures what the q8 cache costs")
       ->check(CLI::IsMember(kKvNames));

@@ -16,6 +16,7 @@
 #     batch PRESET QUANT       aggregate decode of 1, 8, 32 and 128 sequences decoded together
 #     serve                    r1 serve --device cuda: a greedy chat request equals r1 run --json on cuda
 #     chatkv                   chat /save on one device, /load on the other (f16 and q8 caches)
+#     scorekv                  r1 score --kv q8 --kl-base-kv f16: the q8 cache's cost, on cpu and cuda
 #     session1 | session2      what one device call runs (see the bottom of this file)
 set -uo pipefail
 OUT=${OUT:-/tmp/r1-gpu}; mkdir -p "$OUT"
@@ -155,6 +156,17 @@ chatkv() {
   done
 }
 
+# What the q8 cache costs on the GPU (issue 22): r1 score with the model itself as the reference,
+# --kv q8 against an f16 cache, on cuda (fused kernels: the reference beside it on the GPU) and on cpu
+scorekv() {
+  local m=/tmp/tiny-qwen2-py-q8.r1m
+  [ -f $m ] || $B/r1 pack tests/fixtures/models/tiny-qwen2-py -o $m --quant q8 -q
+  for d in cpu cuda; do
+    R1_CUDA_KERNELS=fused timeout 120 $B/r1 score -m $m --text tests/fixtures/heldout.py.txt --ctx 256 --device $d \
+      --kv q8 --kl-base $m --kl-base-kv f16 --json 2>>"$OUT/score.err" | sed "s/^{/{\"device\":\"$d\",/" | tee -a "$OUT/score.jsonl" | cut -c1-300
+  done
+}
+
 case "${1:-tests}" in
   unpack) unpack ;;
   info) info ;;
@@ -165,12 +177,14 @@ case "${1:-tests}" in
   batch) shift; batch "$@" ;;
   serve) serve ;;
   chatkv) chatkv ;;
+  scorekv) scorekv ;;
   session1)  # first look: correctness of both kernel sets, then legacy / fused / the old binary side by side
     unpack > "$OUT/unpack.log" 2>&1; info | tee "$OUT/info.txt"
     tests "[fused],[model]"
     run
     serve
     chatkv
+    scorekv
     bench "qwen-1.5b llama-8b" "q4" "base legacy fused legacy fused" --profile
     bench "llama-8b" "q8" "legacy fused" --profile
     bench "qwen-32b llama-70b" "q4" "fused"
