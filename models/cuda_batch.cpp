@@ -275,17 +275,20 @@ CudaBatch::CudaBatch(const Model& m, int64_t n_slots, int64_t ctx, KvFormat kv,
   reserve(cuda_pass_rows(m, n_slots, ctx, kv));
 }
 
-CudaBatch::~CudaBatch() {
+CudaBatch::~CudaBatch() { drop_graphs(); }
+
+void CudaBatch::drop_graphs() {
   cuda::destroy(static_cast<cuda::Graph*>(graph_));
   cuda::destroy(static_cast<cuda::Graph*>(greedy_graph_));
+  graph_ = greedy_graph_ = nullptr;
+  for (auto& [rows, g] : decode_graphs_) cuda::destroy(static_cast<cuda::Graph*>(g));
+  decode_graphs_.clear();
 }
 
 void CudaBatch::reserve(int64_t rows) {
   if (b_->rows >= rows) return;
   const Config& c = m_.cfg;
-  cuda::destroy(static_cast<cuda::Graph*>(graph_));  // they point at the old buffers
-  cuda::destroy(static_cast<cuda::Graph*>(greedy_graph_));
-  graph_ = greedy_graph_ = nullptr;
+  drop_graphs();  // they point at the old buffers
   cuda::release(b_->mem);
   b_->mem = nullptr;
   cuda::release_pinned(b_->host);
@@ -514,9 +517,18 @@ CudaBatch::PassPlan CudaBatch::run_pass(const int32_t* tok, const SlotRun* runs,
   const int64_t n = check_pass(m_.cfg, tok, runs, n_runs, slots_, ctx_);
   reserve(n);
   const PassPlan plan = stage_rows(tok, runs, n_runs, n);
-  if (fused_) {
-    enqueue_fused(n, plan);
-  } else {
+  if (fused_ && plan.n_tiles == 0 && plan.n_single == n && plan.wanted == n && plan.single_identity &&
+      plan.wanted_identity) {
+    // a decode pass (a token of each of n slots, each wanting logits): the fused kernels depend
+    // on nothing but n and the device buffers, so one graph per n serves every such pass
+    void*& g = decode_graphs_[n];
+    if (!g) {
+      cuda::begin_capture();
+      enqueue_fused(n, plan);
+      g = cuda::end_capture();
+    }
+    cuda::replay(static_cast<cuda::Graph*>(g));
+  } else if (fused_) {
     int64_t max_pos = 0;
     for (int64_t s = 0; s < n_runs; s++) max_pos = std::max(max_pos, runs[s].pos0 + runs[s].n - 1);
     enqueue(n, std::vector<SlotRun>(runs, runs + n_runs), max_pos);

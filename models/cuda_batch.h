@@ -4,6 +4,7 @@
 #pragma once
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -143,6 +144,8 @@ class CudaBatch : public BatchSession {
   std::unique_ptr<SampleBuffers> sb_;
   void* graph_ = nullptr;         // cuda::Graph of decode_one
   void* greedy_graph_ = nullptr;  // ... with the argmax (decode_greedy)
+  std::map<int64_t, void*> decode_graphs_;  // fused decode passes of n rows, by n (run_pass)
+  void drop_graphs();
 };
 
 // One sequence on the GPU: a one-slot CudaBatch; prompts run in prefill_chunk() passes, single
