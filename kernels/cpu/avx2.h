@@ -26,6 +26,14 @@ namespace r1::avx2 {
 // DRAM latency needs several KB in flight per core (measured best of 1-16 KB: q4, q5 and q8, one
 // and two threads; bf16 row streams likewise).
 inline constexpr int64_t kPfBytes = 8192;
+// Rows of at least kPfL2Cols weights are fetched that far ahead into L2 only, and from L2 into
+// L1 kPfNear bytes ahead. A far T0 prefetch holds one of the core's few L1 miss buffers for a
+// whole DRAM latency and fills L1 with lines used once, which pushes out the activations every
+// row reads again: on Zen 4, 7B's down_proj (18944 columns) streamed at 0.55-0.75x the other
+// matrices' rate, 1.2-1.9x slower than now (q4, q5 and q8, one and two threads; scratch bench
+// of every 1.5B/7B/14B shape, alternated). Short rows keep the T0 prefetch: q5's 1536-column
+// matrices lost 10-20% with the L2 one.
+inline constexpr int64_t kPfL2Cols = 2048, kPfNear = 512;
 
 size_t qact_stride(int64_t cols);
 // Quantize one token's activations x[cols] (cols % 32 == 0) into out (qact_stride bytes, 64-aligned).

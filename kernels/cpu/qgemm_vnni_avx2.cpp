@@ -49,7 +49,7 @@ void unpack_rows(const K& k, const WeightView& W, int64_t r0, int64_t nr, uint8_
   constexpr bool Q8 = F == Format::Q8;
   const int64_t G = W.cols / kGroup, G8 = G / 8, rb = row_bytes<F>(W.cols);
   const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-  const int64_t rows_ahead = kPfBytes / rb;  // for the scales' prefetch (no idiv in the loop)
+  const int64_t sc_ahead = kPfBytes * G / rb;  // the scales as far ahead as the codes (no idiv in the loop)
   for (int64_t i = 0; i < nr; i++) {
     const uint8_t* wc = W.codes + (r0 + i) * rb;
     const uint8_t* hb = hbits_of<F>(wc, W.cols);
@@ -59,7 +59,7 @@ void unpack_rows(const K& k, const WeightView& W, int64_t r0, int64_t nr, uint8_
         _mm_prefetch(reinterpret_cast<const char*>(wc + kPfBytes + c * (Q8 ? 256 : 128) + 64 * l), _MM_HINT_T0);
       if constexpr (F == Format::Q5)
         if (c % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(hb + kPfBytes + c * 32), _MM_HINT_T0);
-      if (c % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(W.scales + (r0 + i + rows_ahead) * G + c * 8), _MM_HINT_T0);
+      if (c % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(W.scales + (r0 + i) * G + sc_ahead + c * 8), _MM_HINT_T0);
       __m256i v[8];
       if constexpr (F == Format::Q4) {
         // A group's 16 code bytes are 4 words; word j holds quad j (low nibbles) and quad j + 4

@@ -305,18 +305,28 @@ void tile(const K& k, const WeightView& W, int64_t r, const Act* A, float* Y, in
   for (int i = 0; i < R; i++)
     for (int t = 0; t < T; t++) acc[i][t] = _mm256_setzero_ps();
   // every 64-byte line of a chunk (128 / 256 bytes), kPfBytes ahead; a tile of R rows interleaves
-  // R streams, so it looks whole tiles ahead. The scales of the row that far ahead are fetched
-  // too; their address is computed once here (inside the chunk loop it took an idiv every 4
-  // chunks, which the compiler could not hoist out of the branch).
+  // R streams, so it looks whole tiles ahead. The scales are a stream beside the codes (rows
+  // back to back, G per row): they are fetched as far ahead, ahead * G / rb scales, which is
+  // within the row when a row is longer than kPfBytes (a whole row ahead left the scales of
+  // K = 18944 rows to demand misses: down_proj at 7B ran at half the bandwidth). The address
+  // is computed once here (inside the chunk loop it took an idiv every 4 chunks).
   const int64_t ahead = R == 1 ? kPfBytes : (kPfBytes / (R * rb) + 1) * R * rb;
-  const uint16_t* sc_ahead = W.scales + (r + ahead / rb) * G;
+  const uint16_t* sc_ahead = W.scales + r * G + ahead * G / rb;
+  const bool to_l2 = cols >= kPfL2Cols;
   for (int64_t c = 0; c < G8; c++) {
     const int64_t g = c * 8;
     for (int i = 0; i < R; i++) {
       const uint8_t* wc = W.codes + (r + i) * rb;
       const uint8_t* hb = hbits_of<F>(wc, cols);
-      for (int l = 0; l < (Q8 ? 4 : 2); l++)
-        _mm_prefetch(reinterpret_cast<const char*>(wc + ahead + g * (Q8 ? 32 : 16) + 64 * l), _MM_HINT_T0);
+      const char* line = reinterpret_cast<const char*>(wc + g * (Q8 ? 32 : 16));
+      for (int l = 0; l < (Q8 ? 4 : 2); l++) {
+        if (to_l2) {
+          _mm_prefetch(line + ahead + 64 * l, _MM_HINT_T1);
+          _mm_prefetch(line + kPfNear + 64 * l, _MM_HINT_T0);
+        } else {
+          _mm_prefetch(line + ahead + 64 * l, _MM_HINT_T0);
+        }
+      }
       if constexpr (F == Format::Q5)  // the high-bit words: 32 bytes per chunk
         if (c % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(hb + ahead + g * 4), _MM_HINT_T0);
       if (c % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(sc_ahead + i * G + g), _MM_HINT_T0);
