@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 20's table: r1 against llama.cpp's llama-bench on this CPU, alternated r1 / llama.cpp,
-# ROUNDS rounds, medians; r1 with its default kernels and (where the CPU has AMX) with R1_AMX=1;
+# ROUNDS rounds, medians; r1 with its default kernels, with R1_PREFETCH=l2 and (where the CPU has
+# AMX) with R1_AMX=1;
 # then decode with another process keeping one core busy, 1 thread against all.
 #   scripts/cpu_vs_llamacpp.sh LLAMA_BENCH GGUF_DIR [THREADS] [ROUNDS]
 # GGUF_DIR holds qwen-1.5b-Q4_0.gguf, qwen-1.5b-Q8_0.gguf, qwen-7b-Q4_0.gguf (random weights at
@@ -34,6 +35,7 @@ row() {  # label r1-args gguf llama-args
   for _ in $(seq 1 "$ROUNDS"); do
     r1_run "$1" "" "$2"
     [ $amx = yes ] && r1_run "$1" "R1_AMX=1" "$2"
+    r1_run "$1" "R1_PREFETCH=l2" "$2"  # the L2 prefetch on every row (tuned on Zen 4: from 2048 columns)
     lb_run "$1" "$3" "$4"
   done
 }

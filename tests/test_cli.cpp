@@ -152,3 +152,28 @@ TEST_CASE("make run MODEL=... PROMPT=... uses the chat template and keeps quotes
   CHECK(via_make["reasoning"] == want["reasoning"]);
   CHECK(via_make["prompt_tokens"] != nlohmann::json::parse(raw.out)["prompt_tokens"]);
 }
+
+// R1_PREFETCH moves the weight rows' prefetch between L1 and L2 (kernels/cpu/avx2.h): it changes
+// where bytes wait, never what is computed; an unknown value is named on stderr and ignored.
+TEST_CASE("R1_PREFETCH=l1 and l2 give the default's tokens; another value is named and ignored", "[cli]") {
+  const std::string model = r1test::packed("tiny-qwen2-py", "q4");
+  auto run = [&](const char* pf) {
+    if (pf) ::setenv("R1_PREFETCH", pf, 1);
+    auto r = run_r1({"run", "-m", model, "--raw", "-p", "def parse(line):\n", "-n", "16", "--temp", "0", "--json", "--device", "cpu"});
+    ::unsetenv("R1_PREFETCH");
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    return r;
+  };
+  const auto base = nlohmann::json::parse(run(nullptr).out);
+  const auto text = base["answer"];
+  REQUIRE(base["answer_tokens"] == 16);
+  for (const char* pf : {"l1", "l2"}) {
+    const auto r = run(pf);
+    CHECK(nlohmann::json::parse(r.out)["answer"] == text);
+    CHECK(r.err.find("R1_PREFETCH") == std::string::npos);
+  }
+  const auto odd = run("L3");
+  CHECK(nlohmann::json::parse(odd.out)["answer"] == text);
+  CHECK(odd.err.find("R1_PREFETCH=L3 ignored: it takes l1, l2 or auto") != std::string::npos);
+}

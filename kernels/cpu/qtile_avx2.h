@@ -86,6 +86,7 @@ inline __m256i corr_of(const int32_t* s) {
 
 // Constants of one kernel call.
 struct K {
+  int64_t l2_cols = pf_l2_cols();  // rows this long prefetch into L2 (avx2.h)
   __m256i m4 = _mm256_set1_epi8(0x0f);
 #if R1_VNNI
   __m256i lut;  // q4 level + 128 as u8
@@ -312,7 +313,7 @@ void tile(const K& k, const WeightView& W, int64_t r, const Act* A, float* Y, in
   // is computed once here (inside the chunk loop it took an idiv every 4 chunks).
   const int64_t ahead = R == 1 ? kPfBytes : (kPfBytes / (R * rb) + 1) * R * rb;
   const uint16_t* sc_ahead = W.scales + r * G + ahead * G / rb;
-  const bool to_l2 = cols >= kPfL2Cols;
+  const bool to_l2 = cols >= k.l2_cols;
   for (int64_t c = 0; c < G8; c++) {
     const int64_t g = c * 8;
     for (int i = 0; i < R; i++) {
