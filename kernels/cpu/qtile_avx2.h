@@ -309,7 +309,7 @@ void tile(const K& k, const WeightView& W, int64_t r, const Act* A, float* Y, in
   // R streams, so it looks whole tiles ahead. The scales are a stream beside the codes (rows
   // back to back, G per row): they are fetched as far ahead, ahead * G / rb scales, which is
   // within the row when a row is longer than kPfBytes (a whole row ahead left the scales of
-  // K = 18944 rows to demand misses: down_proj at 7B ran at half the bandwidth). The address
+  // K = 18944 rows to demand misses: one reason 7B's down_proj ran at half the bandwidth). The address
   // is computed once here (inside the chunk loop it took an idiv every 4 chunks).
   const int64_t ahead = R == 1 ? kPfBytes : (kPfBytes / (R * rb) + 1) * R * rb;
   const uint16_t* sc_ahead = W.scales + r * G + ahead * G / rb;
