@@ -31,9 +31,10 @@ inline constexpr int64_t kPfBytes = 8192;
 // whole DRAM latency and fills L1 with lines used once, which pushes out the activations every
 // row reads again: on Zen 4, 7B's down_proj (18944 columns) streamed at 0.55-0.75x the other
 // matrices' rate; with the L2 prefetch it runs 1.2-1.9x faster (q4, q5 and q8, one and two
-// threads; scratch bench of every 1.5B/7B/14B shape, both ways alternated in one process). Short rows keep the T0 prefetch: q5's 1536-column
-// matrices lost 10-20% with the L2 one. Measured on Zen 4 only: R1_PREFETCH=l2 (every row) or
-// l1 (none) lets another CPU be compared without a rebuild; pf_l2_cols() is the threshold used.
+// threads; scratch bench of every 1.5B/7B/14B shape, both ways alternated in one process).
+// Short rows keep the T0 prefetch: q5's 1536-column matrices lost 10-20% with the L2 one.
+// Measured on Zen 4 only: R1_PREFETCH=l2 (every row) or l1 (none) lets another CPU be compared
+// without a rebuild; pf_l2_cols() is the threshold used.
 inline constexpr int64_t kPfL2Cols = 2048, kPfNear = 512;
 int64_t pf_l2_cols();
 

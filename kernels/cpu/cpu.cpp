@@ -16,6 +16,21 @@
 #include "kernels/cpu/ref.h"
 #include "kernels/cpu/scratch.h"
 
+namespace r1::avx2 {
+// R1_PREFETCH=l2 | l1 | auto (default): see kPfL2Cols.
+int64_t pf_l2_cols() {
+  static const int64_t cols = [] {
+    const char* e = std::getenv("R1_PREFETCH");
+    const std::string v = e ? e : "auto";
+    if (v == "l2") return int64_t(0);
+    if (v == "l1") return INT64_MAX;
+    if (v != "auto") std::fprintf(stderr, "r1: R1_PREFETCH=%s ignored: it takes l1, l2 or auto\n", v.c_str());
+    return kPfL2Cols;
+  }();
+  return cols;
+}
+}  // namespace r1::avx2
+
 namespace r1::cpu {
 namespace {
 
@@ -53,27 +68,6 @@ bool use_amx() {
   }();
   return (env || g_force_amx.load(std::memory_order_relaxed)) && use_vnni() && !use_ref() && amx_available();
 }
-
-}  // namespace
-}  // namespace r1::cpu
-
-namespace r1::avx2 {
-// R1_PREFETCH=l2 | l1 | auto (default): see kPfL2Cols.
-int64_t pf_l2_cols() {
-  static const int64_t cols = [] {
-    const char* e = std::getenv("R1_PREFETCH");
-    const std::string v = e ? e : "auto";
-    if (v == "l2") return int64_t(0);
-    if (v == "l1") return INT64_MAX;
-    if (v != "auto") std::fprintf(stderr, "r1: R1_PREFETCH=%s ignored: it takes l1, l2 or auto\n", v.c_str());
-    return kPfL2Cols;
-  }();
-  return cols;
-}
-}  // namespace r1::avx2
-
-namespace r1::cpu {
-namespace {
 
 // Rows per parallel chunk: keeps chunk borders on whole cache lines of output.
 constexpr int64_t kRowAlign = 16;

@@ -296,6 +296,12 @@ inline void finish_tile(const K& k, const WeightView& W, int64_t r, const __m256
   }
 }
 
+// A line kPfBytes ahead: into L2 for long rows, else into L1 (avx2.h: kPfL2Cols).
+inline void prefetch_far(const char* p, bool to_l2) {
+  if (to_l2) _mm_prefetch(p, _MM_HINT_T1);
+  else _mm_prefetch(p, _MM_HINT_T0);
+}
+
 template <Format F, int R, int T>
 void tile(const K& k, const WeightView& W, int64_t r, const Act* A, float* Y, int64_t ldy) {
   constexpr bool Q8 = F == Format::Q8;
@@ -309,8 +315,8 @@ void tile(const K& k, const WeightView& W, int64_t r, const Act* A, float* Y, in
   // R streams, so it looks whole tiles ahead. The scales are a stream beside the codes (rows
   // back to back, G per row): they are fetched as far ahead, ahead * G / rb scales, which is
   // within the row when a row is longer than kPfBytes (a whole row ahead left the scales of
-  // K = 18944 rows to demand misses: one reason 7B's down_proj ran at half the bandwidth). The address
-  // is computed once here (inside the chunk loop it took an idiv every 4 chunks).
+  // K = 18944 rows to demand misses: one reason 7B's down_proj ran at half the bandwidth). The
+  // address is computed once here (inside the chunk loop it took an idiv every 4 chunks).
   const int64_t ahead = R == 1 ? kPfBytes : (kPfBytes / (R * rb) + 1) * R * rb;
   const uint16_t* sc_ahead = W.scales + r * G + ahead * G / rb;
   const bool to_l2 = cols >= k.l2_cols;
@@ -321,20 +327,11 @@ void tile(const K& k, const WeightView& W, int64_t r, const Act* A, float* Y, in
       const uint8_t* hb = hbits_of<F>(wc, cols);
       const char* line = reinterpret_cast<const char*>(wc + g * (Q8 ? 32 : 16));
       for (int l = 0; l < (Q8 ? 4 : 2); l++) {
-        if (to_l2) {
-          _mm_prefetch(line + ahead + 64 * l, _MM_HINT_T1);
-          _mm_prefetch(line + kPfNear + 64 * l, _MM_HINT_T0);
-        } else {
-          _mm_prefetch(line + ahead + 64 * l, _MM_HINT_T0);
-        }
+        prefetch_far(line + ahead + 64 * l, to_l2);
+        if (to_l2) _mm_prefetch(line + kPfNear + 64 * l, _MM_HINT_T0);
       }
-      if constexpr (F == Format::Q5) {  // the high-bit words: 32 bytes per chunk, to where the codes go
-        const char* far = reinterpret_cast<const char*>(hb + ahead + g * 4);
-        if (c % 2 == 0) {
-          if (to_l2) _mm_prefetch(far, _MM_HINT_T1);  // 1.05-1.29x at 3584-18944 columns
-          else _mm_prefetch(far, _MM_HINT_T0);
-        }
-      }
+      if constexpr (F == Format::Q5)  // the high-bit words: 32 bytes per chunk, where the codes go
+        if (c % 2 == 0) prefetch_far(reinterpret_cast<const char*>(hb + ahead + g * 4), to_l2);
       if (c % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(sc_ahead + i * G + g), _MM_HINT_T0);
       const __m256 sw = _mm256_permutevar8x32_ps(
           _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(W.scales + (r + i) * G + g))), perm);
